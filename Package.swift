@@ -1,0 +1,146 @@
+// swift-tools-version: 6.1
+// mdevsim: a simulated vendor driver for VFIO migration v1 (mdev), exposed over FUSE.
+//
+// Layers, each its own target (a lower layer never imports a higher one):
+//   MigrationProtocol  the v1 region header, device_state and its transition table: pure values
+//   DeviceSimulator    the simulated device and the vendor-driver engine of the region: no I/O
+//   Scenarios          YAML scenario files -> validated device configurations
+//   CFuse3 / FUSEKit   libfuse3 low-level API, and a typed Swift layer over it
+//   MdevFS             the mount tree: files and offsets -> engine calls
+//   Conformance        the reference VMM client, reports, runner
+//   mdevsim            the command (swift-argument-parser): wiring and printing only
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "mdevsim",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mdevsim", targets: ["mdevsim"]),
+        .library(name: "DeviceSimulator", targets: ["DeviceSimulator"]),
+        .library(name: "MigrationProtocol", targets: ["MigrationProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        .target(
+            name: "MigrationProtocol",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DeviceSimulator",
+            dependencies: [
+                "MigrationProtocol",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Scenarios",
+            dependencies: [
+                "DeviceSimulator",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Only the C compiler's view of <linux/vfio.h>, so tests can prove the Swift layout equals it.
+        .target(name: "CVFIOHeader", path: "Sources/CVFIOHeader"),
+        .systemLibrary(
+            name: "CFuse3",
+            path: "Sources/CFuse3",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev", "fuse3", "pkg-config"])]
+        ),
+        .target(
+            name: "FUSEKit",
+            dependencies: [
+                "CFuse3",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MdevFS",
+            dependencies: [
+                "FUSEKit", "DeviceSimulator", "MigrationProtocol", "Scenarios",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Conformance",
+            dependencies: [
+                "DeviceSimulator", "MigrationProtocol", "Scenarios",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mdevsim",
+            dependencies: [
+                "Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mdevsim-bench",
+            dependencies: [
+                "Conformance", "DeviceSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MigrationProtocolTests",
+            dependencies: ["MigrationProtocol", "CVFIOHeader", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DeviceSimulatorTests",
+            dependencies: [
+                "DeviceSimulator", "MigrationProtocol", "Conformance",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ScenariosTests",
+            dependencies: ["Scenarios", "DeviceSimulator", "Conformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FUSEKitTests",
+            dependencies: ["FUSEKit", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MdevFSTests",
+            dependencies: ["MdevFS", "FUSEKit", "DeviceSimulator", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["Conformance", "DeviceSimulator"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// Placeholder: the reference client is being built.

@@ -1,0 +1,61 @@
+/// Produces the power-on (and rewritten) contents of any page from a seed, without storing it.
+///
+/// A page is a window of a seeded "texture" XORed with a per-page key: page `p`, version `v` is
+/// `texture[start(p, v) ..< start + pageWords] ^ key(p, v)` word by word. That is as cheap as a
+/// memcpy from cache, distinct for every page, version and seed, and fully deterministic, so an
+/// untouched 64 GiB device costs no memory at all.
+struct PageGenerator: Sendable {
+    let seed: UInt64
+    let fill: MemoryFill
+    let pageWords: Int
+    private let texture: [UInt64]
+
+    init(seed: UInt64, fill: MemoryFill, pageSize: UInt64) {
+        self.seed = seed
+        self.fill = fill
+        pageWords = Int(pageSize / 8)
+        var rng = SplitMix64(seed: seed ^ 0x7465_7874_7572_6521)
+        // At least twice the page so any window of a page fits without wrapping.
+        let words = max(8192, 2 * Int(pageSize / 8))
+        texture = (0..<words).map { _ in rng.next() }
+    }
+
+    @inline(__always)
+    private func key(page: UInt64, version: UInt64) -> UInt64 {
+        SplitMix64.mix(seed ^ SplitMix64.mix(page &+ 1) ^ (version &* 0xD6E8_FEB8_6659_FD93))
+    }
+
+    /// Writes page `page` at `version` (0 is power-on) into `destination` (`pageWords * 8` bytes).
+    func generate(page: UInt64, version: UInt64, into destination: UnsafeMutableRawPointer) {
+        if version == 0, fill == .zero {
+            destination.initializeMemory(as: UInt8.self, repeating: 0, count: pageWords * 8)
+            return
+        }
+        let k = key(page: page, version: version)
+        let start = Int(k % UInt64(texture.count - pageWords + 1))
+        let out = destination.assumingMemoryBound(to: UInt64.self)
+        texture.withUnsafeBufferPointer { tex in
+            guard let t = tex.baseAddress else { return }
+            let src = t + start
+            for i in 0..<pageWords {
+                out[i] = src[i] ^ k
+            }
+        }
+    }
+
+    /// `count` bytes of the device-config blob at power-on.
+    func configBlob(count: Int) -> [UInt8] {
+        var rng = SplitMix64(seed: seed ^ 0x636F_6E66_6967_2121)
+        var bytes = [UInt8](repeating: 0, count: count)
+        var i = 0
+        while i < count {
+            var w = rng.next()
+            for _ in 0..<8 where i < count {
+                bytes[i] = UInt8(truncatingIfNeeded: w)
+                w >>= 8
+                i += 1
+            }
+        }
+        return bytes
+    }
+}

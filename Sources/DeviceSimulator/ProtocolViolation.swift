@@ -1,0 +1,74 @@
+import MigrationProtocol
+
+/// One access to the migration region, as the device saw it.
+public struct RegionAccessRecord: Sendable, Hashable, Codable {
+    public enum Operation: String, Sendable, Hashable, Codable {
+        case read
+        case write
+    }
+    public var operation: Operation
+    public var offset: UInt64
+    public var count: Int
+    /// The value read or written, for header accesses of 1-8 bytes.
+    public var value: UInt64?
+
+    public init(operation: Operation, offset: UInt64, count: Int, value: UInt64? = nil) {
+        self.operation = operation
+        self.offset = offset
+        self.count = count
+        self.value = value
+    }
+}
+
+/// A rule of the v1 protocol that a client broke. A real driver would misbehave silently; the
+/// simulator records it (and with `strict` fails the access with `EINVAL`).
+public struct ProtocolViolation: Sendable, Hashable, Codable {
+    public enum Rule: String, Sendable, Hashable, Codable, CaseIterable {
+        case accessWidth = "access-width"
+        case readOnlyWrite = "read-only-write"
+        case invalidState = "invalid-state"
+        case reservedBits = "reserved-bits"
+        case dataBeforeOffset = "data-before-data-offset"
+        case dataOutsideWindow = "data-outside-window"
+        case dataSizeWithoutOffset = "data-size-without-data-offset"
+        case stopWithPending = "stop-with-pending-bytes"
+        case resumeTransactions = "resume-transactions"
+        case concurrentOpen = "concurrent-open"
+
+        /// The rule in the uapi's words (seed 002 / `<linux/vfio.h>`).
+        public var citation: String {
+            switch self {
+            case .accessWidth:
+                "uapi: \"Field accesses from this structure are only supported at their native width and alignment.\""
+            case .readOnlyWrite:
+                "uapi: pending_bytes and data_offset are \"(read only)\""
+            case .invalidState:
+                "uapi: 101b and 111b are invalid; 110b is the error state, entered only by the vendor driver; only a device reset leaves it"
+            case .reservedBits:
+                "uapi: \"Bits 3 - 31 are reserved for future use. To preserve them, the user application should perform a read-modify-write operation on this field\""
+            case .dataBeforeOffset:
+                "uapi: \"Read data_offset, indicating that the vendor driver should make data available through the data section\" before reading (or, resuming, writing) the data"
+            case .dataOutsideWindow:
+                "uapi: data is read from or written to (region + data_offset) for data_size bytes"
+            case .dataSizeWithoutOffset:
+                "uapi: read data_size after data_offset: it describes the buffer data_offset made available"
+            case .stopWithPending:
+                "uapi: \"The user application should iterate in _SAVING (stop-and-copy) until pending_bytes is 0.\""
+            case .resumeTransactions:
+                "uapi: \"The user application should write data in the same order as the data is received and the data should be of same transaction size at the source.\""
+            case .concurrentOpen:
+                "a VFIO device is owned by one user at a time: a second open is a second VMM on the same device"
+            }
+        }
+    }
+
+    /// Index of the violation on this device, from 0.
+    public var index: Int
+    public var rule: Rule
+    /// The device state when it happened.
+    public var state: UInt32
+    public var access: RegionAccessRecord?
+    public var explanation: String
+
+    public var citation: String { rule.citation }
+}

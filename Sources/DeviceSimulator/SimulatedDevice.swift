@@ -1,0 +1,97 @@
+import Crypto
+
+/// The device behind the region: memory, a config blob, and the work it does while running.
+/// It knows nothing of the migration protocol; `MigrationRegion` drives it.
+public final class SimulatedDevice {
+    public let configuration: DeviceConfiguration
+    /// What makes this device's power-on contents its own (an mdev UUID, "source", ...).
+    public let identity: String
+    /// The seed actually used: the configuration's content seed folded with the identity.
+    public let seed: UInt64
+
+    let memory: DeviceMemory
+    private let generator: PageGenerator
+    private let powerOnConfig: [UInt8]
+    /// The device-config blob as it is now.
+    private(set) var config: [UInt8]
+    private var dirty: DirtyModel
+
+    public init(configuration: DeviceConfiguration, identity: String) {
+        self.configuration = configuration
+        self.identity = identity
+        seed = SplitMix64.mix(configuration.contentSeed ^ SplitMix64.hash(identity))
+        generator = PageGenerator(seed: seed, fill: configuration.fill, pageSize: configuration.pageSize)
+        memory = DeviceMemory(pageSize: configuration.pageSize, pageCount: configuration.pageCount, generator: generator)
+        powerOnConfig = generator.configBlob(count: Int(configuration.configSize))
+        config = powerOnConfig
+        dirty = DirtyModel(configuration: configuration, seed: seed)
+    }
+
+    public var pageSize: Int { Int(configuration.pageSize) }
+    public var pageCount: UInt64 { configuration.pageCount }
+    /// Pages rewritten by the running device since power-on.
+    public var pagesDirtied: UInt64 { dirty.writes }
+    /// Pages that hold RAM of their own (written since power-on).
+    public var materializedPages: UInt64 { memory.materializedPages }
+
+    /// Back to power-on memory and config (`VFIO_DEVICE_RESET`).
+    public func powerOn() {
+        memory.powerOn()
+        config = powerOnConfig
+        dirty.powerOn()
+    }
+
+    /// Lets the device run for `nanoseconds`, rewriting pages; `marked` is told each page written.
+    func run(nanoseconds: UInt64, marked: (UInt64) -> Void) {
+        dirty.run(nanoseconds: nanoseconds) { page, version in
+            memory.rewrite(page: page, version: version)
+            marked(page)
+        }
+        // The config is live device state too: its first word counts the device's writes.
+        if config.count >= 8, dirty.writes > 0 {
+            withUnsafeBytes(of: dirty.writes.littleEndian) { word in
+                for i in 0..<8 { config[i] = word[i] }
+            }
+        }
+    }
+
+    /// Copies page `page` to `destination`.
+    public func readPage(_ page: UInt64, into destination: UnsafeMutableRawPointer) {
+        memory.read(page: page, into: destination)
+    }
+
+    func writePage(_ page: UInt64, from source: UnsafeRawPointer) {
+        memory.write(page: page, from: source)
+    }
+
+    func replaceConfig(_ bytes: [UInt8]) { config = bytes }
+
+    /// SHA-256 of all memory in page order followed by the config blob, as lowercase hex.
+    /// Equal digests on source (at stop) and destination (after resume) prove a migration.
+    public func digest() -> String {
+        var hasher = SHA256()
+        let step = max(1, (1 << 20) / pageSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: step * pageSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        var page: UInt64 = 0
+        while page < pageCount {
+            let n = Int(min(UInt64(step), pageCount - page))
+            guard let base = buffer.baseAddress else { break }
+            for i in 0..<n { memory.read(page: page + UInt64(i), into: base + i * pageSize) }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<(n * pageSize)]))
+            page += UInt64(n)
+        }
+        config.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        return Self.hex(hasher.finalize())
+    }
+
+    static func hex<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
+        let digits = Array("0123456789abcdef".unicodeScalars)
+        var text = ""
+        for byte in bytes {
+            text.unicodeScalars.append(digits[Int(byte >> 4)])
+            text.unicodeScalars.append(digits[Int(byte & 15)])
+        }
+        return text
+    }
+}

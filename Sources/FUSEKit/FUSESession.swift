@@ -1,0 +1,219 @@
+import CFuse3
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+
+/// One FUSE mount served by a `FileSystem`, following libfuse's `hello_ll.c` lifecycle:
+/// new → mount → (signal handlers) → multi-threaded loop → unmount → destroy.
+///
+/// ```swift
+/// let session = try FUSESession(filesystem: fs, mountpoint: "/mnt/x", options: options)
+/// try session.mount()          // the mount exists when this returns
+/// try session.run()            // blocks until exit(), a signal, or an external unmount
+/// ```
+/// `run` returns with the filesystem unmounted and every held reply answered. `exit()` and
+/// `unmount()` may be called from any thread. The session is destroyed in `deinit`.
+public final class FUSESession: Sendable {
+    /// How `run` ended.
+    public enum Outcome: Sendable, Hashable {
+        /// `exit()` or an unmount ended the loop.
+        case exited
+        /// libfuse's handler caught this signal (SIGINT/SIGTERM/SIGHUP).
+        case signal(Int32)
+    }
+
+    private enum Phase: Sendable { case created, mounted, running, finished }
+    private struct Lifecycle {
+        var phase: Phase = .created
+        var mounted = false
+        var destroyed = false
+    }
+
+    public let mountpoint: String
+    public let options: FUSEOptions
+    /// Cache notifications for this session (also handed to `FileSystem.initialize`).
+    public let notifier: Notifier
+    let context: SessionContext
+    private let handle: SessionHandle
+    private let lifecycle = Mutex(Lifecycle())
+
+    /// Creates the libfuse session (`fuse_session_new`); nothing is mounted yet.
+    public init(filesystem: any FileSystem, mountpoint: String, options: FUSEOptions = FUSEOptions(),
+                logger: Logger = Logger(label: "mdevsim.fusekit")) throws(FUSEError) {
+        self.mountpoint = mountpoint
+        self.options = options
+        let context = SessionContext(filesystem: filesystem, options: options, logger: logger)
+        self.context = context
+        self.notifier = Notifier(context: context)
+
+        var args = cfuse3_args_empty()
+        defer { fuse_opt_free_args(&args) }
+        for a in options.arguments where fuse_opt_add_arg(&args, a) != 0 {
+            throw FUSEError(.sessionCreationFailed, errno: .noMemory, message: "could not build FUSE arguments")
+        }
+        var ops = makeLowLevelOperations()
+        // The session holds one retain of the context as userdata; released in deinit.
+        let userdata = Unmanaged.passRetained(context).toOpaque()
+        guard let se = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata) else {
+            Unmanaged<SessionContext>.fromOpaque(userdata).release()
+            throw FUSEError(.invalidOption, message:
+                "libfuse rejected the session options \(options.arguments.dropFirst().joined(separator: " ")) "
+                + "(see libfuse's message on stderr)")
+        }
+        self.handle = SessionHandle(raw: se)
+        context.attach(se)
+    }
+
+    deinit {
+        teardown()
+        fuse_session_destroy(handle.raw)
+        Unmanaged.passUnretained(context).release()
+    }
+
+    // MARK: lifecycle
+
+    /// Checks `/dev/fuse` and the mountpoint, then mounts (`fuse_session_mount`). When this
+    /// returns the mount exists; requests wait in the kernel until `run` serves them.
+    public func mount() throws(FUSEError) {
+        try lifecycle.withLock { (l: inout Lifecycle) throws(FUSEError) in
+            guard l.phase == .created else {
+                throw FUSEError(.invalidState, path: mountpoint, message: "FUSE session already mounted once")
+            }
+            try MountHelpers.checkFUSEDevice()
+            try MountHelpers.checkMountpoint(mountpoint)
+            errno = 0
+            guard fuse_session_mount(handle.raw, mountpoint) == 0 else {
+                let e = errno == 0 ? Errno.ioError : Errno(rawValue: errno)
+                throw FUSEError(.mountFailed, errno: e, path: mountpoint, message:
+                    "mounting FUSE on \(mountpoint) failed (are you root, or is fusermount3 installed? "
+                    + "apt-get install -y fuse3)")
+            }
+            l.mounted = true
+            l.phase = .mounted
+            if options.allowDirectIOMmap {
+                let rc = context.negotiation.install(on: handle.raw)
+                if rc != 0 {
+                    context.logger.warning("FUSE custom io not installed; DIRECT_IO_ALLOW_MMAP will not be negotiated",
+                                           metadata: ["errno": "\(Errno(rawValue: -rc))"])
+                }
+            }
+        }
+    }
+
+    /// Serves requests with libfuse's multi-threaded loop until `exit()`, a handled signal, or
+    /// an unmount. Then fails still-held replies with EIO and unmounts. One call per session.
+    @discardableResult
+    public func run() throws(FUSEError) -> Outcome {
+        try lifecycle.withLock { (l: inout Lifecycle) throws(FUSEError) in
+            guard l.phase == .mounted else {
+                throw FUSEError(.invalidState, path: mountpoint,
+                                message: "FUSE session must be mounted (and not yet run) before run()")
+            }
+            l.phase = .running
+        }
+        let se = handle.raw
+        var signalsInstalled = false
+        let watcherStop = Atomic<Bool>(false)
+        var watcher: PosixThread?
+        if options.handleSignals {
+            signalsInstalled = fuse_set_signal_handlers(se) == 0
+            if !signalsInstalled { context.logger.warning("FUSE signal handlers not installed") }
+            // libfuse's handler only sets the exit flag; if the signal lands on a thread other
+            // than the loop's, nothing wakes the loop. The watcher notices and wakes it.
+            let session = SessionHandleBox(self)
+            watcher = PosixThread {
+                while !watcherStop.load(ordering: .acquiring) {
+                    if fuse_session_exited(session.session.handle.raw) != 0 {
+                        session.session.wakeLoop()
+                        return
+                    }
+                    usleep(20_000)
+                }
+            }
+        }
+
+        let rc = cfuse3_session_loop_mt(se, options.maxThreads,
+                                        options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1)
+
+        watcherStop.store(true, ordering: .releasing)
+        watcher?.join()
+        if signalsInstalled { fuse_remove_signal_handlers(se) }
+        teardown()
+        lifecycle.withLock { $0.phase = .finished }
+        if rc < 0 {
+            throw FUSEError(.loopFailed, errno: Errno(rawValue: -rc), path: mountpoint,
+                            message: "FUSE session loop on \(mountpoint) failed")
+        }
+        return rc > 0 ? .signal(rc) : .exited
+    }
+
+    /// Ends `run` from any thread: sets libfuse's exit flag and wakes the loop (a zero-length
+    /// notify_retrieve on the root makes the kernel send one request, after which the worker
+    /// sees the flag). Falls back to a lazy unmount if the kernel cannot be reached that way.
+    public func exit() {
+        guard lifecycle.withLock({ $0.mounted }) else { return }
+        fuse_session_exit(handle.raw)
+        wakeLoop()
+    }
+
+    fileprivate func wakeLoop() {
+        let rc = notifier.rawRetrieve(inode: .root, size: 0, offset: 0, cookie: Notifier.reservedCookie)
+        if rc != 0 && isInitialized {
+            context.logger.debug("FUSE loop wake-up by retrieve failed; unmounting lazily")
+            unmount()
+        }
+        // Not initialized: INIT is already queued by the kernel at mount time; the worker
+        // that serves it sees the exit flag afterwards.
+    }
+
+    /// Unmounts (lazily, so open files do not block it). Idempotent. While `run` is active
+    /// this ends the loop once the kernel drops the connection.
+    public func unmount() {
+        lifecycle.withLock { l in
+            guard l.mounted else { return }
+            fuse_session_unmount(handle.raw)
+            l.mounted = false
+        }
+    }
+
+    private func teardown() {
+        context.failPending()
+        context.refuseNotifications()
+        unmount()
+        context.waitForNotifications()
+    }
+
+    // MARK: state
+
+    /// The mount exists (mounted and not yet unmounted by this session).
+    public var isMounted: Bool { lifecycle.withLock { $0.mounted } }
+
+    /// INIT has been answered (the connection parameters are known).
+    public var isInitialized: Bool { context.connection != nil }
+
+    /// The connection as agreed in INIT (nil before).
+    public var connection: ConnectionInfo? { context.connection }
+
+    /// The kernel offered FUSE_DIRECT_IO_ALLOW_MMAP and FUSEKit set it in the INIT reply.
+    public var directIOMmapNegotiated: Bool { context.negotiation.negotiated }
+
+    /// Waits until INIT has been answered, or the timeout passes. False on timeout.
+    public func waitUntilInitialized(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if isInitialized && (!options.allowDirectIOMmap || context.negotiation.settled) { return true }
+            usleep(1_000)
+        }
+        return isInitialized
+    }
+
+    /// Requests currently held by the filesystem (answered neither yet nor dropped).
+    public var pendingRequestCount: Int { context.pendingCount }
+}
+
+/// Lets the watcher thread hold the session without making the closure capture a non-Sendable.
+private struct SessionHandleBox: Sendable {
+    let session: FUSESession
+    init(_ session: FUSESession) { self.session = session }
+}

@@ -1,0 +1,321 @@
+import DeviceSimulator
+import MigrationProtocol
+import SystemPackage
+import Yams
+
+/// The scenario schema: which keys each mapping has, their defaults, and the checks across keys.
+/// Collects every problem in `reader`; returns a scenario only when the parts it needs parsed.
+struct ScenarioBuilder {
+    let reader: NodeReader
+
+    static let topKeys = ["name", "description", "seed", "types", "migration", "expect"]
+    static let typeKeys = [
+        "type", "instances", "memory", "page_size", "content_seed", "fill", "config_size", "data_section",
+        "mmap", "chunk_size", "precopy", "dirty", "link_bandwidth", "clock", "reserved_state_bits", "faults",
+    ]
+    static let dirtyKeys = ["rate", "pattern", "hot_fraction", "hot_share"]
+    static let migrationKeys = ["source", "destination", "client"]
+    static let clientKeys = ["max_precopy_iterations", "stop_threshold", "access", "paused", "cancel_in_precopy_after"]
+    static let expectKeys = ["outcome", "errno", "step", "recovers_by_reset", "min_precopy_iterations", "converges", "cancelled"]
+
+    /// Defaults of a type's keys that the file may leave out.
+    static let defaultInstances = 16
+    static let defaultHotFraction = 0.1
+    static let defaultHotShare = 0.9
+
+    func scenario(_ root: Node) -> Scenario? {
+        guard let top = reader.mapping(root, what: "a scenario", keys: Self.topKeys) else { return nil }
+        let name = reader.required(top, "name", what: "the scenario").flatMap { reader.string($0) }
+        let description = top["description"].map { reader.scalarText($0.value) ?? "" } ?? ""
+        if let entry = top["description"], case .scalar = entry.value {} else if let entry = top["description"] {
+            reader.expected(entry, "a string")
+        }
+        let seed = top["seed"].map { reader.integer($0, in: 0...UInt64.max, what: "an integer in 0...2^64-1") } ?? 1
+        var types: [DeviceTypeSpec] = []
+        var typeNodes: [String: Node] = [:]
+        if let entry = reader.required(top, "types", what: "the scenario") {
+            if case .sequence(let sequence) = entry.value, !sequence.isEmpty {
+                for node in sequence {
+                    guard let (spec, nameNode) = deviceType(node, seed: seed ?? 1) else { continue }
+                    if let first = typeNodes[spec.name] {
+                        reader.error(at: nameNode, "type: duplicate type name '\(spec.name)' (first at line \(first.mark?.line ?? 0))")
+                        continue
+                    }
+                    typeNodes[spec.name] = nameNode
+                    types.append(spec)
+                }
+            } else {
+                reader.expected(entry, "a non-empty list of device types")
+            }
+        }
+        let plan = migration(top["migration"], types: types, anchor: top.node)
+        let expectation = expectation(top["expect"], plan: plan, anchor: top.node)
+        guard let name, let seed, let plan, let expectation, !types.isEmpty else { return nil }
+        return Scenario(name: name, description: description, seed: seed, types: types, migration: plan, expectation: expectation)
+    }
+
+    // MARK: Device types
+
+    /// One entry of `types:`, and the node of its name for duplicate diagnostics.
+    func deviceType(_ node: Node, seed: UInt64) -> (DeviceTypeSpec, Node)? {
+        guard let f = reader.mapping(node, what: "a device type", keys: Self.typeKeys) else { return nil }
+        let errorsBefore = reader.diagnostics.count
+        var c = DeviceConfiguration(dirtyRate: 0)
+        var entries: [String: Entry] = [:]
+        for (name, entry) in f.entries { entries[name] = entry }
+
+        let nameEntry = reader.required(f, "type", what: "a device type")
+        if let entry = nameEntry, let name = reader.string(entry) {
+            if name.utf8.count > StreamFormat.maxTypeNameLength {
+                reader.expected(entry, "a type name of 1...\(StreamFormat.maxTypeNameLength) bytes")
+            } else if !name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }) || name == "." || name == ".." {
+                reader.expected(entry, "a type name of letters, digits, '-', '_' and '.' (it names a directory)")
+            }
+            c.typeName = name
+        }
+        let instances = f["instances"].map { reader.count($0, in: 1...4096) } ?? Self.defaultInstances
+        if let e = f["memory"], let v = reader.size(e) { c.memorySize = v }
+        if let e = f["page_size"], let v = reader.size(e, minimum: 1) { c.pageSize = v }
+        var contentSeed: UInt64 = 1
+        if let e = f["content_seed"], let v = reader.integer(e, in: 0...UInt64.max, what: "an integer in 0...2^64-1") { contentSeed = v }
+        c.contentSeed = Scenario.combinedSeed(scenario: seed, content: contentSeed)
+        if let e = f["fill"], let v = reader.choice(e, MemoryFill.allCases.map { ($0.rawValue, $0) }) { c.fill = v }
+        if let e = f["config_size"], let v = reader.size(e) { c.configSize = v }
+        if let e = f["data_section"], let v = reader.size(e, minimum: 1) { c.dataSectionSize = v }
+        if let e = f["mmap"], let v = reader.bool(e) { c.dataSectionMmap = v }
+        if let e = f["chunk_size"], let v = reader.size(e, minimum: 1) { c.chunkSize = v }
+        if let e = f["precopy"], let v = reader.bool(e) { c.precopyData = v }
+        if let e = f["link_bandwidth"], let v = reader.rate(e, minimum: 1) { c.linkBandwidth = v }
+        if let e = f["clock"], let v = reader.choice(e, [("virtual", ClockMode.virtual), ("wall", .wall)]) { c.clock = v }
+        if let e = f["reserved_state_bits"], let v = reader.integer(e, in: 0...UInt64(UInt32.max), what: "a 32-bit integer") {
+            if UInt32(v) & DeviceState.mask != 0 {
+                reader.expected(e, "bits 3-31 only (bits 0-2 are the state)")
+            } else {
+                c.reservedStateBits = UInt32(v)
+            }
+        }
+        if let e = f["dirty"] { dirty(e, into: &c, entries: &entries) }
+
+        if reader.diagnostics.count == errorsBefore {
+            crossCheck(c, f: f, entries: entries)
+        }
+        if reader.diagnostics.count == errorsBefore {
+            do throws(ConfigurationError) {
+                try c.validate()
+            } catch {
+                // A rule of the engine this layer does not know yet: still report it in place.
+                let entry = entries[error.key] ?? entries[error.key.split(separator: ".").last.map(String.init) ?? ""]
+                reader.error(at: entry?.value ?? f.node, "\(error.key): expected \(error.message)")
+            }
+        }
+        var faultNames: [String: Node] = [:]
+        if let e = f["faults"] {
+            if case .sequence(let sequence) = e.value {
+                for (index, node) in sequence.enumerated() {
+                    guard let (fault, nameNode) = FaultSpec.parse(node, index: index, device: c, reader: reader) else { continue }
+                    if let first = faultNames[fault.name] {
+                        reader.error(at: nameNode ?? node, "name: duplicate fault name '\(fault.name)' (first at line \(first.mark?.line ?? 0))")
+                        continue
+                    }
+                    faultNames[fault.name] = nameNode ?? node
+                    c.faults.append(fault)
+                }
+            } else {
+                reader.expected(e, "a list of faults")
+            }
+        }
+        guard reader.diagnostics.count == errorsBefore, let instances, let nameEntry else { return nil }
+        return (DeviceTypeSpec(configuration: c, instances: instances), nameEntry.value)
+    }
+
+    func dirty(_ entry: Entry, into c: inout DeviceConfiguration, entries: inout [String: Entry]) {
+        guard let f = reader.mapping(entry.value, what: "dirty", keys: Self.dirtyKeys, labelPrefix: "dirty.") else { return }
+        for (name, e) in f.entries { entries["dirty." + name] = e }
+        if let e = f["rate"], let v = reader.rate(e) { c.dirtyRate = v }
+        let patterns: [(String, String)] = [("uniform", "uniform"), ("hot-set", "hot-set"), ("sequential", "sequential")]
+        let pattern = f["pattern"].map { reader.choice($0, patterns) } ?? "uniform"
+        let fraction = f["hot_fraction"].map {
+            reader.fraction($0, what: "a fraction in (0, 1]") { $0 > 0 && $0 <= 1 }
+        } ?? Self.defaultHotFraction
+        let share = f["hot_share"].map {
+            reader.fraction($0, what: "a fraction in [0, 1]") { $0 >= 0 && $0 <= 1 }
+        } ?? Self.defaultHotShare
+        switch pattern {
+        case "hot-set":
+            if let fraction, let share { c.dirtyPattern = .hotSet(fraction: fraction, share: share) }
+        case "sequential": c.dirtyPattern = .sequential
+        default: c.dirtyPattern = .uniform
+        }
+        if pattern != "hot-set" {
+            for key in ["hot_fraction", "hot_share"] {
+                if let e = f[key] { reader.error(at: e.key, "dirty.\(key): only with pattern: hot-set") }
+            }
+        }
+    }
+
+    /// The engine's rules, checked here too so that every problem is reported with sizes in units
+    /// and at the right key (the engine stops at the first one and prints bytes).
+    func crossCheck(_ c: DeviceConfiguration, f: Fields, entries: [String: Entry]) {
+        func report(_ key: String, _ message: String) {
+            if let entry = entries[key] {
+                reader.error(at: entry.value, "\(key): expected \(message)")
+            } else {
+                reader.error(at: f.node, "\(key) (default): expected \(message)")
+            }
+        }
+        let size = Units.formatSize
+        if c.pageSize < 512 || c.pageSize > 2 << 20 || c.pageSize & (c.pageSize - 1) != 0 {
+            report("page_size", "a power of two from 512B to 2MiB, got \(size(c.pageSize))")
+            return
+        }
+        if c.memorySize % c.pageSize != 0 {
+            report("memory", "a multiple of the page size (\(size(c.pageSize))), got \(size(c.memorySize))")
+        }
+        if c.memorySize > 1 << 46 { report("memory", "at most 64TiB, got \(size(c.memorySize))") }
+        if c.configSize > 64 << 20 { report("config_size", "at most 64MiB, got \(size(c.configSize))") }
+        if c.dataSectionSize > 1 << 30 { report("data_section", "at most 1GiB, got \(size(c.dataSectionSize))") }
+        if c.dataSectionMmap, c.dataSectionSize % RegionLayout.hostPageSize != 0 {
+            report("data_section", "a multiple of \(size(RegionLayout.hostPageSize)) when mmap is on, got \(size(c.dataSectionSize))")
+        }
+        let smallest = StreamFormat.minimumChunkSize(pageSize: c.pageSize)
+        if c.chunkSize < smallest {
+            report("chunk_size", "at least \(size(smallest)) (the chunk record and one page record), got \(size(c.chunkSize))")
+        } else if c.chunkSize > c.dataSectionSize {
+            report("chunk_size", "at most the data section (\(size(c.dataSectionSize))), got \(size(c.chunkSize))")
+        }
+        if c.dirtyRate > 0, c.memorySize == 0 {
+            report("dirty.rate", "0B/s for a device with no memory, got \(Units.formatRate(c.dirtyRate))")
+        }
+    }
+
+    // MARK: Migration
+
+    func migration(_ entry: Entry?, types: [DeviceTypeSpec], anchor: Node) -> MigrationPlan? {
+        let f = entry.flatMap { reader.mapping($0.value, what: "migration", keys: Self.migrationKeys) }
+        if entry != nil, f == nil { return nil }
+        let names = types.map(\.name)
+        func typeName(_ e: Entry) -> String? {
+            guard let name = reader.string(e) else { return nil }
+            if names.isEmpty || names.contains(name) { return name }
+            var message = "\(e.label): unknown type '\(name)'"
+            if let near = NodeReader.closest(to: name, among: names) { message += "; did you mean '\(near)'?" }
+            else { message += "; the scenario's types are \(names.joined(separator: ", "))" }
+            reader.error(at: e.value, message)
+            return nil
+        }
+        let source = f?["source"].map(typeName) ?? names.first
+        let destination = f?["destination"].map(typeName) ?? source
+        guard let source, let destination else { return nil }
+        let sourceType = types.first { $0.name == source }
+        let destinationType = types.first { $0.name == destination }
+        let bothMmap = (sourceType?.configuration.dataSectionMmap ?? true) && (destinationType?.configuration.dataSectionMmap ?? true)
+
+        var plan = ClientPlan(access: bothMmap ? .mmap : .pread)
+        if let clientEntry = f?["client"] {
+            guard let c = reader.mapping(clientEntry.value, what: "client", keys: Self.clientKeys) else { return nil }
+            if let e = c["max_precopy_iterations"], let v = reader.count(e, in: 0...1_000_000) { plan.maxPrecopyIterations = v }
+            if let e = c["stop_threshold"], let v = reader.size(e) { plan.stopThreshold = v }
+            if let e = c["access"], let v = reader.choice(e, DataAccessMode.allCases.map { ($0.rawValue, $0) }) {
+                if v == .mmap, !bothMmap {
+                    reader.error(at: e.value, "access: expected pread or pread8: the data section of the \(sourceType?.configuration.dataSectionMmap == false ? "source" : "destination") is not mmapable (mmap: false), got mmap")
+                }
+                plan.access = v
+            }
+            if let e = c["paused"], let v = reader.bool(e) { plan.guestPaused = v }
+            if let e = c["cancel_in_precopy_after"], let v = reader.count(e, in: 1...1_000_000) {
+                if plan.guestPaused {
+                    reader.error(at: e.value, "cancel_in_precopy_after: a paused guest is saved without pre-copy; nothing to cancel")
+                } else if v > plan.maxPrecopyIterations {
+                    reader.expected(e, "at most max_precopy_iterations (\(plan.maxPrecopyIterations))")
+                } else if sourceType?.configuration.precopyData == false {
+                    reader.error(at: e.value, "cancel_in_precopy_after: the source has precopy: false, so pre-copy has no iterations to count")
+                }
+                plan.cancelInPrecopyAfter = v
+            }
+        }
+        return MigrationPlan(source: source, destination: destination, client: plan)
+    }
+
+    // MARK: Expectation
+
+    func expectation(_ entry: Entry?, plan: MigrationPlan?, anchor: Node) -> Expectation? {
+        let cancelPlanned = plan?.client.cancelInPrecopyAfter != nil
+        guard let entry else { return Expectation(cancelled: cancelPlanned) }
+        guard let f = reader.mapping(entry.value, what: "expect", keys: Self.expectKeys) else { return nil }
+        let errorsBefore = reader.diagnostics.count
+        let kinds = [("success", "success"), ("failure", "failure"), ("error-state", "error-state")]
+        let kind = f["outcome"].map { reader.choice($0, kinds) } ?? "success"
+        var outcome = Expectation.Outcome.success
+        switch kind {
+        case "failure":
+            let errno = f["errno"].flatMap { e -> Errno?? in
+                guard let text = reader.scalarText(e.value), let value = ErrnoName.errno(named: text) else {
+                    reader.expected(e, "an errno name (EIO, EINVAL, ...)")
+                    return nil
+                }
+                return .some(value)
+            }
+            if let stepEntry = reader.required(f, "step", what: "expect with outcome: failure"), let step = step(stepEntry) {
+                if f["errno"] == nil || errno != nil { outcome = .failure(errno: errno ?? nil, step: step) }
+            }
+        case "error-state":
+            let recovers = f["recovers_by_reset"].map { reader.bool($0) } ?? true
+            outcome = .errorState(recoversByReset: recovers ?? true)
+        default: break
+        }
+        for (key, needed) in [("errno", "failure"), ("step", "failure"), ("recovers_by_reset", "error-state")] where kind != needed {
+            if let e = f[key] { reader.error(at: e.key, "\(key): only with outcome: \(needed)") }
+        }
+        let minimum = f["min_precopy_iterations"].map { reader.count($0, in: 0...1_000_000) } ?? .some(nil)
+        let converges = f["converges"].map { reader.bool($0) } ?? .some(nil)
+        var cancelled = cancelPlanned
+        if let e = f["cancelled"], let v = reader.bool(e) {
+            if v != cancelPlanned {
+                reader.error(at: e.value, v
+                    ? "cancelled: true needs migration.client.cancel_in_precopy_after"
+                    : "cancelled: false contradicts migration.client.cancel_in_precopy_after")
+            }
+            cancelled = v
+        }
+        guard reader.diagnostics.count == errorsBefore, let minimum, let converges, kind != nil else { return nil }
+        return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled)
+    }
+
+    /// `data_offset read in stop-and-copy`, `data write`, `pre-copy -> stop-and-copy`.
+    func step(_ entry: Entry) -> FailureStep? {
+        let grammar = "'<field> read|write [in <state>]', 'data read|write [in <state>]' or '<state> -> <state>'"
+        guard let text = reader.scalarText(entry.value) else {
+            reader.expected(entry, grammar)
+            return nil
+        }
+        if text.contains("->") {
+            let sides = text.split(separator: "->", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+            if sides.count == 2, let from = StateName.bits(of: sides[0]), let to = StateName.bits(of: sides[1]) {
+                return .transition(from: from, to: to)
+            }
+            reader.expected(entry, "'<state> -> <state>' with states stop, running, stop-and-copy, pre-copy, resuming, error")
+            return nil
+        }
+        let words = text.split(separator: " ").map(String.init)
+        guard words.count == 2 || (words.count == 4 && words[2] == "in"),
+              let operation = AccessOperation(rawValue: words[1])
+        else {
+            reader.expected(entry, grammar)
+            return nil
+        }
+        var state: UInt32?
+        if words.count == 4 {
+            guard let bits = StateName.bits(of: words[3]) else {
+                reader.expected(entry, grammar + " with " + StateName.expectation)
+                return nil
+            }
+            state = bits
+        }
+        if words[0] == "data" { return .data(operation: operation, state: state) }
+        guard let field = HeaderField(rawValue: words[0]) else {
+            reader.expected(entry, grammar + ", where <field> is one of " + HeaderField.allCases.map(\.rawValue).joined(separator: ", "))
+            return nil
+        }
+        return .access(field: field, operation: operation, state: state)
+    }
+}

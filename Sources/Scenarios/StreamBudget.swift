@@ -17,7 +17,8 @@ public struct StreamBudget: Sendable, Hashable {
     /// when the device dirties memory (pre-copy may go on forever).
     public static func preCopy(_ configuration: DeviceConfiguration) -> StreamBudget? {
         guard configuration.dirtyRate == 0 else { return nil }
-        guard configuration.precopyData else { return StreamBudget(chunks: 0, bytes: 0) }
+        // No pages to offer: the engine stages nothing in pre-copy, not even the header.
+        guard configuration.precopyData, configuration.pageCount > 0 else { return StreamBudget(chunks: 0, bytes: 0) }
         var packer = Packer(chunkSize: configuration.chunkSize)
         packer.place(UInt64(StreamFormat.headerRecordSize(typeName: configuration.typeName)))
         packer.placeRecords(count: configuration.pageCount, size: UInt64(StreamFormat.pageRecordSize(pageSize: configuration.pageSize)))

@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "Conformance",
             dependencies: [
-                "DeviceSimulator", "MigrationProtocol", "Scenarios",
+                "DeviceSimulator", "MigrationProtocol",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings

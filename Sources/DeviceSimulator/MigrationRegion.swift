@@ -42,8 +42,12 @@ public final class MigrationRegion {
     /// Header and data accesses answered.
     public private(set) var accessCount: UInt64 = 0
 
+    /// A logger that drops everything: the engine's default, so that library users and tests
+    /// see nothing unless they pass their own.
+    public static let silentLogger = Logger(label: "mdevsim.device", factory: { _ in SwiftLogNoOpLogHandler() })
+
     /// Creates the region of a device at power-on (`_RUNNING`).
-    public init(device: SimulatedDevice, strict: Bool = false, logger: Logger = Logger(label: "mdevsim.device")) {
+    public init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger) {
         self.device = device
         self.strict = strict
         self.logger = logger

@@ -1,1 +1,0 @@
-// Placeholder: the reference client is being built.

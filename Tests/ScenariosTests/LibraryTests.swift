@@ -40,6 +40,13 @@ func loadLibrary() throws -> [String: Scenario] {
         }
     }
 
+    @Test func readmeListsEveryScenario() throws {
+        let readme = try String(contentsOfFile: scenariosDirectory + "/README.md", encoding: .utf8)
+        for file in try libraryFiles() {
+            #expect(readme.contains("| `\(file)` |"), "scenarios/README.md does not list \(file)")
+        }
+    }
+
     @Test func defaultFileEqualsBuiltIn() throws {
         let text = try String(contentsOfFile: scenariosDirectory + "/default.yaml", encoding: .utf8)
         #expect(text == Scenario.builtInDefaultText)

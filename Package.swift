@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "Conformance",
             dependencies: [
-                "DeviceSimulator", "MigrationProtocol",
+                "DeviceSimulator", "MigrationProtocol", "Scenarios",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings

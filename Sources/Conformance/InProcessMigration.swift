@@ -1,0 +1,59 @@
+import DeviceSimulator
+import Scenarios
+
+/// One migration of a scenario between two in-process devices: the scenario's source and
+/// destination types, the reference client with the scenario's plan.
+public struct InProcessMigration {
+    public let scenario: Scenario
+    public var options: ClientOptions
+
+    /// A scenario whose migration names types it does not define.
+    public struct UnknownType: Error, CustomStringConvertible {
+        public var name: String
+        public var description: String { "the scenario has no device type named \(name)" }
+    }
+
+    public init(scenario: Scenario) {
+        self.scenario = scenario
+        options = ClientOptions(plan: scenario.migration.client)
+    }
+
+    /// Creates both devices, migrates, and reports, with the devices' violations and deviations.
+    public func run(progress: (@Sendable (String) -> Void)? = nil) throws(UnknownType) -> (MigrationReport, source: MigrationRegion, destination: MigrationRegion) {
+        guard let sourceType = scenario.sourceType else { throw UnknownType(name: scenario.migration.source) }
+        guard let destinationType = scenario.destinationType else { throw UnknownType(name: scenario.migration.destination) }
+        let source = MigrationRegion(configuration: sourceType.configuration, identity: "\(scenario.name)/source")
+        let destination = MigrationRegion(configuration: destinationType.configuration, identity: "\(scenario.name)/destination")
+        var client = ReferenceClient(options: options, linkBandwidth: sourceType.configuration.linkBandwidth)
+        client.progress = progress
+        var report = client.migrate(
+            from: InProcessTransport(region: source, name: "source"),
+            to: InProcessTransport(region: destination, name: "destination"))
+        report.attach(source: source, destination: destination)
+        return (report, source, destination)
+    }
+}
+
+extension MigrationReport {
+    /// Adds what only the devices know: their violations, resume deviations, device time.
+    public mutating func attach(source: MigrationRegion, destination: MigrationRegion) {
+        violations = (source.violations.map { "source: [\($0.rule.rawValue)] \($0.explanation)" }
+            + destination.violations.filter { $0.rule != .resumeTransactions }.map { "destination: [\($0.rule.rawValue)] \($0.explanation)" })
+        resumeDeviations = destination.lastResume?.deviations ?? []
+        sourceTimeMs = Double(source.now) / 1e6
+    }
+}
+
+extension ClientOptions {
+    /// The reference client's options for a scenario's plan.
+    public init(plan: ClientPlan) {
+        let access: DataAccess = switch plan.access {
+        case .mmap: .mapped
+        case .pread: .pieces(1 << 20)
+        case .pread8: .pieces(8)
+        }
+        self.init(
+            precopyThreshold: plan.stopThreshold, maxPrecopyIterations: plan.maxPrecopyIterations,
+            dataAccess: access, pausedGuest: plan.guestPaused, cancelAfterIterations: plan.cancelInPrecopyAfter)
+    }
+}

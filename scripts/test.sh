@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs every test, and fails if the
+# tests that need /dev/fuse did not really run (they must never be skipped in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh
+
+if [ ! -e /dev/fuse ]; then
+    echo "test: /dev/fuse is missing: the mount tests cannot run. Load the module (modprobe fuse) or run in a machine/container with /dev/fuse." >&2
+    exit 1
+fi
+
+log=$(mktemp /tmp/mdevsim-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+export MDEVSIM_REQUIRE_FUSE=1
+status=0
+swift build --build-tests
+swift test --skip-build 2>&1 | tee "$log" || status=$?
+
+# Suites that mount for real: each must have run and passed, not been skipped.
+for suite in $(cat Tests/mount-suites.txt 2>/dev/null); do
+    if ! grep -q "Suite $suite passed" "$log"; then
+        echo "test: mount suite $suite did not run and pass (skipped or missing): failing" >&2
+        status=1
+    fi
+done
+if grep -q "skipped" "$log" && grep -E "Test .* skipped" "$log" | grep -qiE "fuse|mount"; then
+    echo "test: a mount test was skipped: failing" >&2
+    status=1
+fi
+exit $status

@@ -22,10 +22,14 @@
 /// Run everything (about two minutes at the defaults):
 ///
 ///     swift run -c release mdevsim-bench                  # same as `mdevsim-bench all`
+///     swift build -c release --scratch-path .build-bench --product mdevsim-bench && .build-bench/release/mdevsim-bench
 ///     swift run -c release mdevsim-bench all --size 256MiB --rss-size 4GiB   # a quick run
 ///     swift run -c release mdevsim-bench throughput --size 4GiB --repeats 3
 ///     swift run -c release mdevsim-bench rss --size 64GiB
 ///     swift run -c release mdevsim-bench breakdown --size 1GiB --large-size 64GiB
+///
+/// Memory: the 4 GiB throughput part needs about 8 GiB free (two memcpy buffers, then the
+/// destination device materializing all its memory); the RSS part needs almost none.
 ///
 /// Add `--json` to any of them for one JSON object of the figures on stdout (the human-readable
 /// lines then go to stderr with the progress lines). GB/s means 10^9 bytes of device memory per
@@ -138,12 +142,15 @@ extension Bench {
         @Option(help: "Stop the pass once pending_bytes is at most this (the reference client's pre-copy threshold).")
         var threshold: ByteSize = ByteSize(1 << 20)
 
+        @Flag(help: .hidden)
+        var child = false
+
         func run() throws {
             let out = Printer(json: common.json)
             var figures = Figures(machine: .current())
-            out.header(figures.machine)
+            if !child { out.header(figures.machine) }
             figures.precopyRss = try RSSPart(size: size.bytes, chunk: common.chunk.bytes, threshold: threshold.bytes, out: out).run()
-            out.summary(figures)
+            if !child { out.summary(figures) }
             try out.emitJSON(figures)
         }
 
@@ -152,7 +159,7 @@ extension Bench {
             let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["rss", "--size", "\(size.bytes)", "--chunk", "\(chunk.bytes)", "--json"]
+            process.arguments = ["rss", "--size", "\(size.bytes)", "--chunk", "\(chunk.bytes)", "--json", "--child"]
             let pipe = Pipe()
             process.standardOutput = pipe
             out.progress("rss: running `\(executable) \(process.arguments?.joined(separator: " ") ?? "")` in a fresh process")

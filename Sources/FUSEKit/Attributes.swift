@@ -61,7 +61,7 @@ public struct Timestamp: Sendable, Hashable, Comparable {
 
 /// What `getattr`/`lookup` report for a node: the fields of `struct stat` FUSE forwards.
 public struct FileAttributes: Sendable, Hashable {
-    public var inode: Inode
+    public var inode: FUSEInode
     public var kind: FileKind
     /// Permission bits (`0o7777` part of `st_mode`).
     public var permissions: UInt16
@@ -76,7 +76,7 @@ public struct FileAttributes: Sendable, Hashable {
     public var changeTime: Timestamp
 
     public init(
-        inode: Inode, kind: FileKind, permissions: UInt16, size: UInt64 = 0,
+        inode: FUSEInode, kind: FileKind, permissions: UInt16, size: UInt64 = 0,
         linkCount: UInt32 = 1, uid: UInt32 = getuid(), gid: UInt32 = getgid(), rdev: UInt64 = 0,
         blockSize: UInt32 = 4096, accessTime: Timestamp = .epoch,
         modificationTime: Timestamp = .epoch, changeTime: Timestamp = .epoch
@@ -182,11 +182,11 @@ public struct AttributeChanges: Sendable, Hashable {
 
 /// One name in a directory listing.
 public struct DirectoryEntry: Sendable, Hashable {
-    public var inode: Inode
+    public var inode: FUSEInode
     public var kind: FileKind
     public var name: String
 
-    public init(inode: Inode, kind: FileKind, name: String) {
+    public init(inode: FUSEInode, kind: FileKind, name: String) {
         self.inode = inode
         self.kind = kind
         self.name = name

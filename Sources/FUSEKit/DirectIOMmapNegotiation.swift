@@ -20,12 +20,16 @@ final class DirectIOMmapNegotiation: Sendable {
     static let initExtFlag: UInt32 = UInt32(FUSE_INIT_EXT)
     static let initOpcode: UInt32 = 26  // FUSE_INIT
 
-    // Wire offsets (see <linux/fuse.h>): fuse_in_header is 40 bytes; fuse_init_in.flags at 12,
-    // .flags2 at 16; fuse_out_header.unique at 8; fuse_init_out.flags at 12, .flags2 at 36.
-    static let inHeaderSize = 40
-    static let initInFlags = 12, initInFlags2 = 16
-    static let outHeaderUnique = 8, outHeaderError = 4
-    static let initOutFlags = 12, initOutFlags2 = 36
+    // Wire offsets, taken from the kernel's own structs in <linux/fuse.h>.
+    static let inHeaderSize = MemoryLayout<fuse_in_header>.size
+    static let inHeaderOpcode = MemoryLayout<fuse_in_header>.offset(of: \.opcode) ?? 4
+    static let inHeaderUnique = MemoryLayout<fuse_in_header>.offset(of: \.unique) ?? 8
+    static let initInFlags = MemoryLayout<fuse_init_in>.offset(of: \.flags) ?? 12
+    static let initInFlags2 = MemoryLayout<fuse_init_in>.offset(of: \.flags2) ?? 16
+    static let outHeaderError = MemoryLayout<fuse_out_header>.offset(of: \.error) ?? 4
+    static let outHeaderUnique = MemoryLayout<fuse_out_header>.offset(of: \.unique) ?? 8
+    static let initOutFlags = MemoryLayout<fuse_init_out>.offset(of: \.flags) ?? 12
+    static let initOutFlags2 = MemoryLayout<fuse_init_out>.offset(of: \.flags2) ?? 32
 
     struct State {
         var initUnique: UInt64?
@@ -59,9 +63,9 @@ final class DirectIOMmapNegotiation: Sendable {
 
     func inspectRequest(_ buf: UnsafeRawPointer, count: Int) {
         guard !done.load(ordering: .relaxed), count >= Self.inHeaderSize else { return }
-        let opcode = buf.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+        let opcode = buf.loadUnaligned(fromByteOffset: Self.inHeaderOpcode, as: UInt32.self)
         guard opcode == Self.initOpcode, count >= Self.inHeaderSize + Self.initInFlags + 4 else { return }
-        let unique = buf.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let unique = buf.loadUnaligned(fromByteOffset: Self.inHeaderUnique, as: UInt64.self)
         let flags = buf.loadUnaligned(fromByteOffset: Self.inHeaderSize + Self.initInFlags, as: UInt32.self)
         var flags2: UInt32 = 0
         if flags & Self.initExtFlag != 0, count >= Self.inHeaderSize + Self.initInFlags2 + 4 {

@@ -2,9 +2,12 @@ import CFuse3
 
 /// A FUSE node id (`fuse_ino_t`, a `UInt64` on the wire).
 ///
+/// Named `FUSEInode`, not `Inode`: swift-system 1.7 has its own `Inode` (over `ino_t`), and
+/// every FUSEKit client also imports SystemPackage.
+///
 /// `struct stat`'s `st_ino` is `ino_t` (`UInt` in Swift); the conversions are explicit so
 /// that a `UInt`/`UInt64` mix-up is a compile error rather than a silent truncation.
-public struct Inode: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct FUSEInode: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The `fuse_ino_t` value.
     public var rawValue: UInt64
 
@@ -18,8 +21,8 @@ public struct Inode: RawRepresentable, Hashable, Comparable, Sendable, CustomStr
     public var stIno: ino_t { ino_t(truncatingIfNeeded: rawValue) }
 
     /// The root of every FUSE mount (`FUSE_ROOT_ID`).
-    public static let root = Inode(UInt64(FUSE_ROOT_ID))
+    public static let root = FUSEInode(UInt64(FUSE_ROOT_ID))
 
-    public static func < (lhs: Inode, rhs: Inode) -> Bool { lhs.rawValue < rhs.rawValue }
+    public static func < (lhs: FUSEInode, rhs: FUSEInode) -> Bool { lhs.rawValue < rhs.rawValue }
     public var description: String { "inode \(rawValue)" }
 }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// How a `FUSESession` mounts and runs.
 public struct FUSEOptions: Sendable, Hashable {
     /// `-o allow_other`: let other users (e.g. QEMU under another uid) use the mount.
@@ -24,6 +26,9 @@ public struct FUSEOptions: Sendable, Hashable {
     public var maxThreads: UInt32 = 10
     /// Idle workers kept around; nil keeps libfuse's default.
     public var maxIdleThreads: UInt32?
+    /// Signal FUSEKit sends to the thread blocked in `run` to make it notice `exit()`.
+    /// FUSEKit installs a no-op handler for it if it has none. Must not be blocked on that thread.
+    public var wakeSignal: Int32 = SIGUSR2
     /// Further `-o` options passed verbatim (e.g. "default_permissions").
     public var extraMountOptions: [String] = []
 

@@ -27,8 +27,9 @@ public final class FUSESession: Sendable {
     private struct Lifecycle {
         var phase: Phase = .created
         var mounted = false
-        var destroyed = false
+        var loopThread: LoopThread?
     }
+    private struct LoopThread: @unchecked Sendable { let raw: pthread_t }
 
     public let mountpoint: String
     public let options: FUSEOptions
@@ -113,31 +114,37 @@ public final class FUSESession: Sendable {
             l.phase = .running
         }
         let se = handle.raw
-        var signalsInstalled = false
-        let watcherStop = Atomic<Bool>(false)
-        var watcher: PosixThread?
+        let wakeSignal = options.wakeSignal
+        LoopWaker.installHandler(for: wakeSignal)
+        // The calling thread may block signals (libdispatch and Swift concurrency threads block
+        // nearly all): unblock the wake signal (and the handled ones) for the loop's duration.
+        var unblock = sigset_t()
+        var savedMask = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, wakeSignal)
         if options.handleSignals {
-            signalsInstalled = fuse_set_signal_handlers(se) == 0
-            if !signalsInstalled { context.logger.warning("FUSE signal handlers not installed") }
-            // libfuse's handler only sets the exit flag; if the signal lands on a thread other
-            // than the loop's, nothing wakes the loop. The watcher notices and wakes it.
-            let session = SessionHandleBox(self)
-            watcher = PosixThread {
-                while !watcherStop.load(ordering: .acquiring) {
-                    if fuse_session_exited(session.session.handle.raw) != 0 {
-                        session.session.wakeLoop()
-                        return
-                    }
-                    usleep(20_000)
-                }
-            }
+            for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
         }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, &savedMask)
+        defer { pthread_sigmask(SIG_SETMASK, &savedMask, nil) }
+        lifecycle.withLock { $0.loopThread = LoopThread(raw: pthread_self()) }
+        let signalsInstalled = options.handleSignals && fuse_set_signal_handlers(se) == 0
+        if options.handleSignals && !signalsInstalled {
+            context.logger.warning("FUSE signal handlers not installed (another session owns them?)")
+        }
+        // libfuse's loop thread sleeps in sem_wait until a worker finishes; setting the exit
+        // flag (exit(), or libfuse's signal handler on whatever thread got the signal) does
+        // not wake it. The waker sees the flag and interrupts that sem_wait with `wakeSignal`,
+        // repeatedly, so a signal landing just before sem_wait is not lost.
+        let waker = LoopWaker(session: SessionHandle(raw: se), loopThread: pthread_self(), signal: wakeSignal)
+        let wakerThread = PosixThread { waker.run() }
 
         let rc = cfuse3_session_loop_mt(se, options.maxThreads,
                                         options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1)
 
-        watcherStop.store(true, ordering: .releasing)
-        watcher?.join()
+        waker.stop()
+        wakerThread?.join()
+        lifecycle.withLock { $0.loopThread = nil }
         if signalsInstalled { fuse_remove_signal_handlers(se) }
         teardown()
         lifecycle.withLock { $0.phase = .finished }
@@ -148,23 +155,13 @@ public final class FUSESession: Sendable {
         return rc > 0 ? .signal(rc) : .exited
     }
 
-    /// Ends `run` from any thread: sets libfuse's exit flag and wakes the loop (a zero-length
-    /// notify_retrieve on the root makes the kernel send one request, after which the worker
-    /// sees the flag). Falls back to a lazy unmount if the kernel cannot be reached that way.
+    /// Ends `run` from any thread: sets libfuse's exit flag and interrupts the loop thread's
+    /// wait with `FUSEOptions.wakeSignal`. `run` then fails held replies and unmounts.
     public func exit() {
-        guard lifecycle.withLock({ $0.mounted }) else { return }
         fuse_session_exit(handle.raw)
-        wakeLoop()
-    }
-
-    fileprivate func wakeLoop() {
-        let rc = notifier.rawRetrieve(inode: .root, size: 0, offset: 0, cookie: Notifier.reservedCookie)
-        if rc != 0 && isInitialized {
-            context.logger.debug("FUSE loop wake-up by retrieve failed; unmounting lazily")
-            unmount()
+        if let thread = lifecycle.withLock({ $0.loopThread }) {
+            pthread_kill(thread.raw, options.wakeSignal)
         }
-        // Not initialized: INIT is already queued by the kernel at mount time; the worker
-        // that serves it sees the exit flag afterwards.
     }
 
     /// Unmounts (lazily, so open files do not block it). Idempotent. While `run` is active
@@ -212,8 +209,41 @@ public final class FUSESession: Sendable {
     public var pendingRequestCount: Int { context.pendingCount }
 }
 
-/// Lets the watcher thread hold the session without making the closure capture a non-Sendable.
-private struct SessionHandleBox: Sendable {
-    let session: FUSESession
-    init(_ session: FUSESession) { self.session = session }
+/// Wakes libfuse's loop thread once the session's exit flag is set (see `run`).
+private final class LoopWaker: Sendable {
+    private struct Thread: @unchecked Sendable { let raw: pthread_t }
+    private let session: SessionHandle
+    private let loopThread: Thread
+    private let signal: Int32
+    private let stopped = Atomic<Bool>(false)
+
+    init(session: SessionHandle, loopThread: pthread_t, signal: Int32) {
+        self.session = session
+        self.loopThread = Thread(raw: loopThread)
+        self.signal = signal
+    }
+
+    func run() {
+        while !stopped.load(ordering: .acquiring) {
+            if fuse_session_exited(session.raw) != 0 { pthread_kill(loopThread.raw, signal) }
+            usleep(10_000)
+        }
+    }
+
+    func stop() { stopped.store(true, ordering: .releasing) }
+
+    /// Makes sure `signal` interrupts rather than kills or is ignored: installs a no-op
+    /// handler (without SA_RESTART; sem_wait is never restarted anyway) when the signal's
+    /// disposition is the default or ignore. An existing handler is left alone.
+    static func installHandler(for signal: Int32) {
+        var old = sigaction()
+        guard sigaction(signal, nil, &old) == 0 else { return }
+        let current = unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self)
+        guard current == 0 /* SIG_DFL */ || current == 1 /* SIG_IGN */ else { return }
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(signal, &action, nil)
+    }
 }

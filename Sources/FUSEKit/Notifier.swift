@@ -10,12 +10,9 @@ import SystemPackage
 public struct Notifier: Sendable {
     let context: SessionContext
 
-    /// Cookie FUSEKit reserves for waking the loop on `exit()`; not usable by filesystems.
-    public static let reservedCookie: UInt64 = .max
-
     /// `fuse_lowlevel_notify_store`: puts `bytes` into the kernel's page cache of `inode` at
     /// `offset` (extending the cached size if needed). Existing mappings see them at once.
-    public func store(inode: Inode, offset: Int64, bytes: UnsafeRawBufferPointer) throws(Errno) {
+    public func store(inode: FUSEInode, offset: Int64, bytes: UnsafeRawBufferPointer) throws(Errno) {
         let rc = context.withLiveSession { se -> Int32 in
             var bufv = cfuse3_bufvec_mem(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
             return fuse_lowlevel_notify_store(se, inode.rawValue, off_t(offset), &bufv, FUSE_BUF_NO_SPLICE)
@@ -23,7 +20,7 @@ public struct Notifier: Sendable {
         try check(rc)
     }
 
-    public func store(inode: Inode, offset: Int64, bytes: [UInt8]) throws(Errno) {
+    public func store(inode: FUSEInode, offset: Int64, bytes: [UInt8]) throws(Errno) {
         let rc: Int32? = bytes.withUnsafeBytes { raw in
             context.withLiveSession { se -> Int32 in
                 var bufv = cfuse3_bufvec_mem(UnsafeMutableRawPointer(mutating: raw.baseAddress), raw.count)
@@ -37,29 +34,24 @@ public struct Notifier: Sendable {
     /// from `offset`. The answer arrives later as `FileSystem.retrieveReply(cookie:...)`.
     /// The kernel returns at most `max_write` bytes per call and stops at the first page that is
     /// not in its page cache, so the reply can be shorter than asked (or empty).
-    public func retrieve(inode: Inode, size: Int, offset: Int64, cookie: UInt64) throws(Errno) {
-        guard cookie != Self.reservedCookie else { throw .invalidArgument }
-        try check(rawRetrieve(inode: inode, size: size, offset: offset, cookie: cookie))
-    }
-
-    func rawRetrieve(inode: Inode, size: Int, offset: Int64, cookie: UInt64) -> Int32? {
-        context.withLiveSession { se in
+    public func retrieve(inode: FUSEInode, size: Int, offset: Int64, cookie: UInt64) throws(Errno) {
+        try check(context.withLiveSession { se in
             fuse_lowlevel_notify_retrieve(
                 se, inode.rawValue, size, off_t(offset), UnsafeMutableRawPointer(bitPattern: UInt(cookie)))
-        }
+        })
     }
 
     /// `fuse_lowlevel_notify_inval_inode`: drops cached attributes and, when `offset >= 0`,
     /// the cached pages in `[offset, offset+length)` (`length <= 0`: to the end of the file).
     /// A negative `offset` invalidates only the attributes.
-    public func invalidateInode(_ inode: Inode, offset: Int64 = 0, length: Int64 = 0) throws(Errno) {
+    public func invalidateInode(_ inode: FUSEInode, offset: Int64 = 0, length: Int64 = 0) throws(Errno) {
         try check(context.withLiveSession { se in
             fuse_lowlevel_notify_inval_inode(se, inode.rawValue, off_t(offset), off_t(length))
         })
     }
 
     /// `fuse_lowlevel_notify_inval_entry`: drops the cached lookup of `name` in `parent`.
-    public func invalidateEntry(parent: Inode, name: String) throws(Errno) {
+    public func invalidateEntry(parent: FUSEInode, name: String) throws(Errno) {
         let length = name.utf8.count
         try check(context.withLiveSession { se in
             fuse_lowlevel_notify_inval_entry(se, parent.rawValue, name, length)

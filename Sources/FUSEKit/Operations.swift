@@ -47,64 +47,64 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
     ops.lookup = { req, parent, cname in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "lookup")
-        ctx.filesystem.lookup(request, parent: Inode(parent), name: name(cname), reply: EntryReply(core))
+        ctx.filesystem.lookup(request, parent: FUSEInode(parent), name: name(cname), reply: EntryReply(core))
     }
     ops.forget = { req, ino, nlookup in
         guard let req else { return }
         if let ctx = SessionContext.from(req) {
-            ctx.filesystem.forget(Request(req), inode: Inode(ino), lookups: nlookup)
+            ctx.filesystem.forget(Request(req), inode: FUSEInode(ino), lookups: nlookup)
         }
         fuse_reply_none(req)
     }
     ops.getattr = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "getattr")
-        ctx.filesystem.getattr(request, inode: Inode(ino), handle: fi?.pointee.fh, reply: AttrReply(core))
+        ctx.filesystem.getattr(request, inode: FUSEInode(ino), handle: fi?.pointee.fh, reply: AttrReply(core))
     }
     ops.setattr = { req, ino, attr, toSet, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "setattr")
         let changes = attr.map { AttributeChanges(stat: $0.pointee, toSet: toSet) } ?? AttributeChanges()
-        ctx.filesystem.setattr(request, inode: Inode(ino), changes: changes, handle: fi?.pointee.fh,
+        ctx.filesystem.setattr(request, inode: FUSEInode(ino), changes: changes, handle: fi?.pointee.fh,
                                reply: AttrReply(core))
     }
     ops.readlink = { req, ino in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "readlink")
-        ctx.filesystem.readlink(request, inode: Inode(ino), reply: ReadlinkReply(core))
+        ctx.filesystem.readlink(request, inode: FUSEInode(ino), reply: ReadlinkReply(core))
     }
     ops.opendir = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "opendir")
-        ctx.filesystem.opendir(request, inode: Inode(ino), flags: openFlags(fi), reply: OpenReply(core))
+        ctx.filesystem.opendir(request, inode: FUSEInode(ino), flags: openFlags(fi), reply: OpenReply(core))
     }
     ops.readdir = { req, ino, size, off, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "readdir")
-        ctx.filesystem.readdir(request, inode: Inode(ino), handle: fi?.pointee.fh ?? 0,
+        ctx.filesystem.readdir(request, inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0,
                                reply: DirectoryReply(core, offset: Int64(off), size: size))
     }
     ops.releasedir = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "releasedir")
-        ctx.filesystem.releasedir(request, inode: Inode(ino), handle: fi?.pointee.fh ?? 0, reply: EmptyReply(core))
+        ctx.filesystem.releasedir(request, inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, reply: EmptyReply(core))
     }
     ops.open = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "open")
-        ctx.filesystem.open(request, inode: Inode(ino), flags: openFlags(fi), reply: OpenReply(core))
+        ctx.filesystem.open(request, inode: FUSEInode(ino), flags: openFlags(fi), reply: OpenReply(core))
     }
     ops.read = { req, ino, size, off, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "read")
-        let read = ReadRequest(inode: Inode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off),
+        let read = ReadRequest(inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off),
                                size: size, flags: openFlags(fi))
         ctx.filesystem.read(request, read, reply: DataReply(core))
     }
     ops.write = { req, ino, buf, size, off, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "write")
-        let write = WriteRequest(inode: Inode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off), size: size,
+        let write = WriteRequest(inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off), size: size,
                                  flags: openFlags(fi), isWritepage: cfuse3_fi_writepage(fi) != 0,
                                  lockOwner: fi?.pointee.lock_owner ?? 0)
         let data = UnsafeRawBufferPointer(start: buf, count: buf == nil ? 0 : size)
@@ -113,33 +113,33 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
     ops.flush = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "flush")
-        ctx.filesystem.flush(request, inode: Inode(ino), handle: fi?.pointee.fh ?? 0,
+        ctx.filesystem.flush(request, inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0,
                              lockOwner: fi?.pointee.lock_owner ?? 0, reply: EmptyReply(core))
     }
     ops.release = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "release")
-        ctx.filesystem.release(request, inode: Inode(ino), handle: fi?.pointee.fh ?? 0, flags: openFlags(fi),
+        ctx.filesystem.release(request, inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, flags: openFlags(fi),
                                reply: EmptyReply(core))
     }
     ops.fsync = { req, ino, datasync, fi in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "fsync")
-        ctx.filesystem.fsync(request, inode: Inode(ino), handle: fi?.pointee.fh ?? 0, dataOnly: datasync != 0,
+        ctx.filesystem.fsync(request, inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, dataOnly: datasync != 0,
                              reply: EmptyReply(core))
     }
     ops.statfs = { req, ino in
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "statfs")
-        ctx.filesystem.statfs(request, inode: Inode(ino), reply: StatfsReply(core))
+        ctx.filesystem.statfs(request, inode: FUSEInode(ino), reply: StatfsReply(core))
     }
     ops.retrieve_reply = { req, cookie, ino, offset, bufv in
         guard let req else { return }
         // The kernel's NOTIFY_REPLY takes no answer; libfuse still needs the request freed.
         defer { fuse_reply_none(req) }
         let cookieValue = UInt64(UInt(bitPattern: cookie))
-        guard cookieValue != Notifier.reservedCookie, let ctx = SessionContext.from(req) else { return }
-        ctx.deliverRetrieve(cookie: cookieValue, inode: Inode(ino), offset: Int64(offset), bufv: bufv)
+        guard let ctx = SessionContext.from(req) else { return }
+        ctx.deliverRetrieve(cookie: cookieValue, inode: FUSEInode(ino), offset: Int64(offset), bufv: bufv)
     }
     return ops
 }
@@ -177,7 +177,7 @@ extension SessionContext {
         ])
     }
 
-    fileprivate func deliverRetrieve(cookie: UInt64, inode: Inode, offset: Int64,
+    fileprivate func deliverRetrieve(cookie: UInt64, inode: FUSEInode, offset: Int64,
                                      bufv: UnsafeMutablePointer<fuse_bufvec>?) {
         guard let bufv else {
             filesystem.retrieveReply(cookie: cookie, inode: inode, offset: offset, data: UnsafeRawBufferPointer(start: nil, count: 0))

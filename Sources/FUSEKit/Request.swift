@@ -57,7 +57,7 @@ public struct OpenFlags: OptionSet, Sendable, Hashable {
 /// `pread` (any offset/size, one request each on a `direct_io` file) from a page-fault or
 /// readahead read of a mapping (page-aligned, at least a page, no `O_DIRECT` needed).
 public struct ReadRequest: Sendable, Hashable {
-    public var inode: Inode
+    public var inode: FUSEInode
     /// `fi->fh` as answered by `open`.
     public var handle: UInt64
     public var offset: Int64
@@ -65,7 +65,7 @@ public struct ReadRequest: Sendable, Hashable {
     /// The flags of the open file (`fi->flags`).
     public var flags: OpenFlags
 
-    public init(inode: Inode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags) {
+    public init(inode: FUSEInode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags) {
         self.inode = inode
         self.handle = handle
         self.offset = offset
@@ -83,7 +83,7 @@ public struct ReadRequest: Sendable, Hashable {
 
 /// A WRITE as the kernel sent it (the bytes are passed alongside, valid only during the call).
 public struct WriteRequest: Sendable, Hashable {
-    public var inode: Inode
+    public var inode: FUSEInode
     public var handle: UInt64
     public var offset: Int64
     public var size: Int
@@ -95,7 +95,7 @@ public struct WriteRequest: Sendable, Hashable {
     /// `fi->lock_owner`.
     public var lockOwner: UInt64
 
-    public init(inode: Inode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags,
+    public init(inode: FUSEInode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags,
                 isWritepage: Bool, lockOwner: UInt64 = 0) {
         self.inode = inode
         self.handle = handle

@@ -2,8 +2,9 @@ import FUSEKit
 import Testing
 
 @Test func inodeConvertsExplicitly() {
-    let ino = Inode(stIno: 42)
+    let ino = FUSEInode(stIno: 42)
     #expect(ino.rawValue == 42)
     #expect(ino.stIno == 42)
-    #expect(Inode.root.rawValue == 1)
+    #expect(FUSEInode.root.rawValue == 1)
+    #expect(FUSEInode(7) < FUSEInode(8))
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
-# pkg-config file (to build), fusermount3 (to mount), pkg-config, and rsync-free plain tools.
+# pkg-config file (to build), fusermount3 (to mount) and pkg-config.
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 set -euo pipefail
 

@@ -71,6 +71,11 @@ public final class MigrationRegion {
     public var now: UInt64 { clock.now }
     /// Names of the faults that fired, in order.
     public var firedFaults: [String] { faults.log }
+    var saveSession: SaveSession? { save }
+    var resumeSession: ResumeSession? { resume }
+    var lastPendingBytes: UInt64? { lastPending }
+    /// True while a chunk staged by `data_offset` waits to be consumed.
+    public var hasStagedChunk: Bool { save?.staged != nil }
 
     // MARK: - Accesses
 

@@ -1,0 +1,65 @@
+import DeviceSimulator
+import Foundation
+import FUSEKit
+import MigrationProtocol
+
+/// One simulated mdev device of the mount: its engine, who holds its region, and the page-cache
+/// coherence state of its data section mapping.
+///
+/// The engine is not thread-safe; every engine call happens under `lock`. Cache notifications
+/// (`notify_store`, `notify_retrieve`) are never sent while `lock` is held: the kernel may be
+/// holding a page lock while it waits for this daemon to answer a page-fault read, and that read
+/// is answered without `lock` (see `RegionFile`), so no cycle can form.
+final class MdevDevice: @unchecked Sendable {
+    let uuid: String
+    let typeIndex: Int
+    let region: MigrationRegion
+    private let lock = NSCondition()
+
+    // Guarded by `lock`:
+    /// The handle of the open file description holding the region, if any.
+    private(set) var holder: UInt64?
+    /// The client has used a mapping of the data section (a page-fault read or a writeback
+    /// reached us): from then on the device keeps the kernel's page cache coherent.
+    var mappingInUse = false
+    /// Resume: data-section pwrites since the last `data_offset` read (to tell a pwrite
+    /// client from a mapping client, and to catch one that mixes both).
+    var directWritesInTransaction = 0
+
+    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool) {
+        self.uuid = uuid
+        self.typeIndex = typeIndex
+        region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
+    }
+
+    /// Runs `body` with the engine locked.
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Takes the region for `handle`. A region held by another open waits up to `grace` for that
+    /// open's RELEASE, which FUSE delivers after the client's `close` has already returned (a
+    /// client that closes and reopens at once would otherwise see a spurious EBUSY).
+    func acquire(_ handle: UInt64, grace: TimeInterval = 0.25) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = Date().addingTimeInterval(grace)
+        while holder != nil {
+            if !lock.wait(until: deadline) { break }
+        }
+        guard holder == nil else { return false }
+        holder = handle
+        return true
+    }
+
+    func release(_ handle: UInt64) {
+        lock.lock()
+        if holder == handle { holder = nil }
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    var isOpen: Bool { withLock { holder != nil } }
+}

@@ -1,0 +1,124 @@
+import FUSEKit
+
+/// What an inode of the mount is. The tree mirrors sysfs's mdev layout:
+///
+/// ```
+/// MOUNT/mdev_supported_types/<type>/{name,description,device_api,available_instances,create,devices/}
+/// MOUNT/devices/<uuid>/{mdev_type -> ../../mdev_supported_types/<type>, migration, migration.info,
+///                      reset, remove, digest, state, violations}
+/// ```
+enum MdevNode: Hashable, Sendable {
+    case root
+    case typesDirectory
+    case devicesDirectory
+    case typeDirectory(type: Int)
+    case typeAttribute(type: Int, TypeAttribute)
+    case deviceDirectory(uuid: String)
+    case deviceFile(uuid: String, DeviceFile)
+
+    /// Files of an mdev type directory.
+    enum TypeAttribute: String, CaseIterable, Sendable {
+        case name
+        case description
+        case deviceAPI = "device_api"
+        case availableInstances = "available_instances"
+        case create
+
+        var permissions: UInt16 { self == .create ? 0o200 : 0o444 }
+    }
+
+    /// Entries of a device directory.
+    enum DeviceFile: String, CaseIterable, Sendable {
+        case mdevType = "mdev_type"
+        case migration
+        case migrationInfo = "migration.info"
+        case reset
+        case remove
+        case digest
+        case state
+        case violations
+
+        /// Region 0600 like a VFIO device node; write-only triggers 0200 and read-only
+        /// attributes 0444, as sysfs has them.
+        var permissions: UInt16 {
+            switch self {
+            case .mdevType: 0o777
+            case .migration: 0o600
+            case .reset, .remove: 0o200
+            default: 0o444
+            }
+        }
+
+        var kind: FileKind { self == .mdevType ? .symlink : .regular }
+    }
+
+    var kind: FileKind {
+        switch self {
+        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory: .directory
+        case .typeAttribute: .regular
+        case .deviceFile(_, let file): file.kind
+        }
+    }
+
+    var permissions: UInt16 {
+        switch self {
+        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory: 0o755
+        case .typeAttribute(_, let a): a.permissions
+        case .deviceFile(_, let f): f.permissions
+        }
+    }
+}
+
+/// Stable inode numbers. Static nodes are fixed; each device gets a block of numbers that is
+/// never reused after `remove`, so a kernel holding an old inode can never reach a new device.
+struct InodeTable {
+    static let typesDirectory = FUSEInode(2)
+    static let devicesDirectory = FUSEInode(3)
+    private static let typeBase: UInt64 = 16
+    private static let typeStride: UInt64 = 16
+    private static let deviceBase: UInt64 = 1 << 20
+    private static let deviceStride: UInt64 = 16
+
+    private var byInode: [FUSEInode: MdevNode] = [
+        .root: .root, typesDirectory: .typesDirectory, devicesDirectory: .devicesDirectory,
+    ]
+    private var byNode: [MdevNode: FUSEInode] = [
+        .root: .root, .typesDirectory: typesDirectory, .devicesDirectory: devicesDirectory,
+    ]
+    private var nextDeviceBlock: UInt64 = 0
+
+    init(typeCount: Int) {
+        for t in 0..<typeCount {
+            let base = Self.typeBase + UInt64(t) * Self.typeStride
+            insert(.typeDirectory(type: t), FUSEInode(base))
+            for (i, a) in MdevNode.TypeAttribute.allCases.enumerated() {
+                insert(.typeAttribute(type: t, a), FUSEInode(base + 1 + UInt64(i)))
+            }
+        }
+    }
+
+    private mutating func insert(_ node: MdevNode, _ inode: FUSEInode) {
+        byInode[inode] = node
+        byNode[node] = inode
+    }
+
+    func node(_ inode: FUSEInode) -> MdevNode? { byInode[inode] }
+    func inode(_ node: MdevNode) -> FUSEInode? { byNode[node] }
+
+    mutating func addDevice(_ uuid: String) {
+        let base = Self.deviceBase + nextDeviceBlock * Self.deviceStride
+        nextDeviceBlock += 1
+        insert(.deviceDirectory(uuid: uuid), FUSEInode(base))
+        for (i, f) in MdevNode.DeviceFile.allCases.enumerated() {
+            insert(.deviceFile(uuid: uuid, f), FUSEInode(base + 1 + UInt64(i)))
+        }
+    }
+
+    mutating func removeDevice(_ uuid: String) {
+        var nodes: [MdevNode] = [.deviceDirectory(uuid: uuid)]
+        nodes += MdevNode.DeviceFile.allCases.map { .deviceFile(uuid: uuid, $0) }
+        for node in nodes {
+            if let inode = byNode.removeValue(forKey: node) { byInode[inode] = nil }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import DeviceSimulator
+import Foundation
+import FUSEKit
+import MigrationProtocol
+import SystemPackage
+
+/// The `migration` file of one device: every access is the engine's, and the data section's
+/// mapping is kept coherent with the engine's buffer.
+///
+/// Coherence (see `docs/fuse-region.md`): region files are opened `direct_io`, so preads and
+/// pwrites reach the engine with their exact offset and size, and the mount negotiates
+/// `FUSE_DIRECT_IO_ALLOW_MMAP` so the same files can be mapped. Mapped pages live in the
+/// kernel's page cache, apart from the engine's buffer:
+/// - save: when a `data_offset` read stages a chunk, the chunk is pushed into the page cache
+///   (`notify_store`) before the read is answered, so the mapping shows it with no fault;
+/// - resume: a `data_offset` read pre-fills the cache with the data section, and a `data_size`
+///   write is held while the client's stores are fetched back (`notify_retrieve`) into the
+///   buffer; the engine applies the chunk only then;
+/// - page-fault reads (page-shaped reads of the data section) are answered from the buffer with
+///   no side effect, and page writebacks (`writepage`) are copied into it: neither is a header
+///   access or a chunk event.
+/// Both only happen once the client has shown it uses a mapping (its first fault or writeback):
+/// a pread/pwrite client costs nothing extra.
+struct RegionFile {
+    let fs: MdevFileSystem
+    let device: MdevDevice
+    let inode: FUSEInode
+
+    private var region: MigrationRegion { device.region }
+    private static let dataStart = RegionLayout.dataSectionOffset
+
+    func read(_ request: ReadRequest, reply: DataReply) {
+        let offset = UInt64(max(0, request.offset))
+        if offset >= Self.dataStart, request.isPageShaped {
+            return pageFault(offset: offset, size: request.size, reply: reply)
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, request.size), alignment: 8)
+        defer { buffer.deallocate() }
+        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<request.size])
+        var stageRange: Range<UInt64>?
+        var prefill = false
+        let result = device.withLock { () -> AccessResult in
+            let r = region.read(at: offset, into: target)
+            if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
+                if region.state.isResuming {
+                    prefill = true
+                    device.directWritesInTransaction = 0
+                } else {
+                    stageRange = r.staged
+                }
+            } else if offset == HeaderField.dataOffset.offset, region.state.isResuming {
+                device.directWritesInTransaction = 0
+            }
+            return r
+        }
+        if let range = stageRange { store(range) }
+        if prefill { store(Self.dataStart..<(Self.dataStart + UInt64(region.dataSection.count))) }
+        stall(result.stallNanoseconds)
+        switch result.outcome {
+        case .failure(let e): reply.error(e)
+        case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    func write(_ request: WriteRequest, data: UnsafeRawBufferPointer, reply: WriteReply) {
+        let offset = UInt64(max(0, request.offset))
+        if request.isWritepage {
+            // A late writeback of a mapped page: the client's stores, not a protocol event.
+            device.withLock {
+                device.mappingInUse = true
+                copyIntoSection(offset: offset, data)
+            }
+            return reply.write(data.count)
+        }
+        if offset == HeaderField.dataSize.offset, data.count == 8 {
+            let value = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
+            let fetch = device.withLock { () -> Bool in
+                region.state.isResuming && device.mappingInUse && device.directWritesInTransaction == 0
+                    && value > 0 && value <= UInt64(region.dataSection.count)
+            }
+            if fetch, beginRetrieve(size: Int(value), reply: reply) { return }
+        }
+        let result = device.withLock { () -> AccessResult in
+            if offset >= Self.dataStart, region.state.isResuming { device.directWritesInTransaction += 1 }
+            return region.write(at: offset, from: data)
+        }
+        stall(result.stallNanoseconds)
+        switch result.outcome {
+        case .failure(let e): reply.error(e)
+        case .success(let n): reply.write(n)
+        }
+    }
+
+    /// A page of the mapping faulted in: the buffer's bytes, no engine access, no checker.
+    private func pageFault(offset: UInt64, size: Int, reply: DataReply) {
+        device.withLock {
+            device.mappingInUse = true
+            let section = region.dataSection
+            let start = Int(offset - Self.dataStart)
+            guard start < section.count else { return reply.data([]) }
+            reply.data(UnsafeRawBufferPointer(rebasing: section[start..<min(section.count, start + size)]))
+        }
+    }
+
+    private func copyIntoSection(offset: UInt64, _ data: UnsafeRawBufferPointer) {
+        guard offset >= Self.dataStart else { return }
+        let section = region.dataSection
+        let start = Int(offset - Self.dataStart)
+        guard start < section.count else { return }
+        let n = min(data.count, section.count - start)
+        UnsafeMutableRawBufferPointer(rebasing: section[start..<(start + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[0..<n]))
+    }
+
+    /// Pushes region bytes `range` (in the data section) into the page cache.
+    private func store(_ range: Range<UInt64>) {
+        guard let notifier = fs.currentNotifier, range.lowerBound >= Self.dataStart else { return }
+        let start = Int(range.lowerBound - Self.dataStart), end = Int(range.upperBound - Self.dataStart)
+        // A copy: the store runs without the device lock (see MdevDevice).
+        let bytes = device.withLock { Array(region.dataSection[start..<min(end, region.dataSection.count)]) }
+        do {
+            try notifier.store(inode: inode, offset: Int64(range.lowerBound), bytes: bytes)
+        } catch {
+            fs.logger.warning("notify_store of \(range) failed: \(error)")
+        }
+    }
+
+    /// Holds the `data_size` write and asks the kernel for the client's stores; the write is
+    /// answered by `finish` once every piece is back. Returns false if the kernel cannot be asked.
+    private func beginRetrieve(size: Int, reply: WriteReply) -> Bool {
+        guard let notifier = fs.currentNotifier else { return false }
+        let piece = max(4096, fs.currentMaxWrite)
+        let pieces = (size + piece - 1) / piece
+        let apply = RetrieveTable.Apply(device: device, value: UInt64(size), reply: reply)
+        let cookies = fs.registerRetrieve(apply, pieces: pieces)
+        for (i, cookie) in cookies.enumerated() {
+            let offset = Int(Self.dataStart) + i * piece
+            do {
+                try notifier.retrieve(inode: inode, size: min(piece, size - i * piece), offset: Int64(offset), cookie: cookie)
+            } catch {
+                fs.logger.warning("notify_retrieve failed (\(error)): applying the data section as pwritten")
+                fs.cancelRetrieve(cookies)
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Every retrieved piece is in the buffer: the engine applies the chunk, the write is answered.
+    func finish(_ apply: RetrieveTable.Apply) {
+        let result = device.withLock { () -> AccessResult in
+            var value = apply.value.littleEndian
+            return withUnsafeBytes(of: &value) { region.write(at: HeaderField.dataSize.offset, from: $0) }
+        }
+        stall(result.stallNanoseconds)
+        switch result.outcome {
+        case .failure(let e): apply.reply.error(e)
+        case .success(let n): apply.reply.write(n)
+        }
+    }
+
+    /// An injected stall: the access answers late, as a slow driver would.
+    private func stall(_ nanoseconds: UInt64) {
+        guard nanoseconds > 0 else { return }
+        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+}
+
+/// Held `data_size` writes waiting for their `notify_retrieve` answers, by cookie.
+struct RetrieveTable {
+    struct Apply: @unchecked Sendable {
+        let device: MdevDevice
+        let value: UInt64
+        let reply: WriteReply
+    }
+
+    private var byCookie: [UInt64: Int] = [:]
+    private var applies: [Int: (apply: Apply, outstanding: Int)] = [:]
+    private var nextCookie: UInt64 = 1
+    private var nextApply = 0
+
+    mutating func register(_ apply: Apply, pieces: Int) -> [UInt64] {
+        let id = nextApply
+        nextApply += 1
+        applies[id] = (apply, pieces)
+        return (0..<pieces).map { _ in
+            let c = nextCookie
+            nextCookie += 1
+            byCookie[c] = id
+            return c
+        }
+    }
+
+    /// A piece arrived: its apply, and whether it was the last one.
+    mutating func arrived(_ cookie: UInt64) -> (Apply, Bool)? {
+        guard let id = byCookie.removeValue(forKey: cookie), var entry = applies[id] else { return nil }
+        entry.outstanding -= 1
+        if entry.outstanding == 0 {
+            applies[id] = nil
+            return (entry.apply, true)
+        }
+        applies[id] = entry
+        return (entry.apply, false)
+    }
+
+    mutating func cancel(_ cookies: [UInt64]) {
+        for c in cookies { if let id = byCookie.removeValue(forKey: c) { applies[id] = nil } }
+    }
+}

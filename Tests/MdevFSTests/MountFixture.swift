@@ -1,0 +1,64 @@
+import Conformance
+import DeviceSimulator
+import Foundation
+import FUSEKit
+import Glibc
+import MdevFS
+import Scenarios
+import SystemPackage
+import Testing
+
+/// A real mount of a scenario at a fresh temporary directory, always unmounted and removed.
+final class MountFixture {
+    let mount: MdevMount
+    let path: String
+
+    init(_ scenario: Scenario = smallScenario(), strict: Bool = false) throws {
+        // Mount tests must not pass silently where /dev/fuse is missing: CI requires them.
+        try MountHelpers.checkFUSEDevice()
+        var template = Array("/tmp/mdevsim-test.XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
+        path = String(cString: template)
+        do {
+            mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict)
+            try mount.start()
+        } catch {
+            rmdir(path)
+            throw error
+        }
+    }
+
+    /// Always call (defer): unmounts, joins the loop, removes the directory.
+    func close() {
+        mount.stop()
+        rmdir(path)
+    }
+
+    var typeName: String { mount.filesystem.types[0].name }
+
+    /// Creates a device through the type's `create` file.
+    func create(_ uuid: String = UUID().uuidString.lowercased(), type: String? = nil) throws -> String {
+        try FileTransport.writeText(uuid + "\n", to: "\(path)/mdev_supported_types/\(type ?? typeName)/create")
+        return "\(path)/devices/\(uuid)"
+    }
+
+    func read(_ relative: String) -> String? {
+        try? String(contentsOfFile: "\(path)/\(relative)", encoding: .utf8)
+    }
+}
+
+/// Two small types: enough chunks to exercise the sequence, small enough to be quick.
+func smallScenario(mmap: Bool = true, faults: [Fault] = [], instances: Int = 16, memory: UInt64 = 2 << 20) -> Scenario {
+    let config = DeviceConfiguration(
+        typeName: "mdevsim-test", memorySize: memory, pageSize: 4096, contentSeed: 3, configSize: 4096,
+        dataSectionSize: 256 << 10, dataSectionMmap: mmap, chunkSize: 256 << 10, dirtyRate: 32 << 20,
+        linkBandwidth: 1 << 30, faults: faults)
+    var small = config
+    small.typeName = "mdevsim-test-small-section"
+    small.dataSectionSize = 64 << 10
+    small.chunkSize = 64 << 10
+    return Scenario(
+        name: "mount-test", description: "", seed: 1,
+        types: [DeviceTypeSpec(configuration: config, instances: instances), DeviceTypeSpec(configuration: small, instances: instances)],
+        migration: MigrationPlan(source: "mdevsim-test"))
+}

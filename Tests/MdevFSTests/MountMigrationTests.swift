@@ -1,0 +1,71 @@
+import Conformance
+import DeviceSimulator
+import Foundation
+import Glibc
+import MdevFS
+import MigrationProtocol
+import SystemPackage
+import Testing
+
+/// Migrations through the kernel: the region files as a VMM uses them.
+@Suite struct MountMigrationTests {
+    func migrateThroughMount(_ fixture: MountFixture, options: ClientOptions, map: Bool) throws -> (MigrationReport, String, String) {
+        let source = try fixture.create()
+        let destination = try fixture.create()
+        #expect(fixture.read("devices/\(source.split(separator: "/").last ?? "")/digest") != fixture.read("devices/\(destination.split(separator: "/").last ?? "")/digest"))
+        let s = try FileTransport(directory: source, name: "source", map: map)
+        let d = try FileTransport(directory: destination, name: "destination", map: map)
+        let report = ReferenceClient(options: options).migrate(from: s, to: d)
+        return (report, source, destination)
+    }
+
+    @Test(arguments: [("pread", ClientOptions.DataAccess.pieces(1 << 20), false), ("mmap", .mapped, true), ("pread8", .pieces(8), false)])
+    func migratesWithEqualDigests(_ name: String, _ access: ClientOptions.DataAccess, _ map: Bool) throws {
+        // 8-byte pieces cost one FUSE round trip each: keep that device small.
+        let fixture = try MountFixture(smallScenario(memory: name == "pread8" ? 128 << 10 : 2 << 20))
+        defer { fixture.close() }
+        if map { #expect(fixture.mount.filesystem.mmapAvailable, "FUSE_DIRECT_IO_ALLOW_MMAP should be negotiated on this kernel") }
+        let (report, source, destination) = try migrateThroughMount(fixture, options: ClientOptions(precopyThreshold: 256 << 10, dataAccess: access), map: map)
+        #expect(report.succeeded, "\(name): \(report.failure.map { "\($0)" } ?? "")")
+        let sourceDigest = try String(contentsOfFile: "\(source)/digest", encoding: .utf8)
+        let destinationDigest = try String(contentsOfFile: "\(destination)/digest", encoding: .utf8)
+        #expect(sourceDigest == destinationDigest)
+        #expect(sourceDigest.count == 65)
+        for device in [source, destination] {
+            let violations = try String(contentsOfFile: "\(device)/violations", encoding: .utf8)
+            #expect(violations.isEmpty, "\(name): \(violations)")
+        }
+    }
+
+    @Test func destinationOfAnotherTypeRefusesTheStream() throws {
+        let fixture = try MountFixture()
+        defer { fixture.close() }
+        let source = try fixture.create()
+        let destination = try fixture.create(type: "mdevsim-test-small-section")
+        _ = destination
+        // Different types: the destination must refuse the stream at its first chunk.
+        let s = try FileTransport(directory: source)
+        let d = try FileTransport(directory: destination)
+        let report = ReferenceClient().migrate(from: s, to: d)
+        #expect(report.outcome == "failed")
+        #expect(report.failure?.errno == "EINVAL")
+        let state = try String(contentsOfFile: "\(destination)/state", encoding: .utf8)
+        #expect(state.contains("incompatible stream"))
+    }
+
+    @Test func twoMigrationsRunConcurrently() async throws {
+        let fixture = try MountFixture()
+        defer { fixture.close() }
+        let pairs = try (0..<2).map { _ in (try fixture.create(), try fixture.create()) }
+        try await withThrowingTaskGroup(of: MigrationReport.self) { group in
+            for (i, (source, destination)) in pairs.enumerated() {
+                group.addTask {
+                    let s = try FileTransport(directory: source, map: i == 0)
+                    let d = try FileTransport(directory: destination, map: i == 0)
+                    return ReferenceClient(options: ClientOptions(dataAccess: i == 0 ? .mapped : .pieces(4096))).migrate(from: s, to: d)
+                }
+            }
+            for try await report in group { #expect(report.succeeded, "\(report.failure.map { "\($0)" } ?? "")") }
+        }
+    }
+}

@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "Conformance",
             dependencies: [
-                "DeviceSimulator", "MigrationProtocol", "Scenarios",
+                "DeviceSimulator", "MigrationProtocol", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim-bench",
             dependencies: [
-                "Conformance", "DeviceSimulator",
+                "Conformance", "DeviceSimulator", "MdevFS", "Scenarios", "FUSEKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -139,7 +139,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "DeviceSimulator"],
+            dependencies: ["Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,455 @@
+/// `mdevsim-bench fuse`: mdevsim's FUSE region files against a bare libfuse daemon doing the same
+/// three things with the same loop (Benchmarks/fuse/bare_region.c), in the same run, with the
+/// same client code. Run it with `scripts/bench-fuse.sh` (builds both, prints the table, cleans up).
+///
+/// Both daemons: libfuse 3.14 low-level API, multi-threaded loop (clone_fd 0, max 10 threads),
+/// max_readahead 0, max_write 1 MiB, direct_io opens, FUSE_DIRECT_IO_ALLOW_MMAP negotiated through
+/// fuse_session_custom_io. By default each runs in its own child process (`--in-process` mounts
+/// mdevsim inside the client instead). What is measured, each repeat pairing the daemons back to
+/// back (order alternating), medians and the median of the paired ratios printed:
+///
+/// 1. header access latency: an 8-byte pread at offset 8. mdevsim: `pending_bytes` of a running
+///    device (answers 0, no side effect), through RegionFile.read and the engine's header trap;
+///    bare: a counter. Also mdevsim with `strict` on (a third mount). Goal: <= 1.1x bare.
+/// 2. 1 MiB pread throughput at offset 4096 (the data section). mdevsim: a device in pre-copy with
+///    a chunk staged (so the read is one a VMM may make); such a page-aligned read is answered by
+///    RegionFile's page-fault path straight from the data section buffer. Bare: from its buffer.
+///    Goal: >= 0.8x bare.
+/// 3. save+resume through the mappings: per 1 MiB chunk, source `data_offset` read (the daemon
+///    notify_stores the chunk before answering), `data_size` read, destination `data_offset` read
+///    (pre-fill notify_store), memcpy source mapping -> destination mapping, destination
+///    `data_size` write (held while the daemon notify_retrieves the stores, then applied),
+///    source `pending_bytes`. mdevsim: a real pre-copy pass of an untouched device into a resuming
+///    device (the engine generates and applies the chunks; the migration is then finished
+///    untimed and the two digests compared); bare: the same calls on its two files, as many
+///    chunks. GB/s of chunk bytes; ratios to bare (goal >= 0.9x) and to memcpy of the same 1 MiB
+///    pieces. The per-step time split and the engine alone (same pass in process, no FUSE) show
+///    where mdevsim's extra time goes.
+import ArgumentParser
+import DeviceSimulator
+import Foundation
+import Glibc
+import MdevFS
+
+extension Bench {
+    struct FUSE: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fuse",
+            abstract: "Compare mdevsim's FUSE region files with a bare libfuse C daemon (header latency, 1 MiB pread, save+resume through mmap).",
+            discussion: "Normally run through scripts/bench-fuse.sh, which builds Benchmarks/fuse/bare_region.c and passes --bare-daemon.")
+
+        @Option(name: .customLong("bare-daemon"), help: "Path of the built bare_region daemon (Benchmarks/fuse/bare_region.c).")
+        var bareDaemon: String?
+
+        @Option(help: "Directory for the mountpoints and daemon logs (default: a fresh /tmp/mdevsim-fusebench.XXXXXX, removed at the end).")
+        var workdir: String?
+
+        @Option(help: "Paired repeats of every measurement (medians are printed).")
+        var repeats: Int = 7
+
+        @Option(name: .customLong("header-accesses"), help: "8-byte preads per header latency measurement.")
+        var headerAccesses: Int = 20_000
+
+        @Option(help: "1 MiB preads per throughput measurement.")
+        var reads: Int = 1_000
+
+        @Option(help: "Device memory moved by one save+resume measurement (its pre-copy pass).")
+        var memory: ByteSize = ByteSize(128 << 20)
+
+        @Flag(name: .customLong("in-process"), help: "Mount mdevsim inside this process instead of a child process.")
+        var inProcess = false
+
+        @Flag(name: .customLong("skip-strict"), help: "Do not measure header latency with strict on.")
+        var skipStrict = false
+
+        @Flag(help: "Print one JSON object of the figures on stdout; human-readable lines go to stderr.")
+        var json = false
+
+        @Option(help: .hidden) var serve: String?
+        @Flag(help: .hidden) var strict = false
+
+        static let chunk = 1 << 20
+        static let typeName = "mdevsim-bench"
+
+        func validate() throws {
+            guard repeats >= 1, headerAccesses >= 1, reads >= 1 else { throw ValidationError("counts must be at least 1") }
+            if serve == nil && bareDaemon == nil { throw ValidationError("--bare-daemon is required (scripts/bench-fuse.sh builds it)") }
+        }
+
+        func run() throws {
+            if let serve {
+                // The mdevsim daemon of a run: serves until SIGTERM/SIGINT (libfuse's handlers unmount).
+                let mount = try MdevMount(scenario: fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: 16),
+                                          mountpoint: serve, strict: strict, handleSignals: true)
+                _ = try mount.run()
+                return
+            }
+            try FUSEBenchRun(options: self).run()
+        }
+    }
+}
+
+/// Codable figures of one run (`--json`).
+struct FUSEFigures: Codable, Sendable {
+    struct Machine: Codable, Sendable {
+        var cpus: Int
+        var cpuModel: String
+        var kernel: String
+        var loadAverage: String
+    }
+    struct Pair: Codable, Sendable {
+        var bare: Spread
+        var mdevsim: Spread
+        /// Median of the per-repeat ratios mdevsim / bare.
+        var ratio: Spread
+        var goal: String
+        var met: Bool
+    }
+    var machine: Machine
+    var mdevsimDaemon: String
+    var repeats: Int
+    var headerLatencyMicroseconds: Pair?
+    var strictHeaderLatencyMicroseconds: Spread?
+    var strictToNonStrictRatio: Spread?
+    var preadGbPerSecond: Pair?
+    var saveResumeGbPerSecond: Pair?
+    var memcpyGbPerSecond: Spread?
+    var bareToMemcpy: Spread?
+    var mdevsimToMemcpy: Spread?
+    var engineAloneGbPerSecond: Spread?
+    var engineSaveMicrosecondsPerChunk: Spread?
+    var engineSaveApplyMicrosecondsPerChunk: Spread?
+    var bareSteps: TransferTiming?
+    var mdevsimSteps: TransferTiming?
+    var digestsMatched: Int = 0
+    var violations: [String] = []
+}
+
+extension FUSEFigures.Machine {
+    static func current() -> Self {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+            .flatMap { $0.split(separator: ":", maxSplits: 1).last }
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
+            .map { $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? "unknown"
+        return Self(cpus: ProcessInfo.processInfo.activeProcessorCount, cpuModel: model, kernel: release, loadAverage: load)
+    }
+}
+
+/// The engine alone (no FUSE), per chunk of the same pass.
+struct EngineRun: Codable, Sendable {
+    var gbPerSecond: Double = 0
+    /// Save + copy into the destination's data section + apply.
+    var allNsPerChunk: Double = 0
+    /// Save alone.
+    var saveNsPerChunk: Double = 0
+}
+
+/// One run of the comparison.
+final class FUSEBenchRun {
+    let o: Bench.FUSE
+    let out: Printer
+    var daemons: [BenchDaemon] = []
+    var workdir = ""
+    var ownsWorkdir = false
+
+    init(options: Bench.FUSE) {
+        o = options
+        out = Printer(json: options.json)
+    }
+
+    func run() throws {
+        if let dir = o.workdir {
+            workdir = dir
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } else {
+            var template = Array("/tmp/mdevsim-fusebench.XXXXXX".utf8CString)
+            guard mkdtemp(&template) != nil else { throw BenchError("mkdtemp failed (errno \(errno))") }
+            workdir = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            ownsWorkdir = true
+        }
+        defer { cleanUp() }
+        try measure()
+    }
+
+    /// Stops every daemon (unmounting), then removes the mountpoint directories.
+    func cleanUp() {
+        for d in daemons.reversed() { d.stop() }
+        for d in daemons where !isMounted(d.mountpoint) { rmdir(d.mountpoint) }
+        daemons = []
+        if ownsWorkdir { try? FileManager.default.removeItem(atPath: workdir) }
+    }
+
+    func startBare() throws -> ChildDaemon {
+        guard let path = o.bareDaemon else { throw BenchError("no --bare-daemon") }
+        let mountpoint = "\(workdir)/bare"
+        let d = try ChildDaemon(label: "bare", executable: path, arguments: [mountpoint], mountpoint: mountpoint, logPath: "\(workdir)/bare.log")
+        daemons.append(d)
+        try waitForFile("\(mountpoint)/region0", alive: { d.isRunning })
+        return d
+    }
+
+    func startMdevsim(strict: Bool) throws -> BenchDaemon {
+        let name = strict ? "mdevsim-strict" : "mdevsim"
+        let mountpoint = "\(workdir)/\(name)"
+        let d: BenchDaemon
+        if o.inProcess {
+            d = try InProcessMdevDaemon(label: name, scenario: fuseBenchScenario(memory: o.memory.bytes, chunk: UInt64(Bench.FUSE.chunk), instances: 16),
+                                        mountpoint: mountpoint, strict: strict)
+            daemons.append(d)
+        } else {
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            var args = ["fuse", "--serve", mountpoint, "--memory", "\(o.memory.bytes)"]
+            if strict { args.append("--strict") }
+            let c = try ChildDaemon(label: name, executable: exe, arguments: args, mountpoint: mountpoint, logPath: "\(workdir)/\(name).log")
+            daemons.append(c)
+            d = c
+            try waitForFile("\(mountpoint)/mdev_supported_types/\(Bench.FUSE.typeName)/create", alive: { c.isRunning })
+        }
+        return d
+    }
+
+    // swiftlint:disable:next function_body_length
+    func measure() throws {
+        let machine = FUSEFigures.Machine.current()
+        var figures = FUSEFigures(machine: machine, mdevsimDaemon: o.inProcess ? "in process (client threads share the process)" : "child process",
+                                  repeats: o.repeats)
+        out.line("mdevsim-bench fuse: \(machine.cpus) CPUs (\(machine.cpuModel)), kernel \(machine.kernel), load average \(machine.loadAverage)")
+        out.line("  daemons: bare libfuse C daemon (child process) vs mdevsim MdevFS (\(figures.mdevsimDaemon)); same client code; \(o.repeats) paired repeats, order alternating")
+
+        let section = Bench.FUSE.chunk
+        let bare = try startBare()
+        let mdev = try startMdevsim(strict: false)
+        let strictMount = o.skipStrict ? nil : try startMdevsim(strict: true)
+        out.progress("mounted \(bare.mountpoint), \(mdev.mountpoint)\(strictMount.map { ", " + $0.mountpoint } ?? "")")
+
+        // Long-lived clients: header and pread targets.
+        let bareHeader = try RegionClient(path: "\(bare.mountpoint)/region0", sectionSize: section, mapSection: false)
+        let bareSource = try RegionClient(path: "\(bare.mountpoint)/region0", sectionSize: section, mapSection: true)
+        let bareDestination = try RegionClient(path: "\(bare.mountpoint)/region1", sectionSize: section, mapSection: true)
+        let headerDevice = try MdevsimDevice.create(mount: mdev.mountpoint, type: Bench.FUSE.typeName)
+        let mdevHeader = try RegionClient(path: headerDevice.regionPath, sectionSize: section, mapSection: false)
+        let readDevice = try MdevsimDevice.create(mount: mdev.mountpoint, type: Bench.FUSE.typeName)
+        let mdevReader = try RegionClient(path: readDevice.regionPath, sectionSize: section, mapSection: false)
+        try mdevReader.setDeviceState(UInt32(StateBits.preCopy))
+        _ = try mdevReader.read8(Field.pendingBytes)
+        _ = try mdevReader.read8(Field.dataOffset)   // stages a chunk: the data section holds it
+        let staged = try mdevReader.read8(Field.dataSize)
+        var strictHeader: RegionClient?
+        var strictDevice: MdevsimDevice?
+        if let strictMount {
+            let d = try MdevsimDevice.create(mount: strictMount.mountpoint, type: Bench.FUSE.typeName)
+            strictDevice = d
+            strictHeader = try RegionClient(path: d.regionPath, sectionSize: section, mapSection: false)
+        }
+        out.progress("mdevsim read device in pre-copy, chunk of \(staged) bytes staged; 1 MiB preads at 4096 read it")
+
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: section, alignment: 4096)
+        defer { buffer.deallocate() }
+        memset(buffer, 0, section)
+        let chunksPerPass = Int(o.memory.bytes / UInt64(section))
+
+        // Warm-up (untimed): threads spawned, code paths and caches warm.
+        _ = try headerLatency(bareHeader, count: 2_000)
+        _ = try headerLatency(mdevHeader, count: 2_000)
+        if let strictHeader { _ = try headerLatency(strictHeader, count: 2_000) }
+        _ = try preadThroughput(bareSource, size: section, count: 50, buffer: buffer)
+        _ = try preadThroughput(mdevReader, size: section, count: 50, buffer: buffer)
+        bareSource.touchMapping()
+        bareDestination.touchMapping()
+        _ = try transferLoop(source: bareSource, destination: bareDestination, maxChunks: 16)
+
+        var header: [String: [Double]] = [:], pread: [String: [Double]] = [:], transfer: [String: [Double]] = [:]
+        var memcpyRuns: [Double] = [], engineRuns: [EngineRun] = []
+        var bareSteps = TransferTiming(), mdevSteps = TransferTiming()
+        for r in 0..<o.repeats {
+            let order = r % 2 == 0 ? ["bare", "mdevsim", "strict"] : ["strict", "mdevsim", "bare"]
+            for who in order {
+                let client: RegionClient? = who == "bare" ? bareHeader : who == "mdevsim" ? mdevHeader : strictHeader
+                guard let client else { continue }
+                header[who, default: []].append(try headerLatency(client, count: o.headerAccesses) / 1000)
+            }
+            for who in order where who != "strict" {
+                pread[who, default: []].append(try preadThroughput(who == "bare" ? bareSource : mdevReader, size: section, count: o.reads, buffer: buffer))
+            }
+            for who in order where who != "strict" {
+                if who == "bare" {
+                    let t = try transferLoop(source: bareSource, destination: bareDestination, maxChunks: chunksPerPass, daemon: bare.processID)
+                    bareSteps = sum(bareSteps, t)
+                    transfer[who, default: []].append(t.gbPerSecond)
+                } else {
+                    let (t, matched) = try mdevsimSaveResume(mount: mdev.mountpoint, daemon: mdev.processID)
+                    mdevSteps = sum(mdevSteps, t)
+                    transfer[who, default: []].append(t.gbPerSecond)
+                    if matched { figures.digestsMatched += 1 }
+                }
+            }
+            memcpyRuns.append(memcpyGBps(size: section, chunks: chunksPerPass))
+            engineRuns.append(try engineAlone())
+            out.progress(String(format: "repeat %d/%d: header %.2f / %.2f us, pread %.2f / %.2f GB/s, save+resume %.2f / %.2f GB/s (bare / mdevsim)",
+                                r + 1, o.repeats, header["bare"]?.last ?? 0, header["mdevsim"]?.last ?? 0,
+                                pread["bare"]?.last ?? 0, pread["mdevsim"]?.last ?? 0,
+                                transfer["bare"]?.last ?? 0, transfer["mdevsim"]?.last ?? 0))
+        }
+
+        // The checker's view of everything the benchmark did on mdevsim.
+        for d in [headerDevice, readDevice] + (strictDevice.map { [$0] } ?? []) {
+            let v = d.text("violations")
+            if !v.isEmpty { figures.violations.append(contentsOf: v.split(separator: "\n").map { "\(d.uuid): \($0)" }) }
+        }
+
+        func ratios(_ a: [Double], _ b: [Double]) -> Spread { Spread(zip(a, b).map { $1 > 0 ? $0 / $1 : 0 }) }
+        func pair(_ m: [String: [Double]], goal: String, met: (Double) -> Bool) -> FUSEFigures.Pair {
+            let r = ratios(m["mdevsim"] ?? [], m["bare"] ?? [])
+            return .init(bare: Spread(m["bare"] ?? []), mdevsim: Spread(m["mdevsim"] ?? []), ratio: r, goal: goal, met: met(r.median))
+        }
+        figures.headerLatencyMicroseconds = pair(header, goal: "<= 1.1x bare") { $0 <= 1.1 }
+        if let s = header["strict"] {
+            figures.strictHeaderLatencyMicroseconds = Spread(s)
+            figures.strictToNonStrictRatio = ratios(s, header["mdevsim"] ?? [])
+        }
+        figures.preadGbPerSecond = pair(pread, goal: ">= 0.8x bare") { $0 >= 0.8 }
+        figures.saveResumeGbPerSecond = pair(transfer, goal: ">= 0.9x bare") { $0 >= 0.9 }
+        figures.memcpyGbPerSecond = Spread(memcpyRuns)
+        figures.bareToMemcpy = ratios(transfer["bare"] ?? [], memcpyRuns)
+        figures.mdevsimToMemcpy = ratios(transfer["mdevsim"] ?? [], memcpyRuns)
+        figures.engineAloneGbPerSecond = Spread(engineRuns.map(\.gbPerSecond))
+        figures.engineSaveMicrosecondsPerChunk = Spread(engineRuns.map { $0.saveNsPerChunk / 1000 })
+        figures.engineSaveApplyMicrosecondsPerChunk = Spread(engineRuns.map { $0.allNsPerChunk / 1000 })
+        figures.bareSteps = bareSteps
+        figures.mdevsimSteps = mdevSteps
+        report(figures)
+        if o.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            print(String(decoding: try encoder.encode(figures), as: UTF8.self))
+        }
+        if figures.digestsMatched != o.repeats {
+            throw BenchError("only \(figures.digestsMatched) of \(o.repeats) mdevsim save+resume runs ended with equal digests")
+        }
+    }
+
+    func sum(_ a: TransferTiming, _ b: TransferTiming) -> TransferTiming {
+        var s = a
+        s.chunks += b.chunks; s.bytes += b.bytes; s.totalNs += b.totalNs
+        s.saveStoreNs += b.saveStoreNs; s.resumePrefillNs += b.resumePrefillNs; s.copyNs += b.copyNs
+        s.resumeRetrieveNs += b.resumeRetrieveNs; s.otherHeaderNs += b.otherHeaderNs; s.clientFaults += b.clientFaults
+        if let x = b.daemonFaults { s.daemonFaults = (s.daemonFaults ?? 0) + x }
+        return s
+    }
+
+    /// A real migration between two fresh mdevsim devices through their mappings: the pre-copy
+    /// pass is timed; stop-and-copy, the state changes and the digest comparison are not.
+    func mdevsimSaveResume(mount: String, daemon: Int32?) throws -> (TransferTiming, Bool) {
+        let section = Bench.FUSE.chunk
+        let source = try MdevsimDevice.create(mount: mount, type: Bench.FUSE.typeName)
+        let destination = try MdevsimDevice.create(mount: mount, type: Bench.FUSE.typeName)
+        defer { source.remove(); destination.remove() }
+        let timing: TransferTiming
+        do {
+            let s = try RegionClient(path: source.regionPath, sectionSize: section, mapSection: true)
+            let d = try RegionClient(path: destination.regionPath, sectionSize: section, mapSection: true)
+            try d.setDeviceState(UInt32(StateBits.resuming))
+            try s.setDeviceState(UInt32(StateBits.preCopy))
+            s.touchMapping()
+            d.touchMapping()
+            timing = try transferLoop(source: s, destination: d, maxChunks: .max, daemon: daemon)
+            try s.setDeviceState(UInt32(StateBits.stopAndCopy))
+            _ = try transferLoop(source: s, destination: d, maxChunks: .max)
+            try s.setDeviceState(UInt32(StateBits.stop))
+            try d.setDeviceState(UInt32(StateBits.running))
+        }
+        let a = source.text("digest"), b = destination.text("digest")
+        for dev in [source, destination] {
+            let v = dev.text("violations")
+            if !v.isEmpty { out.progress("violations on \(dev.uuid): \(v)") }
+        }
+        if a.isEmpty || a != b { out.progress("digests differ: source \(a), destination \(b) (\(destination.text("state")))") }
+        return (timing, !a.isEmpty && a == b)
+    }
+
+    /// The same pre-copy pass with no FUSE, in process: the engine's save of each chunk, one copy
+    /// into the destination's data section and the engine's apply (`all`); and the save alone.
+    func engineAlone() throws -> EngineRun {
+        let config = benchConfiguration(memory: o.memory.bytes, chunk: UInt64(Bench.FUSE.chunk))
+        var run = EngineRun()
+        do {
+            let source = MigrationRegion(configuration: config, identity: "fuse-engine-source")
+            try source.setState(StateBits.preCopy)
+            let start = monotonicNanoseconds()
+            let pass = try source.readPass(threshold: 0) { blackHole($0.load(as: UInt8.self)) }
+            run.saveNsPerChunk = Double(monotonicNanoseconds() - start) / Double(max(1, pass.chunks))
+        }
+        let source = MigrationRegion(configuration: config, identity: "fuse-engine-source")
+        let destination = MigrationRegion(configuration: config, identity: "fuse-engine-destination")
+        try destination.setState(StateBits.resuming)
+        try source.setState(StateBits.preCopy)
+        let start = monotonicNanoseconds()
+        let pass = try source.readPass(threshold: 0) { try destination.applyChunk($0) }
+        let ns = Double(monotonicNanoseconds() - start)
+        run.gbPerSecond = Double(pass.bytes) / ns
+        run.allNsPerChunk = ns / Double(max(1, pass.chunks))
+        return run
+    }
+
+    func report(_ f: FUSEFigures) {
+        let l = { (s: String) in self.out.line(s) }
+        l("")
+        l("== FUSE benchmark (\(f.repeats) paired repeats; median, with min..max)")
+        l("  machine: \(f.machine.cpus) CPUs, \(f.machine.cpuModel), kernel \(f.machine.kernel), load average \(f.machine.loadAverage)")
+        l("  " + pad("", 44) + pad("bare C", 22) + pad("mdevsim", 22) + pad("mdevsim/bare", 14) + "goal")
+        func row(_ name: String, _ p: FUSEFigures.Pair?, _ unit: String, _ fmt: String = "%.2f") {
+            guard let p else { return }
+            let cell = { (s: Spread) in String(format: "\(fmt) (\(fmt)..\(fmt))", s.median, s.min, s.max) }
+            l("  " + pad("\(name) [\(unit)]", 44) + pad(cell(p.bare), 22) + pad(cell(p.mdevsim), 22)
+              + pad(String(format: "%.3fx", p.ratio.median), 14) + p.goal + (p.met ? "  MET" : "  NOT MET"))
+        }
+        row("header: 8-byte pread at offset 8", f.headerLatencyMicroseconds, "us/access")
+        if let s = f.strictHeaderLatencyMicroseconds, let r = f.strictToNonStrictRatio {
+            l("  " + pad("  same, mdevsim with strict on [us/access]", 44) + pad("", 22)
+              + pad(String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max), 22)
+              + String(format: "strict/non-strict %.3fx", r.median))
+        }
+        row("1 MiB pread at offset 4096", f.preadGbPerSecond, "GB/s")
+        row("save+resume of 1 MiB chunks via mmap", f.saveResumeGbPerSecond, "GB/s")
+        if let m = f.memcpyGbPerSecond, let b = f.bareToMemcpy, let d = f.mdevsimToMemcpy {
+            l("  " + pad("  ratio to memcpy of the same 1 MiB pieces", 44) + pad(String(format: "%.4fx", b.median), 22)
+              + pad(String(format: "%.4fx", d.median), 22) + String(format: "memcpy %.1f GB/s", m.median))
+        }
+        if let e = f.engineAloneGbPerSecond, let s = f.engineSaveMicrosecondsPerChunk, let a = f.engineSaveApplyMicrosecondsPerChunk {
+            l("  " + pad("  mdevsim engine alone, same pass, no FUSE", 44) + pad("", 22) + pad(String(format: "%.2f GB/s", e.median), 22)
+              + String(format: "per chunk: save %.0f us, save+copy+apply %.0f us", s.median, a.median))
+        }
+        if let b = f.bareSteps, let m = f.mdevsimSteps {
+            l("  save+resume per chunk [us]: " + pad("", 16) + pad("bare C", 22) + "mdevsim")
+            let steps: [(String, (TransferTiming) -> UInt64)] = [
+                ("source data_offset read (notify_store of the chunk)", { $0.saveStoreNs }),
+                ("destination data_offset read (pre-fill notify_store)", { $0.resumePrefillNs }),
+                ("memcpy mapping -> mapping", { $0.copyNs }),
+                ("destination data_size write (notify_retrieve, apply)", { $0.resumeRetrieveNs }),
+                ("source data_size + pending_bytes reads", { $0.otherHeaderNs }),
+                ("whole chunk", { $0.totalNs }),
+            ]
+            for (name, key) in steps {
+                l("    " + pad(name, 56) + pad(String(format: "%.1f", b.microsecondsPerChunk(key(b))), 22)
+                  + String(format: "%.1f", m.microsecondsPerChunk(key(m))))
+            }
+            l("    " + pad("client page faults per chunk", 56) + pad(String(format: "%.2f", Double(b.clientFaults) / Double(max(1, b.chunks))), 22)
+              + String(format: "%.2f", Double(m.clientFaults) / Double(max(1, m.chunks))))
+            if let bf = b.daemonFaults, let mf = m.daemonFaults {
+                l("    " + pad("daemon page faults per chunk", 56) + pad(String(format: "%.1f", Double(bf) / Double(max(1, b.chunks))), 22)
+                  + String(format: "%.1f", Double(mf) / Double(max(1, m.chunks))))
+            }
+            l(String(format: "    chunk size: bare %.0f bytes, mdevsim %.0f bytes (stream records of 4 KiB pages)",
+                     Double(b.bytes) / Double(max(1, b.chunks)), Double(m.bytes) / Double(max(1, m.chunks))))
+        }
+        l("  mdevsim save+resume runs with equal source/destination digests: \(f.digestsMatched)/\(f.repeats); "
+          + "checker violations on the header/read devices: \(f.violations.isEmpty ? "none" : "\(f.violations.count)")")
+        for v in f.violations.prefix(5) { l("    \(v)") }
+    }
+}

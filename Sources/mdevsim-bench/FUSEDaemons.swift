@@ -79,7 +79,11 @@ final class ChildDaemon: BenchDaemon {
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
+        // For scripts/bench-fuse.sh's trap, should this process die without stopping the daemon.
+        try? "\(process.processIdentifier)\n".write(toFile: pidPath, atomically: true, encoding: .utf8)
     }
+
+    private var pidPath: String { logPath.hasSuffix(".log") ? String(logPath.dropLast(4)) + ".pid" : logPath + ".pid" }
 
     var processID: Int32? { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
@@ -97,6 +101,7 @@ final class ChildDaemon: BenchDaemon {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        unlink(pidPath)
     }
 
     /// The daemon's own output (for error messages).

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The FUSE benchmark: mdevsim's region files against a bare libfuse C daemon doing the same three
+# things with the same loop (Benchmarks/fuse/bare_region.c), measured in the same run:
+#   1. header access latency (8-byte pread at offset 8)        goal: mdevsim <= 1.1x bare
+#   2. 1 MiB pread throughput from the data section             goal: mdevsim >= 0.8x bare
+#   3. save+resume of 1 MiB chunks through the mapping         goal: mdevsim >= 0.9x bare (+ ratio to memcpy)
+# It prints figures and ratios; it is not a pass/fail test (the machine is shared and noisy).
+#
+#   scripts/bench-fuse.sh                  # the documented command (about a minute after the build)
+#   scripts/bench-fuse.sh --repeats 11     # extra arguments go to `mdevsim-bench fuse` (see --help)
+#
+# Needs root (or fusermount3) and /dev/fuse. Builds, with nothing installed beyond
+# scripts/ensure-deps.sh: the C daemon with cc and pkg-config fuse3, and mdevsim-bench in release
+# mode under .build-fusebench (override with MDEVSIM_FUSEBENCH_SCRATCH). Every mount it creates
+# lives under one temporary directory and is unmounted on exit, on failure and on Ctrl-C.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scratch=${MDEVSIM_FUSEBENCH_SCRATCH:-.build-fusebench}
+
+"$root/scripts/ensure-deps.sh"
+
+work=$(mktemp -d /tmp/mdevsim-fusebench.XXXXXX)
+bench_pid=""
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then
+        kill -TERM "$bench_pid" 2>/dev/null || true
+        wait "$bench_pid" 2>/dev/null || true
+    fi
+    # Daemons the bench started and could not stop (it died): end them by their recorded ids.
+    for pidfile in "$work"/mnt/*.pid; do
+        [ -e "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    sleep 0.2
+    # Any mount left under the work directory.
+    for m in $(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts); do
+        umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || echo "bench-fuse: could not unmount $m" >&2
+    done
+    for pidfile in "$work"/mnt/*.pid; do
+        [ -e "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+    if awk -v w="$work/" 'index($2, w) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+        echo "bench-fuse: mounts are still left under $work" >&2
+        rc=1
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), libfuse $(pkg-config --modversion fuse3)"
+
+echo "== building the bare C daemon (Benchmarks/fuse/bare_region.c)"
+mkdir -p "$scratch"
+# shellcheck disable=SC2046
+cc -O2 -Wall -Wextra -o "$scratch/bare_region" Benchmarks/fuse/bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
+
+echo "== building mdevsim-bench (release, --scratch-path $scratch)"
+swift build -c release --scratch-path "$scratch" --product mdevsim-bench 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
+bin="$scratch/release/mdevsim-bench"
+[ -x "$bin" ] || { echo "bench-fuse: $bin was not built" >&2; exit 1; }
+
+echo "== running: $bin fuse --bare-daemon $scratch/bare_region $*"
+mkdir -p "$work/mnt"
+"$bin" fuse --bare-daemon "$scratch/bare_region" --workdir "$work/mnt" "$@" &
+bench_pid=$!
+status=0
+wait "$bench_pid" || status=$?
+bench_pid=""
+exit "$status"

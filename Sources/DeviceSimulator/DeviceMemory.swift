@@ -1,3 +1,5 @@
+import Glibc
+
 /// Device memory stored sparsely: a page exists in RAM only once it was written (by the running
 /// device or by a resume); every other page is generated on demand from the seed.
 ///
@@ -32,10 +34,20 @@ final class DeviceMemory {
         if let existing = extents[e] {
             base = existing
         } else {
-            base = UnsafeMutableRawPointer.allocate(byteCount: extentPages * pageSize, alignment: 4096)
+            base = Self.allocateExtent(byteCount: extentPages * pageSize)
             extents[e] = base
         }
         return base + Int(page % UInt64(extentPages)) * pageSize
+    }
+
+    /// A 2 MiB-aligned extent, backed by a transparent huge page where the kernel allows it: a
+    /// resume fills memory page after page, and faulting it in 4 KiB at a time costs more than
+    /// the copy itself (measured by mdevsim-bench: ~70% of a 4 GiB resume).
+    private static func allocateExtent(byteCount: Int) -> UnsafeMutableRawPointer {
+        let alignment = byteCount >= 2 << 20 ? 2 << 20 : 4096
+        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+        if alignment == 2 << 20 { _ = madvise(base, byteCount, MADV_HUGEPAGE) }
+        return base
     }
 
     /// Copies the current bytes of `page` to `destination`.

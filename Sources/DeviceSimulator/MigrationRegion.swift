@@ -197,22 +197,21 @@ public final class MigrationRegion {
 
     /// `pending_bytes`: consumes a staged chunk, then reports what is left of the current phase.
     private func readPendingBytes() -> UInt64 {
-        guard state.isSaving, var session = save else { return 0 }
+        guard state.isSaving, save != nil else { return 0 }
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
-        if let consumed = session.consumeStaged() {
-            save = session
+        // Sessions are mutated in place (`save?.`): a copy would duplicate the dirty bitmap,
+        // pageCount / 8 bytes, on every access.
+        if let consumed = save?.consumeStaged() {
             // The client moved the chunk: that takes link time, during which a running device works.
             let passed = clock.advance(by: clock.transferTime(bytes: consumed.size))
             runDevice(nanoseconds: passed)
-            session = save ?? session
         }
-        var pending = session.plannedBytes(in: phase)
+        var pending = save?.plannedBytes(in: phase) ?? 0
         if phase == .stopAndCopy {
             pendingGrowth += pendingGrowthStep
             pending += pendingGrowth
             if pending == 0, let floor = pendingFloor { pending = floor }
         }
-        save = session
         lastPending = pending
         return pending
     }
@@ -220,8 +219,10 @@ public final class MigrationRegion {
     /// `data_offset` while saving: stages the next chunk unless one is staged already, and returns
     /// only when its bytes are in the data section.
     private func stageIfNeeded(result: inout AccessResult) -> Result<UInt64, Errno> {
+        if let staged = save?.staged { return .success(staged.reportedOffset) }
+        // Taken out of `save` so that it is unique and staging clears bitmap bits in place.
         guard var session = save else { return .failure(.invalidArgument) }
-        if let staged = session.staged { return .success(staged.reportedOffset) }
+        save = nil
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
         let size = session.stage(into: dataSection, phase: phase, device: device)
         var staged = SaveSession.Staged(offset: RegionLayout.dataSectionOffset, size: size, phase: phase)
@@ -236,7 +237,6 @@ public final class MigrationRegion {
                 switch action {
                 case .fail(let e), .failToErrorState(let e):
                     // The driver could not produce the chunk: nothing is staged, the pages stay owed.
-                    save = nil
                     if case .failToErrorState = action { enterError("fault: staging chunk \(index) of \(phase.rawValue) failed") }
                     else { restartSaveAfterFailedStage(phase: phase) }
                     return .failure(e)
@@ -410,11 +410,9 @@ public final class MigrationRegion {
         lastDataSizeWritten = size
         guard size > 0 else { return .success(()) }
 
-        let index = session.chunksApplied + 1
         let actions = faults.fire(.chunk(phase: .resuming, index: session.writes + 1,
                                          phaseBytes: session.bytesApplied + size, totalBytes: session.bytesApplied + size),
                                   role: .destination)
-        _ = index
         for action in actions {
             switch action {
             case .fail(let e):
@@ -433,6 +431,8 @@ public final class MigrationRegion {
             }
         }
         let deviationsBefore = session.deviations.count
+        // Unique while applying, so its buffers are mutated in place.
+        resume = nil
         do {
             try session.apply(UnsafeRawBufferPointer(rebasing: dataSection[0..<Int(size)]), to: device)
         } catch {

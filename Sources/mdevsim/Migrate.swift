@@ -13,16 +13,18 @@ struct Migrate: ParsableCommand {
             Creates a source and a destination device from the scenario's migration section \
             (the built-in default scenario when --scenario is not given), drives a full live \
             migration with the reference VMM client (pre-copy, stop-and-copy, resume) and \
-            compares the devices' digests. Exits 0 when the migration completed with equal \
-            digests, 1 otherwise.
+            compares the devices' digests. By default the devices live in a private FUSE mount \
+            (mounted in a temporary directory and always unmounted) and are reached through their \
+            region files, as a VMM reaches them; --in-process skips the mount. Exits 0 when the \
+            migration completed with equal digests, 1 otherwise.
 
             Examples:
-              mdevsim migrate --in-process
+              mdevsim migrate
               mdevsim migrate --in-process --scenario scenarios/hot-set.yaml --json
             """
     )
 
-    @Flag(name: .customLong("in-process"), help: "Run both devices inside this process (no FUSE mount).")
+    @Flag(name: .customLong("in-process"), help: "Call the devices directly instead of through a private FUSE mount.")
     var inProcess = false
 
     @Option(name: .long, help: ArgumentHelp("Scenario file to run (default: the built-in default scenario).", valueName: "file"))
@@ -35,16 +37,13 @@ struct Migrate: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard inProcess else {
-            throw ValidationError("migrating through a FUSE mount is not available in this command yet: pass --in-process")
-        }
         if let access, DataAccessMode(rawValue: access) == nil {
             throw ValidationError("--access must be mmap, pread or pread8, got '\(access)'")
         }
     }
 
     func run() throws {
-        let loaded: Scenario
+        var loaded: Scenario
         if let scenario {
             do {
                 loaded = try ScenarioLoader.load(contentsOf: FilePath(scenario))
@@ -55,17 +54,38 @@ struct Migrate: ParsableCommand {
         } else {
             loaded = Scenario.builtInDefault
         }
-        var migration = InProcessMigration(scenario: loaded)
         if let access, let mode = DataAccessMode(rawValue: access) {
-            var plan = loaded.migration.client
-            plan.access = mode
-            migration.options = ClientOptions(plan: plan)
+            loaded.migration.client.access = mode
         }
+        let migration = InProcessMigration(scenario: loaded)
         var progress: (@Sendable (String) -> Void)?
         if isatty(STDERR_FILENO) == 1, !json {
             progress = { line in FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
         }
-        let (report, _, _) = try migration.run(progress: progress)
+        let report: MigrationReport
+        if inProcess {
+            report = try migration.run(progress: progress).0
+        } else {
+            let scenario = loaded
+            let mountpoint: RunMountpoint
+            do {
+                mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-migrate.")
+            } catch {
+                FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            let interrupts = Run.handleInterrupts(mountpoint: mountpoint)
+            defer {
+                interrupts.forEach { $0.cancel() }
+                mountpoint.remove()
+            }
+            do {
+                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path).run(progress: progress)
+            } catch {
+                FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         if progress != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if json {
             let encoder = JSONEncoder()

@@ -25,7 +25,7 @@ work=$(mktemp -d /tmp/mdevsim-fusebench.XXXXXX)
 bench_pid=""
 
 cleanup() {
-    local rc=$?
+    local rc=${1:-$?}
     trap - EXIT INT TERM
     if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then
         kill -TERM "$bench_pid" 2>/dev/null || true
@@ -55,7 +55,9 @@ cleanup() {
     fi
     exit "$rc"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), libfuse $(pkg-config --modversion fuse3)"
 

@@ -7,7 +7,7 @@ import SystemPackage
 /// The `migration` file of one device: every access is the engine's, and the data section's
 /// mapping is kept coherent with the engine's buffer.
 ///
-/// Coherence (see `docs/fuse-region.md`): region files are opened `direct_io`, so preads and
+/// Coherence (see "How the region file works" in README.md): region files are opened `direct_io`, so preads and
 /// pwrites reach the engine with their exact offset and size, and the mount negotiates
 /// `FUSE_DIRECT_IO_ALLOW_MMAP` so the same files can be mapped. Mapped pages live in the
 /// kernel's page cache, apart from the engine's buffer:

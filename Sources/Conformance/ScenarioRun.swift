@@ -2,6 +2,7 @@ import DeviceSimulator
 import Foundation
 import FUSEKit
 import Glibc
+import Logging
 import MdevFS
 import Scenarios
 import Synchronization
@@ -205,7 +206,10 @@ public struct FUSEMigration {
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
         guard let sourceType = scenario.sourceType else { throw InProcessMigration.UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw InProcessMigration.UnknownType(name: scenario.migration.destination) }
-        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint)
+        // The mount's own log (device created/removed) is noise in a run: warnings and up only.
+        var logger = Logger(label: "mdevsim.run")
+        logger.logLevel = .warning
+        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, logger: logger)
         let token = ActiveMounts.shared.register(mount)
         defer {
             mount.stop()
@@ -299,12 +303,15 @@ public final class ActiveMounts: Sendable {
     }
 }
 
-/// The private mountpoint of one run: an empty directory made with `mkdtemp`, removed by `remove()`.
+/// The private mountpoint of one run: an empty directory made with `mkdtemp` in `$TMPDIR` (or
+/// `/tmp`), removed by `remove()`.
 public struct RunMountpoint: Sendable {
     public let path: String
 
-    public init(prefix: String = "/tmp/mdevsim-run.") throws {
+    public init(prefix: String? = nil) throws {
         try MountHelpers.checkFUSEDevice()
+        let directory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let prefix = prefix ?? (directory.hasSuffix("/") ? directory : directory + "/") + "mdevsim-run."
         var template = Array((prefix + "XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw RunError("cannot create a temporary mountpoint: \(Errno(rawValue: errno))") }
         path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

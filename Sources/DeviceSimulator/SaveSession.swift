@@ -87,9 +87,9 @@ struct SaveSession {
         let hasPages = pagesAllowed && dirty.setCount > 0
         let header = !headerSent && (hasPages || phase == .stopAndCopy)
         let tail = phase == .stopAndCopy && (configBytesSent < configuration.configSize || !endSent)
-        guard header || hasPages || tail else { return 0 }
+        guard header || hasPages || tail, let base = section.baseAddress, section.count >= chunkCapacity else { return 0 }
 
-        var writer = RecordWriter(into: UnsafeMutableRawBufferPointer(rebasing: section[0..<chunkCapacity]), firstSequence: recordSequence)
+        var writer = RecordWriter(base: base, capacity: chunkCapacity, firstSequence: recordSequence)
         let chunkStart = writer.used
         writer.appendWords(.chunk, argument: chunkNumber, words: [0, UInt64(StreamFormat.phaseCode(phase))])
         if header {

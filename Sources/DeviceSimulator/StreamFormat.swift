@@ -76,10 +76,9 @@ struct RecordWriter {
     private(set) var used = 0
     private(set) var sequence: UInt64
 
-    init(into buffer: UnsafeMutableRawBufferPointer, firstSequence: UInt64) {
-        // Callers pass the engine's data section, which is never empty.
-        base = buffer.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 8)!
-        capacity = buffer.count
+    init(base: UnsafeMutableRawPointer, capacity: Int, firstSequence: UInt64) {
+        self.base = base
+        self.capacity = capacity
         sequence = firstSequence
     }
 

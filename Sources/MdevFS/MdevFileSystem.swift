@@ -159,7 +159,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             guard let device = lock.withLock({ devices[uuid] }) else { return reply.error(.operationNotSupportedByDevice) }
             return RegionFile(fs: self, device: device, inode: read.inode).read(read, reply: reply)
         }
-        guard let content = lock.withLock({ contentLocked(node) }) else { return reply.error(.permissionDenied) }
+        guard let content = content(node) else { return reply.error(.permissionDenied) }
         let start = Int(clamping: max(0, read.offset))
         guard start < content.count else { return reply.data([]) }
         reply.data(content[start..<min(content.count, start + read.size)])
@@ -299,22 +299,16 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             accessTime: mountTime, modificationTime: mountTime, changeTime: mountTime)
     }
 
-    /// The bytes of a text attribute, or nil for files that cannot be read.
-    private func contentLocked(_ node: MdevNode) -> [UInt8]? {
+    /// The bytes of a text attribute, or nil for files that cannot be read. Device files are
+    /// computed without the tree lock: a digest hashes all of a device's memory (seconds for a
+    /// large device), and the rest of the mount must keep answering meanwhile.
+    private func content(_ node: MdevNode) -> [UInt8]? {
         func line(_ s: String) -> [UInt8] { Array((s + "\n").utf8) }
         switch node {
         case .typeAttribute(let t, let attribute):
-            let c = types[t].configuration
-            switch attribute {
-            case .name: return line(types[t].name)
-            case .description:
-                return line("mdevsim simulated device: memory \(c.memorySize) bytes in \(c.pageSize)-byte pages, data section \(c.dataSectionSize) bytes\(c.dataSectionMmap ? " (mmap)" : "")")
-            case .deviceAPI: return line("vfio-pci")
-            case .availableInstances: return line(String(availableLocked(t)))
-            case .create: return nil
-            }
+            return lock.withLock { typeContentLocked(t, attribute) }
         case .deviceFile(let uuid, let file):
-            guard let device = devices[uuid] else { return nil }
+            guard let (device, mmap) = lock.withLock({ devices[uuid].map { ($0, mmapNegotiated) } }) else { return nil }
             switch file {
             case .digest: return line(device.withLock { device.region.device.digest() })
             case .state: return line(json(device.withLock { device.region.status }))
@@ -322,13 +316,27 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
                 let all = device.withLock { device.region.violations }
                 return Array(all.map { json($0) + "\n" }.joined().utf8)
             case .migrationInfo:
-                return line(json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmapNegotiated)))
+                return line(json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmap)))
             default: return nil
             }
         default:
             return nil
         }
     }
+
+    private func typeContentLocked(_ t: Int, _ attribute: MdevNode.TypeAttribute) -> [UInt8]? {
+        func line(_ s: String) -> [UInt8] { Array((s + "\n").utf8) }
+        let c = types[t].configuration
+        switch attribute {
+        case .name: return line(types[t].name)
+        case .description:
+            return line("mdevsim simulated device: memory \(c.memorySize) bytes in \(c.pageSize)-byte pages, data section \(c.dataSectionSize) bytes\(c.dataSectionMmap ? " (mmap)" : "")")
+        case .deviceAPI: return line("vfio-pci")
+        case .availableInstances: return line(String(availableLocked(t)))
+        case .create: return nil
+        }
+    }
+
 
     private func json<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()

@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "DeviceSimulator", "MigrationProtocol", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -116,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "DeviceSimulatorTests",
             dependencies: [
-                "DeviceSimulator", "MigrationProtocol", "Conformance",
+                "DeviceSimulator", "MigrationProtocol", "Conformance", "Scenarios",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

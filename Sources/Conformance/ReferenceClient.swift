@@ -1,12 +1,15 @@
 import Foundation
 import MigrationProtocol
+import Scenarios
 import SystemPackage
 
 /// The VMM side of a v1 migration, written the way QEMU 5.2-7.2's `hw/vfio/migration.c` drives
 /// a device, so that what passes here passes there:
 ///
-/// - `device_state` is always written as `(state & mask) | value` after reading it, preserving
-///   the reserved bits;
+/// - `device_state` is always written as `(state & mask) | value` after reading it, and every
+///   mask keeps the reserved bits 3-31 (QEMU's save_setup uses `VFIO_DEVICE_STATE_MASK` as the
+///   mask and so clears them: a deviation from the uapi's read-modify-write rule that this
+///   client does not copy);
 /// - pre-copy: read `pending_bytes`; while above the threshold, move chunks
 ///   (`data_offset`, `data_size`, the data, then `pending_bytes` again, which consumes the chunk);
 /// - stop-and-copy: clear `_RUNNING`, iterate until `pending_bytes` is 0 (a chunk of size 0 with
@@ -112,21 +115,21 @@ public struct ReferenceClient {
                 // The guest is paused before migration: the VM stop handler clears _RUNNING,
                 // then save_setup sets _SAVING on the stopped device (000 -> 010).
                 try setState(source, "source", mask: ~DeviceState.runningBit, value: 0)
-                try setState(source, "source", mask: DeviceState.mask, value: DeviceState.savingBit)
+                try setState(source, "source", mask: ~0, value: DeviceState.savingBit)
             } else {
-                try setState(source, "source", mask: DeviceState.mask, value: DeviceState.savingBit)
+                try setState(source, "source", mask: ~0, value: DeviceState.savingBit)
                 phase = "pre-copy"
                 var p = try readPending()
                 while true {
                     if p <= options.precopyThreshold { converged = true; break }
                     if precopyIterations >= options.maxPrecopyIterations { break }
-                    precopyIterations += 1
-                    if let cancel = options.cancelAfterIterations, precopyIterations > cancel {
+                    if let cancel = options.cancelAfterIterations, precopyIterations >= cancel {
                         // QEMU's cancel notifier: (state & ~(_SAVING|_RESUMING)) | _RUNNING.
                         try setState(source, "source", mask: ~(DeviceState.savingBit | DeviceState.resumingBit), value: DeviceState.runningBit)
                         try setState(destination, "destination", mask: ~DeviceState.mask, value: 0)
                         return true
                     }
+                    precopyIterations += 1
                     // One pass: move what was pending when it began.
                     var moved: UInt64 = 0
                     while moved < p {
@@ -152,7 +155,7 @@ public struct ReferenceClient {
                 let size = try transferChunk()
                 if size == 0 {
                     throw StepFailure(step: "source data_size read in stop-and-copy", errno: nil,
-                                      message: "data_size is 0 with pending bytes \(p) (QEMU fails the migration here)")
+                                      message: "data_size is 0 with pending bytes \(p): the device reports data it does not stage (QEMU 5.2-7.2 would stop iterating and send a truncated stream; a correct VMM fails the migration)")
                 }
                 stopBytes += size
                 stopChunks += 1
@@ -182,9 +185,13 @@ public struct ReferenceClient {
             }
             guard size > 0 else { return 0 }
             // A correct VMM checks what the driver says before touching memory.
-            guard offset >= RegionLayout.headerSize, offset <= source.regionSize, size <= source.regionSize - offset else {
+            guard offset >= RegionLayout.headerSize, offset < source.regionSize else {
                 throw StepFailure(step: "source data_offset read in \(phase)", errno: .invalidArgument,
-                                  message: "data_offset \(offset) + data_size \(size) is not inside the data section of a \(source.regionSize)-byte region")
+                                  message: "data_offset \(offset) is not inside the data section of a \(source.regionSize)-byte region")
+            }
+            guard size <= source.regionSize - offset else {
+                throw StepFailure(step: "source data_size read in \(phase)", errno: .invalidArgument,
+                                  message: "data_size \(size) at data_offset \(offset) runs past the end of a \(source.regionSize)-byte region")
             }
             let data = try fetch(offset: offset, size: Int(size))
             try deliver(data)
@@ -280,8 +287,10 @@ public struct ReferenceClient {
             do {
                 return try body()
             } catch {
-                throw StepFailure(step: step.contains(" in ") || step.hasSuffix("write") && step.contains("->") ? step : "\(step) in \(phase)",
-                                  errno: error, message: "\(step) failed: \(error)")
+                // A state write names its transition; a destination access is always in resuming.
+                let located = step.contains(" in ") || step.contains("->") ? step
+                    : step.hasPrefix("destination") ? "\(step) in resuming" : "\(step) in \(phase)"
+                throw StepFailure(step: located, errno: error, message: "\(step) failed: \(error)")
             }
         }
 
@@ -311,7 +320,7 @@ public struct ReferenceClient {
         }
 
         static func errnoName(_ e: Errno) -> String {
-            ErrnoNames.name(of: e)
+            ErrnoName.name(of: e)
         }
     }
 }

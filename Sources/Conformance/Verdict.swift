@@ -129,7 +129,7 @@ public enum Judge {
 
     /// `EIO` -> EIO, `errno 71` -> 71: the names both tables use, and the client's fallback form.
     static func errnoValue(named name: String) -> Errno? {
-        if let e = ErrnoName.errno(named: name) ?? ErrnoNames.errno(named: name) { return e }
+        if let e = ErrnoName.errno(named: name) { return e }
         if name.hasPrefix("errno "), let n = Int32(name.dropFirst(6)) { return Errno(rawValue: n) }
         return nil
     }

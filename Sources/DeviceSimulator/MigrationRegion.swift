@@ -323,8 +323,9 @@ public final class MigrationRegion {
                 pendingFloor = remaining
             case .pendingGrows(let bytes):
                 pendingGrowthStep = bytes
-            default:
-                break
+            case .corruptChunk, .oversizeDataSize, .misalignedDataOffset, .overlappingDataOffset, .shortRead:
+                // A state change fires it; the chunk it changes is the next one staged.
+                pendingModifiers.append(action)
             }
         }
         if decision == .unchanged { return .success(()) }
@@ -368,6 +369,7 @@ public final class MigrationRegion {
                 pagesSent: s.pagesSent, streamComplete: s.streamComplete)
         }
         save = nil
+        pendingModifiers = []
         pendingFloor = nil
         pendingGrowth = 0
         pendingGrowthStep = 0

@@ -34,7 +34,7 @@ public enum ErrnoName {
         ("EINTR", .interrupted), ("ENOTSUP", .notSupported), ("ENOTTY", .inappropriateIOCTLForDevice), ("ERANGE", .outOfRange),
         ("EOVERFLOW", .overflow), ("EMSGSIZE", .messageTooLong), ("EBADMSG", .badMessage),
         ("EPROTO", .protocolError), ("ECANCELED", .canceled), ("ENODATA", .noData), ("ENOENT", .noSuchFileOrDirectory),
-        ("EEXIST", .fileExists), ("EPIPE", .brokenPipe), ("ENOSYS", .noFunction),
+        ("EEXIST", .fileExists), ("EPIPE", .brokenPipe), ("ENOSYS", .noFunction), ("ENOTCONN", .socketNotConnected),
     ]
 
     /// `EIO` -> `Errno.EIO`.

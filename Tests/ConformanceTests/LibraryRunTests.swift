@@ -6,21 +6,9 @@ import Testing
 /// The whole bundled library, in process: every scenario must meet its own expectation. This is
 /// the check that the library, the reference client and the engine agree.
 @Suite struct LibraryRunTests {
-    /// Disagreements found when the runner was written, each explained; `withKnownIssue` fails
-    /// the test as soon as one is fixed, so this list must shrink with the fixes.
-    static let knownIssues: [String: String] = [
-        // Engine: MigrationRegion.writeDeviceState drops chunk-modifier actions fired by a
-        // device_state write (its action switch has `default: break`), so `when: {enter:
-        // stop-and-copy}` + `oversize_data_size` never takes effect. And once it does, the
-        // client reports an oversize data_size as 'source data_offset read' (one guard for both).
-        "fault-oversize-data-size": "engine drops oversize_data_size fired by an enter trigger",
-        // The client detects both at the data_size read that returns 0 with bytes pending
-        // ('source data_size read in stop-and-copy'); the scenarios expect 'pending_bytes read'.
-        "fault-pending-grows": "client detects at data_size read; scenario expects pending_bytes read",
-        "fault-pending-never-zero": "client detects at data_size read; scenario expects pending_bytes read",
-        // Client: running -> pre-copy is written as (state & 0b111) | _SAVING, clearing reserved bits.
-        "reserved-bits": "reference client clears reserved device_state bits on running -> pre-copy",
-    ]
+    /// Scenarios that may not meet their expectation yet, each with its reason; `withKnownIssue`
+    /// fails the test as soon as one is fixed, so this list must shrink with the fixes.
+    static let knownIssues: [String: String] = [:]
 
     @Test func everyScenarioMeetsItsExpectationInProcess() throws {
         let entries = try ScenarioCatalog.collect([libraryDirectory])

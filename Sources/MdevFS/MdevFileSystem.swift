@@ -193,7 +193,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     }
 
     public func retrieveReply(cookie: UInt64, inode: FUSEInode, offset: Int64, data: UnsafeRawBufferPointer) {
-        guard let (apply, done) = lock.withLock({ retrieves.arrived(cookie) }) else { return }
+        guard let piece = lock.withLock({ retrieves.piece(cookie) }) else { return }
+        let apply = piece.apply
         apply.device.withLock {
             let start = Int(offset) - Int(RegionLayout.dataSectionOffset)
             let section = apply.device.region.dataSection
@@ -203,7 +204,22 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[0..<n]))
             }
         }
-        if done { RegionFile(fs: self, device: apply.device, inode: inode).finish(apply) }
+        // The kernel stops at the first page it does not hold. That page was either never
+        // stored to (the buffer is right) or written back and dropped (its writeback already
+        // reached the buffer): skip it and fetch the rest of the piece.
+        let next = offset + Int64(data.count) + Int64(RegionLayout.hostPageSize)
+        if offset + Int64(data.count) < piece.end, next < piece.end, let notifier = currentNotifier {
+            let cookie = lock.withLock { retrieves.continuation(of: cookie) }
+            do {
+                try notifier.retrieve(inode: inode, size: Int(piece.end - next), offset: next, cookie: cookie)
+                return
+            } catch {
+                logger.warning("notify_retrieve of the rest of a resume chunk failed (\(error)): applying what arrived")
+            }
+        }
+        if lock.withLock({ retrieves.finished(cookie) }) {
+            RegionFile(fs: self, device: apply.device, inode: inode).finish(apply)
+        }
     }
 
     // MARK: Devices
@@ -350,8 +366,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     var currentNotifier: Notifier? { lock.withLock { notifier } }
     var currentMaxWrite: Int { lock.withLock { maxWrite } }
 
-    func registerRetrieve(_ apply: RetrieveTable.Apply, pieces: Int) -> [UInt64] {
-        lock.withLock { retrieves.register(apply, pieces: pieces) }
+    func registerRetrieve(_ apply: RetrieveTable.Apply, pieceEnds: [Int64]) -> [UInt64] {
+        lock.withLock { retrieves.register(apply, pieceEnds: pieceEnds) }
     }
 
     func cancelRetrieve(_ cookies: [UInt64]) {

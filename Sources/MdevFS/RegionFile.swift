@@ -136,7 +136,8 @@ struct RegionFile {
         let piece = max(4096, fs.currentMaxWrite)
         let pieces = (size + piece - 1) / piece
         let apply = RetrieveTable.Apply(device: device, value: UInt64(size), reply: reply)
-        let cookies = fs.registerRetrieve(apply, pieces: pieces)
+        let ends = (0..<pieces).map { Int64(Self.dataStart) + Int64(min((($0 + 1) * piece), size)) }
+        let cookies = fs.registerRetrieve(apply, pieceEnds: ends)
         for (i, cookie) in cookies.enumerated() {
             let offset = Int(Self.dataStart) + i * piece
             do {
@@ -172,7 +173,9 @@ struct RegionFile {
     }
 }
 
-/// Held `data_size` writes waiting for their `notify_retrieve` answers, by cookie.
+/// Held `data_size` writes waiting for their `notify_retrieve` answers, by cookie. A write is
+/// fetched in pieces (at most `max_write` each); a piece the kernel answers short is continued
+/// under a new cookie until its end.
 struct RetrieveTable {
     struct Apply: @unchecked Sendable {
         let device: MdevDevice
@@ -180,36 +183,52 @@ struct RetrieveTable {
         let reply: WriteReply
     }
 
-    private var byCookie: [UInt64: Int] = [:]
-    private var applies: [Int: (apply: Apply, outstanding: Int)] = [:]
+    struct Piece {
+        let apply: Apply
+        let id: Int
+        /// Region offset where the piece ends.
+        let end: Int64
+    }
+
+    private var byCookie: [UInt64: Piece] = [:]
+    private var outstanding: [Int: Int] = [:]
     private var nextCookie: UInt64 = 1
     private var nextApply = 0
 
-    mutating func register(_ apply: Apply, pieces: Int) -> [UInt64] {
+    mutating func register(_ apply: Apply, pieceEnds: [Int64]) -> [UInt64] {
         let id = nextApply
         nextApply += 1
-        applies[id] = (apply, pieces)
-        return (0..<pieces).map { _ in
+        outstanding[id] = pieceEnds.count
+        return pieceEnds.map { end in
             let c = nextCookie
             nextCookie += 1
-            byCookie[c] = id
+            byCookie[c] = Piece(apply: apply, id: id, end: end)
             return c
         }
     }
 
-    /// A piece arrived: its apply, and whether it was the last one.
-    mutating func arrived(_ cookie: UInt64) -> (Apply, Bool)? {
-        guard let id = byCookie.removeValue(forKey: cookie), var entry = applies[id] else { return nil }
-        entry.outstanding -= 1
-        if entry.outstanding == 0 {
-            applies[id] = nil
-            return (entry.apply, true)
+    func piece(_ cookie: UInt64) -> Piece? { byCookie[cookie] }
+
+    /// A new cookie for the rest of the piece `cookie` belongs to (which it replaces).
+    mutating func continuation(of cookie: UInt64) -> UInt64 {
+        let c = nextCookie
+        nextCookie += 1
+        byCookie[c] = byCookie.removeValue(forKey: cookie)
+        return c
+    }
+
+    /// The piece `cookie` is complete; returns whether it was its apply's last.
+    mutating func finished(_ cookie: UInt64) -> Bool {
+        guard let piece = byCookie.removeValue(forKey: cookie), let left = outstanding[piece.id] else { return false }
+        if left <= 1 {
+            outstanding[piece.id] = nil
+            return true
         }
-        applies[id] = entry
-        return (entry.apply, false)
+        outstanding[piece.id] = left - 1
+        return false
     }
 
     mutating func cancel(_ cookies: [UInt64]) {
-        for c in cookies { if let id = byCookie.removeValue(forKey: c) { applies[id] = nil } }
+        for c in cookies { if let piece = byCookie.removeValue(forKey: c) { outstanding[piece.id] = nil } }
     }
 }

@@ -147,7 +147,7 @@ public final class MigrationRegion {
         }
         var result = AccessResult(count: buffer.count)
         let actions = faults.fire(.access(field, .read), role: role)
-        if let failure = applyAccessFaults(actions, to: &result) { return failure }
+        if let failure = applyFaults(actions, to: &result) { return failure }
 
         let value: UInt64
         switch readField(field, result: &result) {
@@ -270,7 +270,7 @@ public final class MigrationRegion {
         let access = RegionAccessRecord(operation: .write, offset: offset, count: buffer.count, value: value)
         var result = AccessResult(count: buffer.count)
         let actions = faults.fire(.access(field, .write), role: role)
-        if let failure = applyAccessFaults(actions, to: &result) { return failure }
+        if let failure = applyFaults(actions, to: &result) { return failure }
 
         switch field.access {
         case .reserved:
@@ -308,25 +308,9 @@ public final class MigrationRegion {
             logger.info("device_state write \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)) rejected: \(reason)")
             return .failure(.invalidArgument)
         }
-        for action in actions {
-            switch action {
-            case .fail(let e):
-                lastError = "fault: transition \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)) failed"
-                return .failure(e)
-            case .failToErrorState(let e):
-                enterError("fault: transition \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)) failed, device in error state")
-                return .failure(e)
-            case .stall(let ns):
-                result.stallNanoseconds += ns
-                runDevice(nanoseconds: clock.advance(by: ns))
-            case .pendingNeverZero(let remaining):
-                pendingFloor = remaining
-            case .pendingGrows(let bytes):
-                pendingGrowthStep = bytes
-            case .corruptChunk, .oversizeDataSize, .misalignedDataOffset, .overlappingDataOffset, .shortRead:
-                // A state change fires it; the chunk it changes is the next one staged.
-                pendingModifiers.append(action)
-            }
+        let transition = "transition \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to))"
+        if let failure = applyFaults(actions, to: &result, what: transition), let e = failure.errno {
+            return .failure(e)
         }
         if decision == .unchanged { return .success(()) }
 
@@ -504,15 +488,17 @@ public final class MigrationRegion {
 
     // MARK: - Faults
 
-    /// Applies the faults fired by a header access; returns the failure to answer, if any.
-    private func applyAccessFaults(_ actions: [FaultAction], to result: inout AccessResult) -> AccessResult? {
+    /// Applies the faults fired by a header access or a state write (`what`, for messages);
+    /// returns the failure to answer, if any. Chunk modifiers change the staged chunk, or the
+    /// next one staged when none is.
+    private func applyFaults(_ actions: [FaultAction], to result: inout AccessResult, what: String = "access") -> AccessResult? {
         for action in actions {
             switch action {
             case .fail(let e):
-                lastError = "fault: access failed with \(e)"
+                lastError = "fault: \(what) failed with \(e)"
                 return AccessResult(e, stall: result.stallNanoseconds)
             case .failToErrorState(let e):
-                enterError("fault: access failed with \(e), device in error state")
+                enterError("fault: \(what) failed with \(e), device in error state")
                 return AccessResult(e, stall: result.stallNanoseconds)
             case .stall(let ns):
                 result.stallNanoseconds += ns

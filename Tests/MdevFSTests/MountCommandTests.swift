@@ -39,12 +39,9 @@ import Testing
     }
 
     @Test func daemonMountsServesAndUnmounts() throws {
-        try MountHelpers.checkFUSEDevice()
-        let dir = try makeMountpoint()
-        defer {
-            if MountHelpers.status(of: dir) != .notMounted { try? MountHelpers.unmount(dir) }
-            rmdir(dir)
-        }
+        let mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-cmd.")
+        defer { mountpoint.remove() }
+        let dir = mountpoint.path
         let (status, output) = try Self.mdevsim(["mount", dir])
         #expect(status == 0, "\(output)")
         #expect(output.contains("mounted at \(dir)"))
@@ -62,12 +59,9 @@ import Testing
     }
 
     @Test func staleMountOfAKilledDaemonIsClearedByUnmount() throws {
-        try MountHelpers.checkFUSEDevice()
-        let dir = try makeMountpoint()
-        defer {
-            if MountHelpers.status(of: dir) != .notMounted { try? MountHelpers.unmount(dir) }
-            rmdir(dir)
-        }
+        let mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-cmd.")
+        defer { mountpoint.remove() }
+        let dir = mountpoint.path
         #expect(try Self.mdevsim(["mount", dir]).0 == 0)
         let pid = try #require(Self.daemonPID(dir))
         kill(pid, SIGKILL)
@@ -88,12 +82,6 @@ import Testing
         let (notMounted, text) = try Self.mdevsim(["unmount", "/tmp"])
         #expect(notMounted != 0)
         #expect(text.contains("nothing is mounted"))
-    }
-
-    func makeMountpoint() throws -> String {
-        var template = Array("/tmp/mdevsim-cmd.XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
-        return String(cString: template)
     }
 
     func waitFor(_ condition: () -> Bool) -> Bool {

@@ -14,11 +14,8 @@ final class MountFixture {
     let path: String
 
     init(_ scenario: Scenario = smallScenario(), strict: Bool = false) throws {
-        // Mount tests must not pass silently where /dev/fuse is missing: CI requires them.
-        try MountHelpers.checkFUSEDevice()
-        var template = Array("/tmp/mdevsim-test.XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
-        path = String(cString: template)
+        // Throws where /dev/fuse is missing: mount tests must not pass silently, CI requires them.
+        path = try RunMountpoint(prefix: "/tmp/mdevsim-test.").path
         do {
             mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict)
             try mount.start()

@@ -16,16 +16,7 @@ import Testing
     /// Runs mdevsim with `arguments`; returns its status and combined output.
     @discardableResult
     static func mdevsim(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runTool(executable, arguments)
     }
 
     static func daemonPID(_ mountpoint: String) -> pid_t? {

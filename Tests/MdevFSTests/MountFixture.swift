@@ -59,3 +59,17 @@ func smallScenario(mmap: Bool = true, faults: [Fault] = [], instances: Int = 16,
         types: [DeviceTypeSpec(configuration: config, instances: instances), DeviceTypeSpec(configuration: small, instances: instances)],
         migration: MigrationPlan(source: "mdevsim-test"))
 }
+
+/// Runs a program to its end; returns its exit status and its stdout and stderr together.
+func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}

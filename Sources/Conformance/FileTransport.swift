@@ -41,7 +41,15 @@ public final class FileTransport: RegionTransport {
     }
 
     deinit {
-        if let map = mappedDataSection { munmap(map.baseAddress, map.count) }
+        if let map = mappedDataSection {
+            // Write the dirty pages back first: munmap flushes them while holding this process's
+            // mmap lock, and when the mount is served by this same process (`mdevsim migrate`,
+            // the runner, the tests) the daemon threads that must answer those writebacks can
+            // need that lock themselves (malloc, madvise, mmap): a deadlock seen with mapped data
+            // sections of 4 MiB and more. msync(MS_SYNC) waits for the writeback without it.
+            msync(map.baseAddress, map.count, MS_SYNC)
+            munmap(map.baseAddress, map.count)
+        }
         try? fd.close()
     }
 

@@ -45,10 +45,10 @@ final class MountFixture {
 }
 
 /// Two small types: enough chunks to exercise the sequence, small enough to be quick.
-func smallScenario(mmap: Bool = true, faults: [Fault] = [], instances: Int = 16, memory: UInt64 = 2 << 20) -> Scenario {
+func smallScenario(mmap: Bool = true, faults: [Fault] = [], instances: Int = 16, memory: UInt64 = 2 << 20, section: UInt64 = 256 << 10) -> Scenario {
     let config = DeviceConfiguration(
         typeName: "mdevsim-test", memorySize: memory, pageSize: 4096, contentSeed: 3, configSize: 4096,
-        dataSectionSize: 256 << 10, dataSectionMmap: mmap, chunkSize: 256 << 10, dirtyRate: 32 << 20,
+        dataSectionSize: section, dataSectionMmap: mmap, chunkSize: section, dirtyRate: 32 << 20,
         linkBandwidth: 1 << 30, faults: faults)
     var small = config
     small.typeName = "mdevsim-test-small-section"

@@ -37,6 +37,21 @@ import Testing
         }
     }
 
+    /// Mapped data sections of several MiB leave many dirty pages to write back when the client
+    /// unmaps; with the mount served by this same process that once deadlocked (munmap holds the
+    /// mmap lock the daemon's threads need) and FileTransport now msyncs first. Several rounds,
+    /// as the hang came one run in a dozen.
+    @Test func largeMappedSectionsMigrate() throws {
+        let fixture = try MountFixture(smallScenario(memory: 24 << 20, section: 8 << 20))
+        defer { fixture.close() }
+        for round in 0..<3 {
+            let (report, source, destination) = try migrateThroughMount(fixture, options: ClientOptions(precopyThreshold: 8 << 20, dataAccess: .mapped), map: true)
+            #expect(report.succeeded, "round \(round): \(report.failure.map { "\($0)" } ?? "")")
+            #expect(try String(contentsOfFile: "\(source)/digest", encoding: .utf8) == String(contentsOfFile: "\(destination)/digest", encoding: .utf8))
+            #expect(try String(contentsOfFile: "\(destination)/violations", encoding: .utf8).isEmpty)
+        }
+    }
+
     @Test func destinationOfAnotherTypeRefusesTheStream() throws {
         let fixture = try MountFixture()
         defer { fixture.close() }

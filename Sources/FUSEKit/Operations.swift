@@ -98,7 +98,7 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "read")
         let read = ReadRequest(inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off),
-                               size: size, flags: openFlags(fi))
+                               size: size, flags: openFlags(fi), lockOwner: fi?.pointee.lock_owner ?? 0)
         ctx.filesystem.read(request, read, reply: DataReply(core))
     }
     ops.write = { req, ino, buf, size, off, fi in

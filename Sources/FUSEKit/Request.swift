@@ -64,14 +64,22 @@ public struct ReadRequest: Sendable, Hashable {
     public var size: Int
     /// The flags of the open file (`fi->flags`).
     public var flags: OpenFlags
+    /// `fi->lock_owner`: the kernel sends one (with `FUSE_READ_LOCKOWNER`) with a process's own
+    /// read(2)/pread(2) on a `direct_io` file, and none with the reads that fill the page cache.
+    public var lockOwner: UInt64
 
-    public init(inode: FUSEInode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags) {
+    public init(inode: FUSEInode, handle: UInt64, offset: Int64, size: Int, flags: OpenFlags, lockOwner: UInt64 = 0) {
         self.inode = inode
         self.handle = handle
         self.offset = offset
         self.size = size
         self.flags = flags
+        self.lockOwner = lockOwner
     }
+
+    /// The kernel filling its page cache (a page fault of a mapping, or readahead), not a
+    /// client's read: on a `direct_io` file a client's read always carries a lock owner.
+    public var isPageCacheFill: Bool { lockOwner == 0 }
 
     /// True when the read is page-aligned and a whole number of pages: the shape of a page
     /// fault or readahead. (A client could issue such a pread too; combine with context.)

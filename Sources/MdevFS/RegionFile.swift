@@ -16,7 +16,7 @@ import SystemPackage
 /// - resume: a `data_offset` read pre-fills the cache with the data section, and a `data_size`
 ///   write is held while the client's stores are fetched back (`notify_retrieve`) into the
 ///   buffer; the engine applies the chunk only then;
-/// - page-fault reads (page-shaped reads of the data section) are answered from the buffer with
+/// - page-fault reads (reads of the data section without a lock owner) are answered from the buffer with
 ///   no side effect, and page writebacks (`writepage`) are copied into it: neither is a header
 ///   access or a chunk event.
 /// Both only happen once the client has shown it uses a mapping (its first fault or writeback):
@@ -31,9 +31,9 @@ struct RegionFile {
 
     func read(_ request: ReadRequest, reply: DataReply) {
         let offset = UInt64(max(0, request.offset))
-        // With no readahead (MdevMount) a fault is exactly one page. A client's own one-page
-        // aligned pread looks the same and is answered the same way, but skips the checker.
-        if offset >= Self.dataStart, offset % RegionLayout.hostPageSize == 0, request.size == Int(RegionLayout.hostPageSize) {
+        // A page fault of the mapping (one page: MdevMount turns readahead off) carries no lock
+        // owner, unlike any pread of the client, even a page-sized one, which the engine sees.
+        if offset >= Self.dataStart, request.isPageCacheFill {
             return pageFault(offset: offset, size: request.size, reply: reply)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, request.size), alignment: 8)

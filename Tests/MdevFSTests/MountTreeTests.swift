@@ -108,6 +108,34 @@ import Testing
         #expect(violations.contains("access-width") && violations.contains("read-only-write") && violations.contains("invalid-state"))
     }
 
+    /// A client's page-sized, page-aligned pread of the data section is the client's access, not
+    /// a page fault: the checker sees it (here: data read before any data_offset read), while the
+    /// faults of a mapping on the same file stay invisible to it.
+    @Test func pageSizedPreadIsCheckedAndFaultsAreNot() throws {
+        let fixture = try MountFixture()
+        defer { fixture.close() }
+        let dir = try fixture.create()
+        let fd = open("\(dir)/migration", O_RDWR)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var state: UInt32 = 0b011
+        #expect(pwrite(fd, &state, 4, 0) == 4)
+        // Faults: map the data section and touch two pages before any data_offset read.
+        let map = mmap(nil, 8192, PROT_READ, MAP_SHARED, fd, 4096)
+        #expect(map != MAP_FAILED)
+        if let map, map != MAP_FAILED {
+            let bytes = map.assumingMemoryBound(to: UInt8.self)
+            _ = bytes[0] &+ bytes[4096]
+            msync(map, 8192, MS_SYNC)
+            munmap(map, 8192)
+        }
+        #expect(try String(contentsOfFile: "\(dir)/violations", encoding: .utf8).isEmpty, "page faults are not client reads")
+        var page = [UInt8](repeating: 0, count: 4096)
+        #expect(pread(fd, &page, 4096, 4096) == 4096)
+        let violations = try String(contentsOfFile: "\(dir)/violations", encoding: .utf8)
+        #expect(violations.contains("data-before-data-offset"), "\(violations)")
+    }
+
     @Test func resetRestoresPowerOnAndLeavesTheErrorState() throws {
         let fault = Fault(name: "err", trigger: .enterState(bits: 0, occurrence: 1), action: .failToErrorState(.ioError))
         let fixture = try MountFixture(smallScenario(faults: [fault]))

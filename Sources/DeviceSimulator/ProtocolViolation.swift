@@ -34,6 +34,7 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         case stopWithPending = "stop-with-pending-bytes"
         case resumeTransactions = "resume-transactions"
         case concurrentOpen = "concurrent-open"
+        case mixedDataAccess = "mixed-data-access"
 
         /// The rule in the uapi's words (seed 002 / `<linux/vfio.h>`).
         public var citation: String {
@@ -58,6 +59,8 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
                 "uapi: \"The user application should write data in the same order as the data is received and the data should be of same transaction size at the source.\""
             case .concurrentOpen:
                 "a VFIO device is owned by one user at a time: a second open is a second VMM on the same device"
+            case .mixedDataAccess:
+                "a resume chunk is written either through the region's mmap area or with pwrite: a driver whose mmap area is device memory and whose pwrite path is a staging buffer would see only one of them"
             }
         }
     }

@@ -195,15 +195,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public func retrieveReply(cookie: UInt64, inode: FUSEInode, offset: Int64, data: UnsafeRawBufferPointer) {
         guard let piece = lock.withLock({ retrieves.piece(cookie) }) else { return }
         let apply = piece.apply
-        apply.device.withLock {
-            let start = Int(offset) - Int(RegionLayout.dataSectionOffset)
-            let section = apply.device.region.dataSection
-            if start >= 0, start < section.count {
-                let n = min(data.count, section.count - start)
-                UnsafeMutableRawBufferPointer(rebasing: section[start..<(start + n)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[0..<n]))
-            }
-        }
+        apply.device.withLock { apply.device.mergeRetrieved(data, at: Int(offset) - Int(RegionLayout.dataSectionOffset)) }
         // The kernel stops at the first page it does not hold. That page was either never
         // stored to (the buffer is right) or written back and dropped (its writeback already
         // reached the buffer): skip it and fetch the rest of the piece.

@@ -43,15 +43,13 @@ struct RegionFile {
         var prefill = false
         let result = device.withLock { () -> AccessResult in
             let r = region.read(at: offset, into: target)
+            if offset == HeaderField.dataOffset.offset, region.state.isResuming { device.beginTransaction() }
             if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
                 if region.state.isResuming {
                     prefill = true
-                    device.directWritesInTransaction = 0
                 } else {
                     stageRange = r.staged
                 }
-            } else if offset == HeaderField.dataOffset.offset, region.state.isResuming {
-                device.directWritesInTransaction = 0
             }
             return r
         }
@@ -70,6 +68,7 @@ struct RegionFile {
             // A late writeback of a mapped page: the client's stores, not a protocol event.
             device.withLock {
                 device.mappingInUse = true
+                if region.state.isResuming { device.mappedStoresInTransaction = true }
                 copyIntoSection(offset: offset, data)
             }
             return reply.write(data.count)
@@ -77,13 +76,15 @@ struct RegionFile {
         if offset == HeaderField.dataSize.offset, data.count == 8 {
             let value = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
             let fetch = device.withLock { () -> Bool in
-                region.state.isResuming && device.mappingInUse && device.directWritesInTransaction == 0
-                    && value > 0 && value <= UInt64(region.dataSection.count)
+                region.state.isResuming && device.mappingInUse && value > 0 && value <= UInt64(region.dataSection.count)
             }
             if fetch, beginRetrieve(size: Int(value), reply: reply) { return }
         }
         let result = device.withLock { () -> AccessResult in
-            if offset >= Self.dataStart, region.state.isResuming { device.directWritesInTransaction += 1 }
+            if offset >= Self.dataStart, region.state.isResuming {
+                let start = Int(offset - Self.dataStart)
+                device.pwrittenInTransaction.append(start..<(start + data.count))
+            }
             return region.write(at: offset, from: data)
         }
         stall(result.stallNanoseconds)
@@ -153,10 +154,16 @@ struct RegionFile {
 
     /// Every retrieved piece is in the buffer: the engine applies the chunk, the write is answered.
     func finish(_ apply: RetrieveTable.Apply) {
-        let result = device.withLock { () -> AccessResult in
+        let result = device.withLock { () -> AccessResult? in
+            if !device.pwrittenInTransaction.isEmpty, device.mappedStoresInTransaction {
+                region.recordViolation(.mixedDataAccess, "resume chunk of \(apply.value) bytes written both with pwrite and through the mapping: the pwritten bytes were kept where both wrote")
+                if region.strict { return nil }
+            }
             var value = apply.value.littleEndian
             return withUnsafeBytes(of: &value) { region.write(at: HeaderField.dataSize.offset, from: $0) }
         }
+        // Strict: the mixed chunk is refused, as the checker's other rules refuse their access.
+        guard let result else { return apply.reply.error(.invalidArgument) }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): apply.reply.error(e)

@@ -52,6 +52,55 @@ import Testing
         }
     }
 
+    /// A client that writes each resume chunk half with pwrite and half through the mapping:
+    /// both halves are applied (pwrites win only where both wrote), and the checker flags the mix.
+    @Test func pwriteAndMappingMixedInOneChunkIsMergedAndFlagged() throws {
+        let fixture = try MountFixture()
+        defer { fixture.close() }
+        let source = try fixture.create(), destination = try fixture.create()
+        let src = open("\(source)/migration", O_RDWR), dst = open("\(destination)/migration", O_RDWR)
+        #expect(src >= 0 && dst >= 0)
+        defer { close(src); close(dst) }
+        let section = 256 << 10
+        guard let map = mmap(nil, section, PROT_READ | PROT_WRITE, MAP_SHARED, dst, 4096), map != MAP_FAILED else {
+            Issue.record("mmap of the destination's data section failed: errno \(errno)")
+            return
+        }
+        defer { msync(map, section, MS_SYNC); munmap(map, section) }
+        func get(_ fd: Int32, _ offset: off_t) -> UInt64 {
+            var v: UInt64 = 0
+            #expect(pread(fd, &v, 8, offset) == 8)
+            return v
+        }
+        func put(_ fd: Int32, _ offset: off_t, _ value: UInt64, width: Int = 8) {
+            var v = value
+            #expect(pwrite(fd, &v, width, offset) == width)
+        }
+        put(dst, 0, 0b100, width: 4)
+        put(src, 0, 0b010, width: 4)
+        var buffer = [UInt8](repeating: 0, count: section)
+        var chunks = 0
+        while get(src, 8) > 0, chunks < 100 {
+            let offset = get(src, 16), size = Int(get(src, 24))
+            #expect(pread(src, &buffer, size, off_t(offset)) == size)
+            let at = get(dst, 16)
+            let half = size / 2
+            #expect(pwrite(dst, buffer, half, off_t(at)) == half)
+            buffer.withUnsafeBytes { bytes in
+                (map + Int(at - 4096) + half).copyMemory(from: bytes.baseAddress! + half, byteCount: size - half)
+            }
+            put(dst, 24, UInt64(size))
+            chunks += 1
+        }
+        put(src, 0, 0, width: 4)
+        put(dst, 0, 0b001, width: 4)
+        #expect(chunks > 1)
+        #expect(try String(contentsOfFile: "\(source)/digest", encoding: .utf8) == String(contentsOfFile: "\(destination)/digest", encoding: .utf8))
+        let violations = try String(contentsOfFile: "\(destination)/violations", encoding: .utf8)
+        #expect(violations.split(separator: "\n").count == chunks, "\(violations)")
+        #expect(violations.split(separator: "\n").allSatisfy { $0.contains("mixed-data-access") }, "\(violations)")
+    }
+
     @Test func destinationOfAnotherTypeRefusesTheStream() throws {
         let fixture = try MountFixture()
         defer { fixture.close() }

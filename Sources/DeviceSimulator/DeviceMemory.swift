@@ -34,20 +34,21 @@ final class DeviceMemory {
         if let existing = extents[e] {
             base = existing
         } else {
-            base = Self.allocateExtent(byteCount: extentPages * pageSize)
+            base = allocateExtent()
             extents[e] = base
         }
         return base + Int(page % UInt64(extentPages)) * pageSize
     }
 
-    /// A 2 MiB-aligned extent, backed by a transparent huge page where the kernel allows it: a
-    /// resume fills memory page after page, and faulting it in 4 KiB at a time costs more than
-    /// the copy itself (measured by mdevsim-bench: ~70% of a 4 GiB resume).
-    private static func allocateExtent(byteCount: Int) -> UnsafeMutableRawPointer {
-        let alignment = byteCount >= 2 << 20 ? 2 << 20 : 4096
-        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
-        if alignment == 2 << 20 { _ = madvise(base, byteCount, MADV_HUGEPAGE) }
-        return base
+    /// A 2 MiB extent from the process's `ExtentPool` (memory an earlier device already touched,
+    /// or a new one backed by a transparent huge page): a resume fills memory page after page,
+    /// and faulting fresh memory in costs more than the copy itself (measured by mdevsim-bench:
+    /// ~70% of a 4 GiB resume). Other sizes (pages larger than 2 MiB) are allocated as they are.
+    private var extentBytes: Int { extentPages * pageSize }
+
+    private func allocateExtent() -> UnsafeMutableRawPointer {
+        if extentBytes == ExtentPool.shared.extentBytes { return ExtentPool.shared.take() }
+        return UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: 4096)
     }
 
     /// Copies the current bytes of `page` to `destination`.
@@ -79,7 +80,8 @@ final class DeviceMemory {
 
     private func releaseAll() {
         for i in extents.indices {
-            extents[i]?.deallocate()
+            guard let extent = extents[i] else { continue }
+            if extentBytes == ExtentPool.shared.extentBytes { ExtentPool.shared.give(extent) } else { extent.deallocate() }
             extents[i] = nil
         }
     }

@@ -84,7 +84,7 @@ func headerLatency(_ region: RegionClient, count: Int) throws -> Double {
     return Double(monotonicNanoseconds() - start) / Double(count)
 }
 
-// MARK: - 2. 1 MiB pread throughput
+// MARK: - 2. chunk-sized (~1 MiB) pread throughput
 
 /// GB/s of `count` preads of `size` bytes at the start of the data section.
 func preadThroughput(_ region: RegionClient, size: Int, count: Int, buffer: UnsafeMutableRawPointer) throws -> Double {

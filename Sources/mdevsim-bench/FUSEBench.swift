@@ -118,6 +118,10 @@ struct FUSEFigures: Codable, Sendable {
     var engineAloneGbPerSecond: Spread?
     var engineSaveMicrosecondsPerChunk: Spread?
     var engineSaveApplyMicrosecondsPerChunk: Spread?
+    /// The engine's header read in process (checker included), and its share of mdevsim's
+    /// header latency over FUSE: the bound on the checker's cost for a clean client.
+    var engineHeaderNanoseconds: Spread?
+    var engineHeaderShareOfFUSELatency: Spread?
     var bareSteps: TransferTiming?
     var mdevsimSteps: TransferTiming?
     var digestsMatched: Int = 0
@@ -146,6 +150,9 @@ struct EngineRun: Codable, Sendable {
     var allNsPerChunk: Double = 0
     /// Save alone.
     var saveNsPerChunk: Double = 0
+    /// One 8-byte `pending_bytes` read of a running device through the engine, checker included:
+    /// an upper bound of what the checker adds to a header access over FUSE.
+    var headerNs: Double = 0
 }
 
 /// One run of the comparison.
@@ -325,6 +332,10 @@ final class FUSEBenchRun {
         figures.engineAloneGbPerSecond = Spread(engineRuns.map(\.gbPerSecond))
         figures.engineSaveMicrosecondsPerChunk = Spread(engineRuns.map { $0.saveNsPerChunk / 1000 })
         figures.engineSaveApplyMicrosecondsPerChunk = Spread(engineRuns.map { $0.allNsPerChunk / 1000 })
+        figures.engineHeaderNanoseconds = Spread(engineRuns.map(\.headerNs))
+        if let h = header["mdevsim"], !h.isEmpty {
+            figures.engineHeaderShareOfFUSELatency = Spread(zip(engineRuns, h).map { $0.headerNs / ($1 * 1000) })
+        }
         figures.bareSteps = bareSteps
         figures.mdevsimSteps = mdevSteps
         report(figures)
@@ -390,6 +401,17 @@ final class FUSEBenchRun {
             let pass = try source.readPass(threshold: 0) { blackHole($0.load(as: UInt8.self)) }
             run.saveNsPerChunk = Double(monotonicNanoseconds() - start) / Double(max(1, pass.chunks))
         }
+        do {
+            let device = MigrationRegion(configuration: config, identity: "fuse-engine-header")
+            var value: UInt64 = 0
+            let reads = 200_000
+            let start = monotonicNanoseconds()
+            for _ in 0..<reads {
+                _ = withUnsafeMutableBytes(of: &value) { device.read(at: 8, into: $0) }
+                blackHole(UInt8(truncatingIfNeeded: value))
+            }
+            run.headerNs = Double(monotonicNanoseconds() - start) / Double(reads)
+        }
         let source = MigrationRegion(configuration: config, identity: "fuse-engine-source")
         let destination = MigrationRegion(configuration: config, identity: "fuse-engine-destination")
         try destination.setState(StateBits.resuming)
@@ -419,6 +441,10 @@ final class FUSEBenchRun {
             l("  " + pad("  same, mdevsim with strict on [us/access]", 44) + pad("", 22)
               + pad(String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max), 22)
               + String(format: "strict/non-strict %.3fx", r.median))
+        }
+        if let e = f.engineHeaderNanoseconds, let share = f.engineHeaderShareOfFUSELatency {
+            l("  " + pad("  engine's header read alone, checker included", 44) + pad("", 22) + pad(String(format: "%.0f ns", e.median), 22)
+              + String(format: "%.2f%% of the FUSE header latency (checker goal < 5%%)", share.median * 100))
         }
         row("~1 MiB pread (data_size) at 4096", f.preadGbPerSecond, "GB/s")
         row("save+resume of 1 MiB chunks via mmap", f.saveResumeGbPerSecond, "GB/s")

@@ -26,10 +26,11 @@ final class MdevDevice: @unchecked Sendable {
     /// client from a mapping client, and to catch one that mixes both).
     var directWritesInTransaction = 0
 
-    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool) {
+    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
         self.uuid = uuid
         self.typeIndex = typeIndex
         region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
+        region.observer = observer
     }
 
     /// Runs `body` with the engine locked.

@@ -41,16 +41,18 @@ public struct TraceReplay {
         public var expected: TraceRecord?
         public var got: TraceRecord?
 
-        public var description: String {
-            var lines = ["diverged at line \(line)", "  access:   line \(accessLine): \(TraceReplay.describe(access))"]
-            lines.append("  expected: \(expected.map { TraceReplay.shown($0) } ?? "no record here (the trace ends)")")
-            lines.append("  got:      \(got.map { TraceReplay.shown($0) } ?? "nothing (the replayed device did not produce this record)")")
-            return lines.joined(separator: "\n")
+        public var description: String { (["diverged at line \(line)"] + details).joined(separator: "\n") }
+
+        /// The access, what the trace has and what the replay got, one indented line each.
+        public var details: [String] {
+            ["  access:   line \(accessLine): \(TraceReplay.describe(access))",
+             "  expected: \(expected.map { TraceReplay.shown($0) } ?? "no record here (the trace ends)")",
+             "  got:      \(got.map { TraceReplay.shown($0) } ?? "nothing (the replayed device did not produce this record)")"]
         }
     }
 
     public struct Outcome: Sendable {
-        /// Client accesses (and lifecycle events) played with matching answers.
+        /// Region accesses (reads and writes) played with matching answers.
         public var matched: Int
         /// Records compared equal.
         public var recordsMatched: Int
@@ -159,7 +161,7 @@ public struct TraceReplay {
             }
             if outcome.divergence != nil { break }
             outcome.recordsMatched += produced.count
-            outcome.matched += 1
+            if r.op == .read || r.op == .write { outcome.matched += 1 }
             i += produced.count
         }
         outcome.devices = created

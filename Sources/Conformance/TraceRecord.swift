@@ -110,43 +110,73 @@ public struct TraceRecord: Codable, Sendable, Hashable {
         errno.map { ErrnoName.name(of: $0) } ?? "ok"
     }
 
-    /// One JSON object, keys in a fixed order, no trailing newline. Written by hand: a trace
-    /// line is made for every access, and this is several times faster than `JSONEncoder`.
-    public var jsonLine: String { "{\"time_ns\":\(timeNs)" + jsonLineAfterTime }
-
-    /// `jsonLine` from the comma after `time_ns` on: the writer stamps the time under its lock.
-    var jsonLineAfterTime: String {
-        var out = ",\"device\":"
-        Self.appendString(device, to: &out)
-        out += ",\"op\":\"\(op.rawValue)\""
-        if let offset { out += ",\"offset\":\(offset)" }
-        if let width { out += ",\"width\":\(width)" }
-        if let count { out += ",\"count\":\(count)" }
-        if let value { out += ",\"value\":\(value)" }
-        if let returned { out += ",\"returned\":\(returned)" }
-        if let digest { out += ",\"digest\":"; Self.appendString(digest, to: &out) }
-        if let type { out += ",\"type\":"; Self.appendString(type, to: &out) }
-        if let result { out += ",\"result\":"; Self.appendString(result, to: &out) }
-        // Last: a long base64 run at the end keeps the other fields readable with `cut`/`less`.
-        if let data { out += ",\"data\":\""; out += data; out += "\"" }
-        out += "}"
-        return out
+    /// One JSON object, keys in a fixed order, no trailing newline. Written by hand, straight
+    /// to bytes: a trace line is made for every access, and this is several times faster than
+    /// `JSONEncoder` or string interpolation.
+    public var jsonLine: String {
+        var out: [UInt8] = []
+        out.append(contentsOf: "{\"time_ns\":".utf8)
+        Self.appendNumber(timeNs, to: &out)
+        appendJSON(afterTime: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func appendString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
+    /// `jsonLine` from the comma after `time_ns` on: the writer stamps the time under its lock.
+    func appendJSON(afterTime out: inout [UInt8]) {
+        out.append(contentsOf: ",\"device\":".utf8)
+        Self.appendString(device, to: &out)
+        out.append(contentsOf: ",\"op\":\"".utf8)
+        out.append(contentsOf: op.rawValue.utf8)
+        out.append(UInt8(ascii: "\""))
+        if let offset { out.append(contentsOf: ",\"offset\":".utf8); Self.appendNumber(offset, to: &out) }
+        if let width { out.append(contentsOf: ",\"width\":".utf8); Self.appendNumber(UInt64(clamping: width), to: &out) }
+        if let count { out.append(contentsOf: ",\"count\":".utf8); Self.appendNumber(UInt64(clamping: count), to: &out) }
+        if let value { out.append(contentsOf: ",\"value\":".utf8); Self.appendNumber(value, to: &out) }
+        if let returned { out.append(contentsOf: ",\"returned\":".utf8); Self.appendNumber(UInt64(clamping: returned), to: &out) }
+        if let digest { out.append(contentsOf: ",\"digest\":".utf8); Self.appendString(digest, to: &out) }
+        if let type { out.append(contentsOf: ",\"type\":".utf8); Self.appendString(type, to: &out) }
+        if let result { out.append(contentsOf: ",\"result\":".utf8); Self.appendString(result, to: &out) }
+        // Last: a long base64 run at the end keeps the other fields readable with `cut`/`less`.
+        if let data { out.append(contentsOf: ",\"data\":".utf8); Self.appendString(data, to: &out) }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func appendNumber(_ value: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: room for 20 digits
+        var n = value, i = 0
+        withUnsafeMutableBytes(of: &digits) { raw in
+            repeat {
+                raw[23 - i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+                i += 1
+            } while n > 0
+            out.append(contentsOf: raw[(24 - i)...])
+        }
+    }
+
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let utf8 = s.utf8
+        if utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            out.append(contentsOf: utf8)
+        } else {
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
+                case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
+                case UInt8(ascii: "\n"): out.append(contentsOf: "\\n".utf8)
+                case UInt8(ascii: "\r"): out.append(contentsOf: "\\r".utf8)
+                case UInt8(ascii: "\t"): out.append(contentsOf: "\\t".utf8)
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: "\\u00".utf8)
+                    out.append(hex[Int(byte >> 4)])
+                    out.append(hex[Int(byte & 15)])
+                default: out.append(byte)
+                }
             }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 

@@ -67,15 +67,23 @@ public final class TraceWriter: TraceSink {
 
     public func append(_ records: [TraceRecord]) {
         // Encoded outside the lock but for the time, which must be taken under it.
-        let tails = records.map(\.jsonLineAfterTime)
+        var tails: [[UInt8]] = []
+        tails.reserveCapacity(records.count)
+        for record in records {
+            var tail: [UInt8] = []
+            tail.reserveCapacity(160 + (record.data?.utf8.count ?? 0))
+            record.appendJSON(afterTime: &tail)
+            tail.append(UInt8(ascii: "\n"))
+            tails.append(tail)
+        }
         state.withLock { s in
             guard s.fd >= 0 else { return }
             let now = Self.monotonicNow()
-            let stamp = Array("{\"time_ns\":\(now &- start)".utf8)
+            var stamp: [UInt8] = Array("{\"time_ns\":".utf8)
+            TraceRecord.appendNumber(now &- start, to: &stamp)
             for tail in tails {
                 s.buffer.append(contentsOf: stamp)
-                s.buffer.append(contentsOf: tail.utf8)
-                s.buffer.append(UInt8(ascii: "\n"))
+                s.buffer.append(contentsOf: tail)
             }
             s.records += UInt64(tails.count)
             if s.buffer.count >= Self.flushSize || now &- s.lastWrite >= Self.flushInterval {

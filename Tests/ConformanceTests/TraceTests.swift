@@ -132,6 +132,22 @@ func recordInProcess(_ scenario: Scenario, to path: String, strict: Bool = false
         #expect(outcome.recordsMatched == trace.entries.count)
     }
 
+    /// `run --trace DIR`: one file per scenario, named after it, with the file's path in the header.
+    @Test func theRunnerWritesOneReplayableTracePerScenario() throws {
+        let dir = try TraceDirectory()
+        let file = dir.file("s.yaml")
+        try traceScenarioText(access: "pread").write(toFile: file, atomically: true, encoding: .utf8)
+        var runner = ScenarioRunner(mode: .inProcess)
+        runner.traceDirectory = dir.path
+        let entries = try ScenarioCatalog.collect([file])
+        #expect(runner.run(entries[0]).passed)
+        let trace = try TraceFile.load(path: ScenarioRunner.tracePath(directory: dir.path, scenario: "trace-test"))
+        #expect(trace.header.scenarioPath == file && trace.header.recorder == "in-process" && trace.header.seed == 7)
+        let scenario = try ScenarioLoader.load(contentsOf: FilePath(file))
+        let outcome = try TraceReplay(trace: trace, scenario: scenario).run()
+        #expect(outcome.divergence == nil && outcome.recordsMatched == trace.entries.count)
+    }
+
     @Test func aScenarioWithoutTheTracesTypeIsRefused() throws {
         let dir = try TraceDirectory()
         let scenario = try ScenarioLoader.parse(traceScenarioText())

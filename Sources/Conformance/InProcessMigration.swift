@@ -6,6 +6,8 @@ import Scenarios
 public struct InProcessMigration {
     public let scenario: Scenario
     public var options: ClientOptions
+    /// Told every access and event of both devices (a trace), if set.
+    public var observer: (any AccessObserver)?
 
     /// A scenario whose migration names types it does not define.
     public struct UnknownType: Error, CustomStringConvertible {
@@ -24,6 +26,12 @@ public struct InProcessMigration {
         guard let destinationType = scenario.destinationType else { throw UnknownType(name: scenario.migration.destination) }
         let source = MigrationRegion(configuration: sourceType.configuration, identity: "\(scenario.name)/source")
         let destination = MigrationRegion(configuration: destinationType.configuration, identity: "\(scenario.name)/destination")
+        if let observer {
+            for (region, type) in [(source, sourceType), (destination, destinationType)] {
+                observer.deviceEvent(.create, device: region.device.identity, type: type.name, errno: nil)
+                region.observer = observer
+            }
+        }
         var client = ReferenceClient(options: options, linkBandwidth: sourceType.configuration.linkBandwidth)
         client.progress = progress
         var report = client.migrate(

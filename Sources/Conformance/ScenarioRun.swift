@@ -127,6 +127,11 @@ public struct ScenarioRunner: Sendable {
     /// Scenarios whose source device has more memory than this are not run but reported as
     /// skipped (with the reason); `nil` runs everything.
     public var maxMemory: UInt64?
+    /// When set, each scenario's accesses are traced to `<directory>/<scenario name>.trace.jsonl`
+    /// (one file per scenario, so each replays against its own scenario file).
+    public var traceDirectory: String?
+    /// Goes into trace headers.
+    public var mdevsimVersion: String?
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -162,7 +167,23 @@ public struct ScenarioRunner: Sendable {
             return ScenarioResult(name: scenario.name, file: entry.file, verdict: .pass, report: nil, durationSeconds: 0, skipped: reason)
         }
         do {
-            let report = try migrate(scenario, progress: progress)
+            var trace: TraceWriter?
+            if let traceDirectory {
+                let path = Self.tracePath(directory: traceDirectory, scenario: scenario.name)
+                let header = TraceHeader(scenario: scenario, scenarioPath: entry.file, strict: false,
+                                         recorder: mode == .fuse ? "run" : "in-process", mdevsimVersion: mdevsimVersion)
+                do {
+                    trace = try TraceWriter(path: path, header: header)
+                } catch {
+                    throw RunError("cannot write the trace \(path): \(error)")
+                }
+            }
+            let report: MigrationReport
+            do {
+                defer { trace?.close() }
+                report = try migrate(scenario, progress: progress, observer: trace.map { TraceRecorder(sink: $0) })
+            }
+            if let trace, let e = trace.close() { throw RunError("writing the trace \(trace.path) failed: \(e)") }
             return ScenarioResult(name: scenario.name, file: entry.file, verdict: Judge.judge(report, against: scenario.expectation),
                                   report: report, durationSeconds: seconds())
         } catch {
@@ -173,14 +194,22 @@ public struct ScenarioRunner: Sendable {
     }
 
     /// The migration of one valid scenario, with the devices' violations attached.
-    public func migrate(_ scenario: Scenario, progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
+    public func migrate(_ scenario: Scenario, progress: (@Sendable (String) -> Void)? = nil,
+                        observer: (any AccessObserver)? = nil) throws -> MigrationReport {
         switch mode {
         case .inProcess:
-            return try InProcessMigration(scenario: scenario).run(progress: progress).0
+            var migration = InProcessMigration(scenario: scenario)
+            migration.observer = observer
+            return try migration.run(progress: progress).0
         case .fuse:
             guard let mountpoint else { throw RunError("no mountpoint for the FUSE mode") }
-            return try FUSEMigration(scenario: scenario, mountpoint: mountpoint).run(progress: progress)
+            return try FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer).run(progress: progress)
         }
+    }
+
+    /// Where `run --trace DIRECTORY` puts a scenario's trace.
+    public static func tracePath(directory: String, scenario: String) -> String {
+        (directory as NSString).appendingPathComponent("\(scenario.replacingOccurrences(of: "/", with: "_")).trace.jsonl")
     }
 }
 
@@ -197,10 +226,13 @@ public struct RunError: Error, CustomStringConvertible {
 public struct FUSEMigration {
     public let scenario: Scenario
     public let mountpoint: String
+    /// Told every access and event of the mount's devices (a trace), if set.
+    public let observer: (any AccessObserver)?
 
-    public init(scenario: Scenario, mountpoint: String) {
+    public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil) {
         self.scenario = scenario
         self.mountpoint = mountpoint
+        self.observer = observer
     }
 
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
@@ -209,7 +241,7 @@ public struct FUSEMigration {
         // The mount's own log (device created/removed) is noise in a run: warnings and up only.
         var logger = Logger(label: "mdevsim.run")
         logger.logLevel = .warning
-        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, logger: logger)
+        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: observer, logger: logger)
         let token = ActiveMounts.shared.register(mount)
         defer {
             mount.stop()

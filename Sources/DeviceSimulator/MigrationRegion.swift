@@ -41,6 +41,12 @@ public final class MigrationRegion {
     public private(set) var lastError: String?
     /// Header and data accesses answered.
     public private(set) var accessCount: UInt64 = 0
+    /// Told every access and reset (traces). Nil, the default, costs one check per access.
+    public var observer: (any AccessObserver)?
+    /// Resume: how far from the data section's start the client's successful pwrites of this
+    /// transaction cover it without a gap. What lies beyond came through a mapping, and a trace
+    /// must carry it for a replay to reproduce the transaction.
+    private var pwrittenPrefix: UInt64 = 0
 
     /// A logger that drops everything: the engine's default, so that library users and tests
     /// see nothing unless they pass their own.
@@ -83,20 +89,57 @@ public final class MigrationRegion {
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> AccessResult {
         accessCount += 1
         catchUpWallClock()
-        if offset < RegionLayout.dataSectionOffset {
-            return readHeader(at: offset, into: buffer)
-        }
-        return readData(at: offset, into: buffer)
+        let result = offset < RegionLayout.dataSectionOffset ? readHeader(at: offset, into: buffer) : readData(at: offset, into: buffer)
+        if let observer { report(to: observer, read: offset, buffer, result) }
+        return result
     }
 
     /// Writes `buffer.count` bytes at region `offset`.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {
         accessCount += 1
         catchUpWallClock()
-        if offset < RegionLayout.dataSectionOffset {
-            return writeHeader(at: offset, from: buffer)
+        guard offset < RegionLayout.dataSectionOffset else {
+            let result = writeData(at: offset, from: buffer)
+            if result.errno == nil, state.isResuming, offset - RegionLayout.dataSectionOffset <= pwrittenPrefix {
+                pwrittenPrefix = max(pwrittenPrefix, offset - RegionLayout.dataSectionOffset + UInt64(buffer.count))
+            }
+            observer?.regionAccessed(RegionAccess(device: device.identity, isWrite: true, offset: offset, count: buffer.count,
+                                                  bytes: buffer, result: result, staged: nil, applied: nil))
+            return result
         }
-        return writeData(at: offset, from: buffer)
+        // Whatever a data_size write applies, the next transaction starts uncovered.
+        defer { if offset == HeaderField.dataSize.offset { pwrittenPrefix = 0 } }
+        guard let observer else { return writeHeader(at: offset, from: buffer) }
+        // Taken before the engine runs: a fault can corrupt the section while applying it.
+        let applied = mappedBytes(ofDataSizeWrite: offset, buffer)
+        defer { applied?.deallocate() }
+        let result = writeHeader(at: offset, from: buffer)
+        observer.regionAccessed(RegionAccess(device: device.identity, isWrite: true, offset: offset, count: buffer.count,
+                                             bytes: buffer, result: result, staged: nil, applied: applied.map { UnsafeRawBufferPointer($0) }))
+        return result
+    }
+
+    private func report(to observer: any AccessObserver, read offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ result: AccessResult) {
+        let returned = (try? result.outcome.get()) ?? 0
+        var staged: UnsafeRawBufferPointer?
+        if let range = result.staged {
+            let start = Int(range.lowerBound - RegionLayout.dataSectionOffset), end = Int(range.upperBound - RegionLayout.dataSectionOffset)
+            staged = UnsafeRawBufferPointer(rebasing: dataSection[start..<min(end, dataSection.count)])
+        }
+        observer.regionAccessed(RegionAccess(device: device.identity, isWrite: false, offset: offset, count: buffer.count,
+                                             bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<min(returned, buffer.count)]),
+                                             result: result, staged: staged, applied: nil))
+    }
+
+    /// A copy of what a `data_size` write about to be applied takes from the data section
+    /// beyond the bytes the client pwrote (nil when pwrites cover it or nothing is applied).
+    private func mappedBytes(ofDataSizeWrite offset: UInt64, _ buffer: UnsafeRawBufferPointer) -> UnsafeMutableRawBufferPointer? {
+        guard offset == HeaderField.dataSize.offset, buffer.count == 8, state.isResuming, !state.isError else { return nil }
+        let size = UInt64(littleEndian: buffer.loadUnaligned(as: UInt64.self))
+        guard size > pwrittenPrefix, size <= UInt64(dataSection.count) else { return nil }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(size), alignment: 8)
+        copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[0..<Int(size)]))
+        return copy
     }
 
     /// Reads one header field at its native width: a convenience over `read(at:into:)`.
@@ -121,6 +164,7 @@ public final class MigrationRegion {
         device.powerOn()
         state = DeviceState(rawValue: state.reservedBits | DeviceState.runningBit)
         logger.info("device reset: running with power-on memory")
+        observer?.deviceEvent(.reset, device: device.identity, type: nil, errno: nil)
     }
 
     /// Records a violation noticed outside the region (a second open, by the FUSE layer).
@@ -343,6 +387,7 @@ public final class MigrationRegion {
             resume = ResumeSession(configuration: configuration)
             resumeOffsetRead = false
             lastDataSizeWritten = 0
+            pwrittenPrefix = 0
         }
     }
 

@@ -60,10 +60,11 @@ final class MdevDevice: @unchecked Sendable {
         }
     }
 
-    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool) {
+    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
         self.uuid = uuid
         self.typeIndex = typeIndex
         region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
+        region.observer = observer
     }
 
     /// Runs `body` with the engine locked.

@@ -13,6 +13,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public let types: [DeviceTypeSpec]
     /// With `strict`, protocol violations fail the offending access with EINVAL.
     public let strict: Bool
+    /// Told every region access of every device and their lifecycle (a trace), if set.
+    public let observer: (any AccessObserver)?
     let logger: Logger
     private let lock = NSLock()
     private let mountTime = Timestamp.now
@@ -29,15 +31,18 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private var mmapNegotiated = false
     private var retrieves = RetrieveTable()
 
-    public init(types: [DeviceTypeSpec], strict: Bool = false, logger: Logger = Logger(label: "mdevsim.fs")) {
+    public init(types: [DeviceTypeSpec], strict: Bool = false, observer: (any AccessObserver)? = nil,
+                logger: Logger = Logger(label: "mdevsim.fs")) {
         self.types = types
         self.strict = strict
+        self.observer = observer
         self.logger = logger
         inodes = InodeTable(typeCount: types.count)
     }
 
-    public convenience init(scenario: Scenario, strict: Bool = false, logger: Logger = Logger(label: "mdevsim.fs")) {
-        self.init(types: scenario.types, strict: strict, logger: logger)
+    public convenience init(scenario: Scenario, strict: Bool = false, observer: (any AccessObserver)? = nil,
+                            logger: Logger = Logger(label: "mdevsim.fs")) {
+        self.init(types: scenario.types, strict: strict, observer: observer, logger: logger)
     }
 
     /// Whether `mmap` of region files works on this mount (set once INIT is done).
@@ -123,8 +128,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             }
             guard device.acquire(handle) else {
                 device.withLock { device.region.recordViolation(.concurrentOpen, "a second open of the migration region while another open holds it (pid \(request.pid))") }
+                observer?.deviceEvent(.open, device: uuid, type: nil, errno: .resourceBusy)
                 return reply.error(.resourceBusy)
             }
+            observer?.deviceEvent(.open, device: uuid, type: nil, errno: nil)
             lock.withLock { openRegions[handle] = device }
             // A new holder: pages a previous client left in the page cache must not show through.
             let stale = device.withLock { () -> Bool in
@@ -146,6 +153,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public func release(_ request: Request, inode: FUSEInode, handle: UInt64, flags: OpenFlags, reply: EmptyReply) {
         if handle != 0, let device = lock.withLock({ openRegions.removeValue(forKey: handle) }) {
             device.release(handle)
+            observer?.deviceEvent(.release, device: device.uuid, type: nil, errno: nil)
         }
         reply.ok()
     }
@@ -219,28 +227,41 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     func create(type: Int, _ data: UnsafeRawBufferPointer) -> Errno? {
         guard let uuid = MdevUUID.parse(data) else { return .invalidArgument }
         return lock.withLock { () -> Errno? in
-            guard devices[uuid] == nil else { return .fileExists }
-            guard availableLocked(type) > 0 else { return .noSpace }
-            let device = MdevDevice(uuid: uuid, typeIndex: type, configuration: types[type].configuration, strict: strict)
-            devices[uuid] = device
-            deviceOrder.append(uuid)
-            inodes.addDevice(uuid)
-            logger.info("created \(types[type].name) device \(uuid)")
-            return nil
+            // Under the tree lock, so the create record comes before any access to the device.
+            let e = createLocked(type: type, uuid: uuid)
+            observer?.deviceEvent(.create, device: uuid, type: types[type].name, errno: e)
+            return e
         }
+    }
+
+    private func createLocked(type: Int, uuid: String) -> Errno? {
+        guard devices[uuid] == nil else { return .fileExists }
+        guard availableLocked(type) > 0 else { return .noSpace }
+        let device = MdevDevice(uuid: uuid, typeIndex: type, configuration: types[type].configuration, strict: strict, observer: observer)
+        devices[uuid] = device
+        deviceOrder.append(uuid)
+        inodes.addDevice(uuid)
+        logger.info("created \(types[type].name) device \(uuid)")
+        return nil
     }
 
     func remove(_ uuid: String) -> Errno? {
         lock.withLock { () -> Errno? in
-            guard let device = devices[uuid] else { return .operationNotSupportedByDevice }
-            // sysfs refuses to remove an mdev while a VFIO user holds it.
-            if device.isOpen { return .resourceBusy }
-            devices[uuid] = nil
-            deviceOrder.removeAll { $0 == uuid }
-            inodes.removeDevice(uuid)
-            logger.info("removed device \(uuid)")
-            return nil
+            let e = removeLocked(uuid)
+            observer?.deviceEvent(.remove, device: uuid, type: nil, errno: e)
+            return e
         }
+    }
+
+    private func removeLocked(_ uuid: String) -> Errno? {
+        guard let device = devices[uuid] else { return .operationNotSupportedByDevice }
+        // sysfs refuses to remove an mdev while a VFIO user holds it.
+        if device.isOpen { return .resourceBusy }
+        devices[uuid] = nil
+        deviceOrder.removeAll { $0 == uuid }
+        inodes.removeDevice(uuid)
+        logger.info("removed device \(uuid)")
+        return nil
     }
 
     private func availableLocked(_ type: Int) -> Int {

@@ -1,3 +1,4 @@
+import DeviceSimulator
 import Foundation
 import FUSEKit
 import Logging
@@ -29,10 +30,12 @@ public final class MdevMount: Sendable {
         return o
     }
 
-    /// Mounts; requests are served once `start()` or `run()` is called.
+    /// Mounts; requests are served once `start()` or `run()` is called. `observer` (a trace) is
+    /// told every region access and device event.
     public init(scenario: Scenario, mountpoint: String, strict: Bool = false, allowOther: Bool = false,
-                handleSignals: Bool = false, logger: Logger = Logger(label: "mdevsim")) throws(FUSEError) {
-        filesystem = MdevFileSystem(scenario: scenario, strict: strict, logger: logger)
+                handleSignals: Bool = false, observer: (any AccessObserver)? = nil,
+                logger: Logger = Logger(label: "mdevsim")) throws(FUSEError) {
+        filesystem = MdevFileSystem(scenario: scenario, strict: strict, observer: observer, logger: logger)
         session = try FUSESession(filesystem: filesystem, mountpoint: mountpoint,
                                   options: Self.options(allowOther: allowOther, handleSignals: handleSignals), logger: logger)
         self.mountpoint = mountpoint

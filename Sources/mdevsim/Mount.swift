@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conformance
 import Foundation
 import FUSEKit
 import Glibc
@@ -44,6 +45,9 @@ struct Mount: ParsableCommand {
 
     @Flag(name: .long, help: "Log every device event (debug level).")
     var verbose = false
+
+    @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted.", valueName: "file"))
+    var trace: String?
 
     @Option(name: .customLong("ready-fd"), help: .hidden)
     var readyFD: Int32?
@@ -109,6 +113,8 @@ struct Mount: ParsableCommand {
         if strict { args.append("--strict") }
         if verbose { args.append("--verbose") }
         if let log { args += ["--log", URL(fileURLWithPath: log).standardizedFileURL.path] }
+        // The daemon's working directory is not ours to rely on: absolute paths only.
+        if let trace { args += ["--trace", URL(fileURLWithPath: trace).standardizedFileURL.path] }
         return args
     }
 
@@ -116,10 +122,26 @@ struct Mount: ParsableCommand {
     private func serve(_ scenario: Scenario) throws {
         let logger = makeLogger()
         let pidFile = MountRegistry.pidFile(for: mountpoint)
+        let writer: TraceWriter?
+        do {
+            writer = try trace.map { path throws(Errno) in
+                try TraceWriter(path: path, header: TraceHeader(
+                    scenario: scenario, scenarioPath: self.scenario, strict: strict, recorder: "mount",
+                    mdevsimVersion: Mdevsim.configuration.version))
+            }
+        } catch {
+            let message = "cannot write the trace \(trace ?? ""): \(error)"
+            if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }
+            throw ExitCode(1)
+        }
+        // Runs after the loop has ended (unmount, or a signal's clean exit): nothing is lost.
+        defer {
+            if let writer, let e = writer.close() { logger.error("the trace \(writer.path) is incomplete: writing it failed: \(e)") }
+        }
         let mount: MdevMount
         do {
             mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: strict, allowOther: allowOther,
-                                  handleSignals: true, logger: logger)
+                                  handleSignals: true, observer: writer.map { TraceRecorder(sink: $0) }, logger: logger)
         } catch {
             let message = "cannot mount \(mountpoint): \(error.message)"
             if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }

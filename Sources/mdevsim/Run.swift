@@ -31,6 +31,7 @@ struct Run: ParsableCommand {
               mdevsim run
               mdevsim run --in-process scenarios/fault-stall.yaml
               mdevsim run --shard 2/4 --junit junit.xml --json run.json
+              mdevsim run --trace traces/ scenarios/mmap-on.yaml   # then: mdevsim replay traces/mmap-on.trace.jsonl --scenario scenarios/mmap-on.yaml
             """
     )
 
@@ -51,6 +52,9 @@ struct Run: ParsableCommand {
 
     @Option(name: .customLong("max-memory"), help: ArgumentHelp("Skip (and list) scenarios whose device memory is above this size, or 'none'.", valueName: "size"))
     var maxMemory: String = "4GiB"
+
+    @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl, one file per scenario (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
+    var trace: String?
 
     func validate() throws {
         if let shard {
@@ -83,6 +87,16 @@ struct Run: ParsableCommand {
         let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
 
         var runner = ScenarioRunner(mode: inProcess ? .inProcess : .fuse, maxMemory: limit)
+        if let trace {
+            do {
+                try FileManager.default.createDirectory(atPath: trace, withIntermediateDirectories: true)
+            } catch {
+                Self.printError("mdevsim run: cannot create the trace directory \(trace): \(error.localizedDescription)")
+                throw ExitCode(2)
+            }
+            runner.traceDirectory = trace
+            runner.mdevsimVersion = Mdevsim.configuration.version
+        }
         var mountpoint: RunMountpoint?
         if !inProcess {
             do {
@@ -167,6 +181,7 @@ struct Run: ParsableCommand {
                 if isatty(STDERR_FILENO) == 1 { status("") }
                 printError("mdevsim run: interrupted (\(sig == SIGINT ? "SIGINT" : "SIGTERM")): unmounting")
                 ActiveMounts.shared.unmountAll()
+                TraceWriter.flushAll()
                 mountpoint?.remove()
                 Glibc.exit(130)
             }

@@ -19,14 +19,11 @@ import Testing
         try runTool(executable, arguments)
     }
 
-    static func daemonPID(_ mountpoint: String) -> pid_t? {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for pid in pids.compactMap({ pid_t($0) }) {
-            guard let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { continue }
-            let args = cmdline.split(separator: "\0").map(String.init)
-            if args.contains("--ready-fd"), args.contains(mountpoint) { return pid }
-        }
-        return nil
+    /// The daemon's pid as `mdevsim mount` reports it ("daemon pid N"). Not by scanning /proc:
+    /// reading the cmdline of a process stuck in another FUSE mount blocks.
+    static func daemonPID(_ mountOutput: String) -> pid_t? {
+        guard let range = mountOutput.range(of: "daemon pid ") else { return nil }
+        return pid_t(mountOutput[range.upperBound...].prefix { $0.isNumber })
     }
 
     @Test func daemonMountsServesAndUnmounts() throws {
@@ -41,8 +38,8 @@ import Testing
         let (busy, message) = try Self.mdevsim(["mount", dir])
         #expect(busy != 0)
         #expect(message.contains("mdevsim unmount \(dir)"))
-        let pid = Self.daemonPID(dir)
-        #expect(pid != nil)
+        let pid = Self.daemonPID(output)
+        #expect(pid != nil, "\(output)")
         let (down, text) = try Self.mdevsim(["unmount", dir])
         #expect(down == 0, "\(text)")
         #expect(MountHelpers.status(of: dir) == .notMounted)
@@ -53,8 +50,9 @@ import Testing
         let mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-cmd.")
         defer { mountpoint.remove() }
         let dir = mountpoint.path
-        #expect(try Self.mdevsim(["mount", dir]).0 == 0)
-        let pid = try #require(Self.daemonPID(dir))
+        let (mounted, output0) = try Self.mdevsim(["mount", dir])
+        #expect(mounted == 0)
+        let pid = try #require(Self.daemonPID(output0))
         kill(pid, SIGKILL)
         #expect(waitFor { MountHelpers.status(of: dir) == .stale })
         let (refused, message) = try Self.mdevsim(["mount", dir])

@@ -17,9 +17,15 @@
 #define NUM_REGIONS (VFIO_PCI_NUM_REGIONS + 1) // the 9 standard ones + the migration region
 #define MAX_LIVE 256
 
-// Devices that handed out a bounce buffer, so munmap can tell when one goes away.
-static struct device *live[MAX_LIVE];
-static int bounce_count; // atomic: munmap's fast path when no bounce buffer exists
+// Every data-section mapping handed out (of the mount, or a bounce buffer), so munmap can
+// tell when a bounce buffer goes away and madvise can tell which advice to keep from the kernel.
+struct handed_mapping {
+    void *addr;
+    size_t len;
+    struct device *bounce_of; // the device whose bounce buffer this is, or NULL
+};
+static struct handed_mapping handed[MAX_LIVE];
+static int handed_count; // atomic: the fast path of munmap/madvise when there is none
 
 static int fail(int e) {
     errno = e;
@@ -79,34 +85,56 @@ struct device *device_open(const char *uuid) {
 
 void device_put(struct device *d) {
     if (--d->refs > 0) return;
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (live[i] == d) {
-            live[i] = NULL;
-            __atomic_sub_fetch(&bounce_count, 1, __ATOMIC_RELEASE);
-        }
-    }
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (handed[i].bounce_of == d) handed[i].bounce_of = NULL;
     real.close(d->mig_fd);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
 
+/// Records a mapping handed to the VMM. Under shim_lock.
+static int remember_mapping(void *addr, size_t len, struct device *bounce_of) {
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (!handed[i].addr) {
+            handed[i] = (struct handed_mapping){.addr = addr, .len = len, .bounce_of = bounce_of};
+            __atomic_add_fetch(&handed_count, 1, __ATOMIC_RELEASE);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 void device_forget_mapping(void *addr, size_t len) {
-    if (__atomic_load_n(&bounce_count, __ATOMIC_ACQUIRE) == 0) return;
+    if (__atomic_load_n(&handed_count, __ATOMIC_ACQUIRE) == 0) return;
     (void)len;
     shim_lock();
     for (int i = 0; i < MAX_LIVE; i++) {
-        struct device *d = live[i];
-        if (!d) continue;
-        pthread_mutex_lock(&d->lock);
-        if ((void *)d->bounce == addr) {
-            d->bounce = NULL;
-            d->bounce_len = 0;
-            live[i] = NULL;
-            __atomic_sub_fetch(&bounce_count, 1, __ATOMIC_RELEASE);
+        if (handed[i].addr != addr) continue;
+        struct device *d = handed[i].bounce_of;
+        if (d) {
+            pthread_mutex_lock(&d->lock);
+            if ((void *)d->bounce == addr) {
+                d->bounce = NULL;
+                d->bounce_len = 0;
+            }
+            pthread_mutex_unlock(&d->lock);
         }
-        pthread_mutex_unlock(&d->lock);
+        handed[i] = (struct handed_mapping){0};
+        __atomic_sub_fetch(&handed_count, 1, __ATOMIC_RELEASE);
     }
     shim_unlock();
+}
+
+int device_mapping_overlaps(const void *addr, size_t len) {
+    if (__atomic_load_n(&handed_count, __ATOMIC_ACQUIRE) == 0) return 0;
+    int found = 0;
+    shim_lock();
+    for (int i = 0; i < MAX_LIVE && !found; i++) {
+        const char *a = handed[i].addr;
+        found = a && (const char *)addr < a + handed[i].len && a < (const char *)addr + len;
+    }
+    shim_unlock();
+    return found;
 }
 
 // --- ioctls ---
@@ -380,17 +408,22 @@ void *device_mmap(struct device *d, void *addr, size_t len, int prot, int flags,
         void *p = real.mmap(addr, len, prot, flags, d->mig_fd, (off_t)roff);
         shim_log("device %s mmap %zu@%llu of the mount -> %s", d->uuid, len, (unsigned long long)roff,
                  p == MAP_FAILED ? strerror(errno) : "mapped");
-        if (p != MAP_FAILED) return p;
+        if (p != MAP_FAILED) {
+            shim_lock();
+            int rc = remember_mapping(p, len, NULL);
+            shim_unlock();
+            if (rc == 0) return p;
+            real.munmap(p, len);
+            errno = ENOMEM;
+            return MAP_FAILED;
+        }
     }
     // The bounce buffer: anonymous shared memory the VMM uses as if it were the data section;
     // the shim moves each chunk with one large pread (save) or pwrite (resume).
     void *p = real.mmap(addr, len, prot, MAP_SHARED | MAP_ANONYMOUS | (flags & MAP_FIXED), -1, 0);
     if (p == MAP_FAILED) return p;
     shim_lock();
-    int slot = -1;
-    for (int i = 0; i < MAX_LIVE && slot < 0; i++)
-        if (!live[i]) slot = i;
-    if (slot < 0) {
+    if (remember_mapping(p, len, d) != 0) {
         shim_unlock();
         real.munmap(p, len);
         errno = ENOMEM;
@@ -401,8 +434,6 @@ void *device_mmap(struct device *d, void *addr, size_t len, int prot, int flags,
     d->bounce_len = len;
     d->bounce_region_off = roff;
     pthread_mutex_unlock(&d->lock);
-    live[slot] = d;
-    __atomic_add_fetch(&bounce_count, 1, __ATOMIC_RELEASE);
     shim_unlock();
     shim_log("device %s mmap %zu@%llu -> bounce buffer", d->uuid, len, (unsigned long long)roff);
     return p;

@@ -61,6 +61,7 @@ static void resolve_all(void) {
     real.mmap = next_symbol("mmap");
     real.mmap64 = next_symbol("mmap64");
     real.munmap = next_symbol("munmap");
+    real.madvise = next_symbol("madvise");
 }
 
 void shim_resolve(void) { pthread_once(&resolve_once, resolve_all); }
@@ -454,4 +455,18 @@ int munmap(void *addr, size_t len) {
     shim_resolve();
     device_forget_mapping(addr, len);
     return real.munmap(addr, len);
+}
+
+/// QEMU advises MADV_HUGEPAGE on every RAM block, the mapped migration region included. On a
+/// real VFIO region (PFN-mapped device memory) that advice does nothing; on the mount's file it
+/// makes the kernel read ahead a huge-page-aligned window on the first fault: a 1 MiB read at
+/// region offset 0, over the trapped header, which the device rightly refuses. Keep the real
+/// region's behaviour: accept the advice and drop it.
+int madvise(void *addr, size_t len, int advice) {
+    shim_resolve();
+    if (advice == MADV_HUGEPAGE && device_mapping_overlaps(addr, len)) {
+        shim_log("madvise(MADV_HUGEPAGE) on a data-section mapping: ignored");
+        return 0;
+    }
+    return real.madvise(addr, len, advice);
 }

@@ -26,6 +26,7 @@ struct real_calls {
     void *(*mmap)(void *, size_t, int, int, int, off_t);
     void *(*mmap64)(void *, size_t, int, int, int, off_t);
     int (*munmap)(void *, size_t);
+    int (*madvise)(void *, size_t, int);
 };
 extern struct real_calls real;
 void shim_resolve(void);
@@ -108,8 +109,10 @@ int device_ioctl(struct device *d, unsigned long request, void *arg);
 ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off);
 ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off);
 void *device_mmap(struct device *d, void *addr, size_t len, int prot, int flags, off_t off);
-/// Called for every munmap: forgets a bounce buffer that is going away.
+/// Called for every munmap: forgets a mapping (and a bounce buffer) that is going away.
 void device_forget_mapping(void *addr, size_t len);
+/// Whether [addr, addr+len) overlaps a data-section mapping the shim handed out.
+int device_mapping_overlaps(const void *addr, size_t len);
 
 // The kernel's vfio-pci places region N at offset N << 40 of the device fd.
 #define SHIM_REGION_SHIFT 40

@@ -13,6 +13,8 @@ import MigrationProtocol
 final class MdevDevice: @unchecked Sendable {
     let uuid: String
     let typeIndex: Int
+    /// The device's IOMMU group number (`iommu_group` link), unique within the mount.
+    let iommuGroup: Int
     let region: MigrationRegion
     private let lock = NSCondition()
 
@@ -26,9 +28,10 @@ final class MdevDevice: @unchecked Sendable {
     /// client from a mapping client, and to catch one that mixes both).
     var directWritesInTransaction = 0
 
-    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool) {
+    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool) {
         self.uuid = uuid
         self.typeIndex = typeIndex
+        self.iommuGroup = iommuGroup
         region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
     }
 

@@ -59,10 +59,13 @@ public struct DeviceTypeSpec: Sendable, Hashable {
     public var configuration: DeviceConfiguration
     /// How many instances (UUIDs) a mount offers for the type (`available_instances`).
     public var instances: Int
+    /// The PCI ids a device of this type shows (its `config` file).
+    public var pci: PCIIdentity
 
-    public init(configuration: DeviceConfiguration, instances: Int = 16) {
+    public init(configuration: DeviceConfiguration, instances: Int = 16, pci: PCIIdentity = .default) {
         self.configuration = configuration
         self.instances = instances
+        self.pci = pci
     }
 
     /// The mdev type name.

@@ -149,6 +149,12 @@ let package = Package(
             dependencies: ["MdevFS", "FUSEKit", "DeviceSimulator", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
+        // Needs qemu-system-x86_64 (7.2) and libmdevsim-vfio.so built next to the test bundle.
+        .testTarget(
+            name: "QEMUTests",
+            dependencies: ["MdevFS", "Scenarios", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConformanceTests",
             dependencies: ["Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit", .product(name: "SystemPackage", package: "swift-system")],

@@ -350,6 +350,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             case .migrationInfo:
                 return line(json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmap)))
             case .config: return PCIConfigSpace.bytes(types[device.typeIndex].pci)
+            case .dma: return line(types[device.typeIndex].dma.map { json($0) } ?? "{}")
             default: return nil
             }
         default:

@@ -5,7 +5,7 @@ import FUSEKit
 /// ```
 /// MOUNT/mdev_supported_types/<type>/{name,description,device_api,available_instances,create,devices/}
 /// MOUNT/devices/<uuid>/{mdev_type -> ../../mdev_supported_types/<type>, migration, migration.info,
-///                      reset, remove, digest, state, violations, config,
+///                      reset, remove, digest, state, violations, config, dma,
 ///                      iommu_group -> ../../iommu_groups/<N>}
 /// MOUNT/iommu_groups/<N>/
 /// ```
@@ -46,6 +46,8 @@ enum MdevNode: Hashable, Sendable {
         case config
         /// Where a VMM reads the group number from (QEMU: basename of the link's target).
         case iommuGroup = "iommu_group"
+        /// The type's `dma:` spec as JSON (`{}` without one), for the VFIO shim that performs it.
+        case dma
 
         /// Region 0600 like a VFIO device node; write-only triggers 0200 and read-only
         /// attributes 0444, as sysfs has them.

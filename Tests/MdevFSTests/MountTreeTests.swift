@@ -24,7 +24,7 @@ import Testing
         _ = try fixture.create()
         #expect(throws: Errno.noSpace) { try FileTransport.writeText(UUID().uuidString, to: "\(fixture.path)/\(type)/create") }
         let entries = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        #expect(entries == ["config", "digest", "iommu_group", "mdev_type", "migration", "migration.info", "remove", "reset", "state", "violations"])
+        #expect(entries == ["config", "digest", "dma", "iommu_group", "mdev_type", "migration", "migration.info", "remove", "reset", "state", "violations"])
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/mdev_type") == "../../mdev_supported_types/mdevsim-test")
         // PCI identity: the default ids (no pci: in the scenario), type-0 header, no BARs/capabilities/pin.
         let config = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/config")))
@@ -33,6 +33,7 @@ import Testing
         #expect(Array(config[8..<12]) == [0x01, 0x00, 0x00, 0xff])
         #expect(config[0x0e] == 0 && config[0x06] & 0x10 == 0 && config[0x3d] == 0)
         #expect(config[0x10..<0x28].allSatisfy { $0 == 0 })
+        #expect(fixture.read("devices/\(uuid)/dma") == "{}\n", "no dma: in the scenario")
         // One IOMMU group per device, numbered from 1000, each a directory of iommu_groups.
         let group = try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/iommu_group")
         #expect(group == "../../iommu_groups/1000")

@@ -80,15 +80,19 @@ static int map_dma(struct container *c, struct vfio_iommu_type1_dma_map *m) {
     return 0;
 }
 
-/// Fills a dirty bitmap for [iova, iova+size): no device writes guest memory yet, so nothing
-/// is dirty. The caller's buffer is still written in full, as the kernel does.
-static int fill_bitmap(uint64_t iova, uint64_t size, struct vfio_bitmap *b) {
-    (void)iova;
+/// Fills a dirty bitmap for [iova, iova+size): the pages the devices' DMA wrote since the last
+/// report (emulating the kernel's pinned-page scope: only what a device touched is dirty). The
+/// caller's buffer is written in full, as the kernel does.
+static int fill_bitmap(struct container *c, uint64_t iova, uint64_t size, struct vfio_bitmap *b) {
     if (b->pgsize != SHIM_DIRTY_PGSIZE) return fail(EINVAL);
     uint64_t pages = size / b->pgsize;
     uint64_t need = ((pages + 63) / 64) * 8;
     if (b->size < need || !b->data) return fail(EINVAL);
     memset(b->data, 0, need);
+    uint64_t dirty = dma_collect_dirty(c, iova, size, (uint64_t *)b->data);
+    if (dirty)
+        shim_log("dirty bitmap iova 0x%llx size 0x%llx: %llu pages dirty (device DMA)", (unsigned long long)iova,
+                 (unsigned long long)size, (unsigned long long)dirty);
     return 0;
 }
 
@@ -105,7 +109,7 @@ static int unmap_dma(struct container *c, struct vfio_iommu_type1_dma_unmap *u) 
     }
     if (u->flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) {
         if (u->argsz < sizeof *u + sizeof(struct vfio_bitmap) || !c->dirty_tracking) return fail(EINVAL);
-        if (fill_bitmap(u->iova, u->size, (struct vfio_bitmap *)u->data) != 0) return -1;
+        if (fill_bitmap(c, u->iova, u->size, (struct vfio_bitmap *)u->data) != 0) return -1;
     }
     size_t kept = 0;
     for (size_t i = 0; i < c->nmaps; i++) {
@@ -152,7 +156,7 @@ static int dirty_pages(struct container *c, struct vfio_iommu_type1_dirty_bitmap
         if (lo < hi) covered += hi - lo;
     }
     if (r->size == 0 || covered != r->size) return fail(EINVAL);
-    return fill_bitmap(r->iova, r->size, &r->bitmap);
+    return fill_bitmap(c, r->iova, r->size, &r->bitmap);
 }
 
 /// VFIO_IOMMU_GET_INFO: page sizes and a capability chain of one IOVA range (all of the
@@ -272,13 +276,15 @@ int group_ioctl(struct group *g, unsigned long request, void *arg) {
         // The kernel wants the group in a container with an IOMMU before handing out devices.
         if (!g->container || !g->container->iommu_set) return fail(EINVAL);
         if (strcmp(name, g->uuid) != 0) return fail(ENODEV);
-        struct device *d = device_open(g->uuid);
+        struct device *d = device_open(g->uuid, g->container);
         if (!d) return -1;
         int fd = shim_backing_fd();
         if (fd < 0 || shim_fd_install(fd, FD_DEVICE, d) != 0) {
             int saved = errno;
             if (fd >= 0) real.close(fd);
-            d->refs = 1;
+            // Drop the device: take the reference the table would have held, then put it (a
+            // DMA thread, if one started, holds its own and ends).
+            d->refs++;
             device_put(d);
             errno = saved;
             return -1;

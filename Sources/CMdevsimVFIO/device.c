@@ -34,7 +34,7 @@ static int fail(int e) {
 
 static uint64_t region_base(unsigned index) { return (uint64_t)index << SHIM_REGION_SHIFT; }
 
-struct device *device_open(const char *uuid) {
+struct device *device_open(const char *uuid, struct container *container) {
     const char *mount = shim_mount();
     if (!mount) return errno = ENODEV, NULL;
     struct device *d = calloc(1, sizeof *d);
@@ -80,11 +80,21 @@ struct device *device_open(const char *uuid) {
     shim_log("device %s: region size %llu, data section %llu+%llu, mount %s", uuid,
              (unsigned long long)d->region_size, (unsigned long long)d->data_offset,
              (unsigned long long)d->data_size, d->mount_maps ? "maps it" : "cannot map it");
+    // After reset a v1 device is running (the uapi's default state).
+    d->device_state = 1;
+    d->container = container;
+    container->refs++;
+    dma_setup(d);
     return d;
 }
 
 void device_put(struct device *d) {
-    if (--d->refs > 0) return;
+    if (--d->refs > 0) {
+        // Only the DMA thread still holds it: the VMM closed the device; let the thread end.
+        if (d->refs == 1 && d->dma_thread) d->dma_stop = 1;
+        return;
+    }
+    dma_release(d);
     for (int i = 0; i < MAX_LIVE; i++)
         if (handed[i].bounce_of == d) handed[i].bounce_of = NULL;
     real.close(d->mig_fd);
@@ -366,7 +376,11 @@ ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off) {
         shim_log("device %s read %s (%zu@%llu) -> %s 0x%llx", d->uuid, field_name(roff), n, (unsigned long long)roff,
                  r < 0 ? strerror(saved) : "ok", r < 0 ? 0ULL : (unsigned long long)value_of(buf, (size_t)r));
     errno = saved;
-    if (r == 8 && roff == 16) {
+    if (r == 4 && roff == 0) {
+        shim_lock();
+        dma_note_state(d, (uint32_t)value_of(buf, 4), 0);
+        shim_unlock();
+    } else if (r == 8 && roff == 16) {
         pthread_mutex_lock(&d->lock);
         d->last_data_offset = value_of(buf, 8);
         pthread_mutex_unlock(&d->lock);
@@ -391,6 +405,13 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
     if (n == 8 && roff == 24 && bounce_drain(d, value_of(buf, 8)) != 0) return -1;
     ssize_t r = real.pwrite64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
+    if (r == 4 && roff == 0) {
+        // Under the table lock, so a DMA burst is either wholly before the new state (and its
+        // pages are in the next bitmap) or does not happen.
+        shim_lock();
+        dma_note_state(d, (uint32_t)value_of(buf, 4), 1);
+        shim_unlock();
+    }
     if (roff < d->data_offset)
         shim_log("device %s write %s (%zu@%llu) 0x%llx -> %s", d->uuid, field_name(roff), n, (unsigned long long)roff,
                  (unsigned long long)value_of(buf, n), r < 0 ? strerror(saved) : "ok");

@@ -53,6 +53,8 @@ struct dma_mapping {
     uint64_t iova, size, vaddr;
 };
 
+#define SHIM_MAX_DMA_DEVICES 16
+
 struct container {
     int refs;
     int iommu_set;          // VFIO_SET_IOMMU done
@@ -60,6 +62,7 @@ struct container {
     int dirty_tracking;     // VFIO_IOMMU_DIRTY_PAGES_FLAG_START seen, not stopped
     struct dma_mapping *maps;
     size_t nmaps, capmaps;
+    struct device *dma_devices[SHIM_MAX_DMA_DEVICES]; // devices that write guest memory
 };
 
 struct group {
@@ -82,6 +85,15 @@ struct device {
     size_t bounce_len;
     uint64_t bounce_region_off; // region offset the bounce buffer stands for
     uint64_t last_data_offset;  // from the VMM's last data_offset read
+
+    // Device DMA into guest memory (dma.c). Guarded by shim_lock().
+    struct container *container;   // the container of the device's group (a reference)
+    uint32_t device_state;         // last device_state the VMM read or wrote successfully
+    int dma_armed;                 // the VMM has set RUNNING itself (a guest that runs)
+    int dma_enabled, dma_thread, dma_stop, dma_unreported;
+    uint64_t dma_address, dma_size, dma_rate, dma_seed;
+    uint64_t dma_cursor, dma_generation;
+    uint64_t *dma_dirty;           // one bit per page of the range, written since last reported
 };
 
 /// Table access (interpose.c). Lookups return the object with a reference taken; drop it with
@@ -103,7 +115,7 @@ int container_ioctl(struct container *c, unsigned long request, void *arg);
 int group_ioctl(struct group *g, unsigned long request, void *arg);
 
 // --- devices (device.c) ---
-struct device *device_open(const char *uuid);
+struct device *device_open(const char *uuid, struct container *container); // under shim_lock
 void device_put(struct device *d);        // under shim_lock
 int device_ioctl(struct device *d, unsigned long request, void *arg);
 ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off);
@@ -113,6 +125,17 @@ void *device_mmap(struct device *d, void *addr, size_t len, int prot, int flags,
 void device_forget_mapping(void *addr, size_t len);
 /// Whether [addr, addr+len) overlaps a data-section mapping the shim handed out.
 int device_mapping_overlaps(const void *addr, size_t len);
+
+// --- device DMA (dma.c); all under shim_lock ---
+/// Reads the device's `dma` file; starts its DMA thread if the scenario gives the type one.
+void dma_setup(struct device *d);
+/// A device_state value the VMM read or wrote (the DMA runs only while it says RUNNING).
+void dma_note_state(struct device *d, uint32_t state, int written);
+/// Moves the DMA-dirtied pages of [iova, iova+size) into a VFIO bitmap (pgsize 4KiB) and
+/// forgets them; returns how many.
+uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap);
+/// The device goes away: unregisters it from its container.
+void dma_release(struct device *d);
 
 // The kernel's vfio-pci places region N at offset N << 40 of the device fd.
 #define SHIM_REGION_SHIFT 40

@@ -180,7 +180,7 @@ final class QEMUInstance {
     ///   - paused: `-S` (the guest does not run until `cont`).
     ///   - incomingPort: makes it a destination waiting on 127.0.0.1:port.
     init(name: String, directory: String, mount: QEMUMount, uuid: String, paused: Bool, incomingPort: Int? = nil,
-         bounce: Bool = false) throws {
+         bounce: Bool = false, environment extra: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: qemuBinary) else {
             throw HarnessError("\(qemuBinary) is missing: install it with scripts/ensure-deps.sh (apt-get install -y --no-install-recommends qemu-system-x86)")
         }
@@ -193,6 +193,7 @@ final class QEMUInstance {
         environment["MDEVSIM_VFIO_MOUNT"] = mount.path
         environment["MDEVSIM_VFIO_LOG"] = logPath
         environment["MDEVSIM_VFIO_BOUNCE"] = bounce ? "1" : nil
+        environment.merge(extra) { _, new in new }
         var arguments = [
             "-machine", "q35", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults", "-display", "none",
             "-serial", "none", "-qmp", "unix:\(qmpPath),server,nowait",

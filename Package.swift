@@ -67,7 +67,13 @@ let package = Package(
             name: "CMdevsimVFIO",
             path: "Sources/CMdevsimVFIO",
             cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wshadow"])],
-            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"])]
+            // SwiftPM links every product with the Swift driver: -nostartfiles drops swiftrt.o
+            // (which would pull in libswiftCore), and -static-stdlib turns the driver's
+            // -lswiftCore into an archive nothing references, so the library needs no Swift
+            // runtime (ldd: libc, plus libstdc++/libm from the driver's list, unused).
+            linkerSettings: [
+                .linkedLibrary("dl"), .linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"]),
+            ]
         ),
         .systemLibrary(
             name: "CFuse3",

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Live-migrates a guest that carries an mdevsim device between two unmodified QEMU 7.2
 # processes on 127.0.0.1, through libmdevsim-vfio.so (see README, "Real QEMU").
-#   scripts/qemu-migrate.sh [--bounce] [--scenario FILE] [--type TYPE]
+#   scripts/qemu-migrate.sh [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]
 # Needs qemu-system-x86_64 (scripts/ensure-deps.sh installs it as root) and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=scenarios/default.yaml type=mdevsim-default bounce=()
+scenario=scenarios/default.yaml type=mdevsim-default bounce=() bandwidth=
 while [ $# -gt 0 ]; do
     case "$1" in
         --bounce) bounce=(--bounce) ;;
         --scenario) scenario=$2; shift ;;
         --type) type=$2; shift ;;
-        *) echo "usage: $0 [--bounce] [--scenario FILE] [--type TYPE]" >&2; exit 2 ;;
+        --max-bandwidth) bandwidth=$2; shift ;; # QEMU's default is 128MiB/s
+        *) echo "usage: $0 [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -55,6 +56,7 @@ port=$((20000 + RANDOM % 20000))
 start_qemu source "$src"
 start_qemu destination "$dst" -S -incoming "tcp:127.0.0.1:$port"
 sleep 1
+[ -z "$bandwidth" ] || monitor source "migrate_set_parameter max-bandwidth $bandwidth"
 monitor source "migrate -d tcp:127.0.0.1:$port"
 for _ in $(seq 1 600); do
     monitor source "info migrate"

@@ -28,14 +28,12 @@ import Testing
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    static func daemonPID(_ mountpoint: String) -> pid_t? {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for pid in pids.compactMap({ pid_t($0) }) {
-            guard let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { continue }
-            let args = cmdline.split(separator: "\0").map(String.init)
-            if args.contains("--ready-fd"), args.contains(mountpoint) { return pid }
-        }
-        return nil
+    /// The daemon's pid as `mdevsim mount` reports it ("... (daemon pid N) ..."). Not by scanning
+    /// /proc/*/cmdline: reading the cmdline of a process stuck on a FUSE fault (another test's
+    /// stopped daemon) blocks forever.
+    static func daemonPID(fromMountOutput output: String) -> pid_t? {
+        guard let range = output.range(of: "(daemon pid ") else { return nil }
+        return pid_t(output[range.upperBound...].prefix { $0.isNumber })
     }
 
     @Test func daemonMountsServesAndUnmounts() throws {
@@ -45,12 +43,12 @@ import Testing
         let (status, output) = try Self.mdevsim(["mount", dir])
         #expect(status == 0, "\(output)")
         #expect(output.contains("mounted at \(dir)"))
+        let pid = Self.daemonPID(fromMountOutput: output)
         #expect(FileManager.default.fileExists(atPath: "\(dir)/mdev_supported_types/mdevsim-default/create"))
         // A second mount on the same place is refused with the command that fixes it.
         let (busy, message) = try Self.mdevsim(["mount", dir])
         #expect(busy != 0)
         #expect(message.contains("mdevsim unmount \(dir)"))
-        let pid = Self.daemonPID(dir)
         #expect(pid != nil)
         let (down, text) = try Self.mdevsim(["unmount", dir])
         #expect(down == 0, "\(text)")
@@ -62,16 +60,17 @@ import Testing
         let mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-cmd.")
         defer { mountpoint.remove() }
         let dir = mountpoint.path
-        #expect(try Self.mdevsim(["mount", dir]).0 == 0)
-        let pid = try #require(Self.daemonPID(dir))
+        let (mounted, output) = try Self.mdevsim(["mount", dir])
+        #expect(mounted == 0, "\(output)")
+        let pid = try #require(Self.daemonPID(fromMountOutput: output))
         kill(pid, SIGKILL)
         #expect(waitFor { MountHelpers.status(of: dir) == .stale })
         let (refused, message) = try Self.mdevsim(["mount", dir])
         #expect(refused != 0)
         #expect(message.contains("stale") && message.contains("mdevsim unmount \(dir)"))
-        let (status, output) = try Self.mdevsim(["unmount", dir])
-        #expect(status == 0, "\(output)")
-        #expect(output.contains("cleared the stale mount"))
+        let (status, cleared) = try Self.mdevsim(["unmount", dir])
+        #expect(status == 0, "\(cleared)")
+        #expect(cleared.contains("cleared the stale mount"))
         #expect(MountHelpers.status(of: dir) == .notMounted)
     }
 

@@ -9,6 +9,7 @@
 //   MdevFS             the mount tree: files and offsets -> engine calls
 //   Conformance        the reference VMM client, reports, runner
 //   mdevsim            the command (swift-argument-parser): wiring and printing only
+//   CMdevsimVFIO       libmdevsim-vfio.so, C: an LD_PRELOAD VFIO shim that connects a real VMM to a mount
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -22,6 +23,9 @@ let package = Package(
         .executable(name: "mdevsim", targets: ["mdevsim"]),
         .library(name: "DeviceSimulator", targets: ["DeviceSimulator"]),
         .library(name: "MigrationProtocol", targets: ["MigrationProtocol"]),
+        // The LD_PRELOAD library that lets an unmodified VMM (QEMU 7.2) use the mount's devices
+        // as VFIO devices: .build/<config>/libmdevsim-vfio.so. Plain C, no Swift runtime.
+        .library(name: "mdevsim-vfio", type: .dynamic, targets: ["CMdevsimVFIO"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -58,6 +62,19 @@ let package = Package(
         ),
         // Only the C compiler's view of <linux/vfio.h>, so tests can prove the Swift layout equals it.
         .target(name: "CVFIOHeader", path: "Sources/CVFIOHeader"),
+        // libmdevsim-vfio.so: emulates /dev/vfio/* for the mount's devices inside a VMM process.
+        .target(
+            name: "CMdevsimVFIO",
+            path: "Sources/CMdevsimVFIO",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wshadow"])],
+            // SwiftPM links every product with the Swift driver: -nostartfiles drops swiftrt.o
+            // (which would pull in libswiftCore), and -static-stdlib turns the driver's
+            // -lswiftCore into an archive nothing references, so the library needs no Swift
+            // runtime (ldd: libc, plus libstdc++/libm from the driver's list, unused).
+            linkerSettings: [
+                .linkedLibrary("dl"), .linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"]),
+            ]
+        ),
         .systemLibrary(
             name: "CFuse3",
             path: "Sources/CFuse3",
@@ -136,6 +153,12 @@ let package = Package(
         .testTarget(
             name: "MdevFSTests",
             dependencies: ["MdevFS", "FUSEKit", "DeviceSimulator", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        // Needs qemu-system-x86_64 (7.2) and libmdevsim-vfio.so built next to the test bundle.
+        .testTarget(
+            name: "QEMUTests",
+            dependencies: ["MdevFS", "Scenarios", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
-# pkg-config file (to build), fusermount3 (to mount) and pkg-config.
+# pkg-config file (to build), fusermount3 (to mount), pkg-config, and QEMU (qemu-system-x86_64,
+# which the QEMU migration tests run with libmdevsim-vfio.so).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 set -euo pipefail
 
@@ -8,19 +9,31 @@ missing=()
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+qemu_missing=0
+[ -x /usr/bin/qemu-system-x86_64 ] || qemu_missing=1
 
-if [ ${#missing[@]} -eq 0 ]; then
+if [ ${#missing[@]} -eq 0 ] && [ $qemu_missing -eq 0 ]; then
     exit 0
 fi
 
 packages="fuse3 libfuse3-dev pkg-config"
+# Without recommends: the tests need only the emulator (TCG), not firmware extras or a GUI.
+qemu_command="apt-get install -y --no-install-recommends qemu-system-x86"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-deps: installing ${missing[*]} (apt-get install -y $packages)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq $packages >/dev/null
+    if [ ${#missing[@]} -ne 0 ]; then
+        echo "ensure-deps: installing ${missing[*]} (apt-get install -y $packages)" >&2
+        apt-get install -y -qq $packages >/dev/null
+    fi
+    if [ $qemu_missing -ne 0 ]; then
+        echo "ensure-deps: installing QEMU ($qemu_command)" >&2
+        $qemu_command -qq >/dev/null
+    fi
 else
-    echo "ensure-deps: missing ${missing[*]}. Run, as root:" >&2
-    echo "    apt-get update && apt-get install -y $packages" >&2
+    [ ${#missing[@]} -eq 0 ] || echo "ensure-deps: missing ${missing[*]}. Run, as root:" >&2
+    [ ${#missing[@]} -eq 0 ] || echo "    apt-get update && apt-get install -y $packages" >&2
+    [ $qemu_missing -eq 0 ] || echo "ensure-deps: missing qemu-system-x86_64. Run, as root:" >&2
+    [ $qemu_missing -eq 0 ] || echo "    apt-get update && $qemu_command" >&2
     exit 1
 fi

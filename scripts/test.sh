@@ -15,6 +15,8 @@ trap 'rm -f "$log"' EXIT
 export MDEVSIM_REQUIRE_FUSE=1
 status=0
 swift build --build-tests
+# The QEMU tests LD_PRELOAD the shim: build it next to the test bundle.
+swift build --product mdevsim-vfio
 swift test --skip-build 2>&1 | tee "$log" || status=$?
 
 # Suites that mount for real (listed in Tests/mount-suites.txt, as Swift Testing prints their

@@ -13,6 +13,8 @@ import MigrationProtocol
 final class MdevDevice: @unchecked Sendable {
     let uuid: String
     let typeIndex: Int
+    /// The device's IOMMU group number (`iommu_group` link), unique within the mount.
+    let iommuGroup: Int
     let region: MigrationRegion
     private let lock = NSCondition()
 
@@ -60,9 +62,10 @@ final class MdevDevice: @unchecked Sendable {
         }
     }
 
-    init(uuid: String, typeIndex: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
+    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
         self.uuid = uuid
         self.typeIndex = typeIndex
+        self.iommuGroup = iommuGroup
         region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
         region.observer = observer
     }

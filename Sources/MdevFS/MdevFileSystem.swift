@@ -26,6 +26,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private var deviceOrder: [String] = []
     private var openRegions: [UInt64: MdevDevice] = [:]
     private var nextHandle: UInt64 = 1
+    /// IOMMU group numbers start high so they stand out from a host's real groups, and are
+    /// never reused within a mount (a VMM that cached a number never reaches another device).
+    private var nextIommuGroup = MdevFileSystem.firstIommuGroup
+    static let firstIommuGroup = 1000
     private var notifier: Notifier?
     private var maxWrite = 1 << 20
     private var mmapNegotiated = false
@@ -98,8 +102,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func readlink(_ request: Request, inode: FUSEInode, reply: ReadlinkReply) {
         guard let target = lock.withLock({ () -> String? in
-            guard case .deviceFile(let uuid, .mdevType) = inodes.node(inode), let d = devices[uuid] else { return nil }
-            return "../../mdev_supported_types/\(types[d.typeIndex].name)"
+            guard case .deviceFile(let uuid, let file) = inodes.node(inode), let d = devices[uuid] else { return nil }
+            return linkTargetLocked(d, file)
         }) else { return reply.error(.invalidArgument) }
         reply.link(target)
     }
@@ -237,7 +241,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private func createLocked(type: Int, uuid: String) -> Errno? {
         guard devices[uuid] == nil else { return .fileExists }
         guard availableLocked(type) > 0 else { return .noSpace }
-        let device = MdevDevice(uuid: uuid, typeIndex: type, configuration: types[type].configuration, strict: strict, observer: observer)
+        let device = MdevDevice(uuid: uuid, typeIndex: type, iommuGroup: nextIommuGroup,
+                                configuration: types[type].configuration, strict: strict, observer: observer)
+        nextIommuGroup += 1
         devices[uuid] = device
         deviceOrder.append(uuid)
         inodes.addDevice(uuid)
@@ -278,7 +284,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private func child(of parent: FUSEInode, named name: String) -> MdevNode? {
         switch inodes.node(parent) {
         case .root?:
-            return ["mdev_supported_types": MdevNode.typesDirectory, "devices": .devicesDirectory][name]
+            return ["mdev_supported_types": MdevNode.typesDirectory, "devices": .devicesDirectory,
+                    "iommu_groups": .iommuGroupsDirectory][name]
+        case .iommuGroupsDirectory?:
+            return devices.values.first { String($0.iommuGroup) == name }.map { .iommuGroupDirectory(uuid: $0.uuid) }
         case .typesDirectory?:
             return types.firstIndex { $0.name == name }.map { .typeDirectory(type: $0) }
         case .typeDirectory(let t)?:
@@ -296,7 +305,13 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         guard let node = inodes.node(inode), node.kind == .directory else { return nil }
         var children: [(String, MdevNode)]
         switch node {
-        case .root: children = [("mdev_supported_types", .typesDirectory), ("devices", .devicesDirectory)]
+        case .root:
+            children = [("mdev_supported_types", .typesDirectory), ("devices", .devicesDirectory),
+                        ("iommu_groups", .iommuGroupsDirectory)]
+        case .iommuGroupsDirectory:
+            children = deviceOrder.compactMap { uuid in
+                devices[uuid].map { (String($0.iommuGroup), .iommuGroupDirectory(uuid: uuid)) }
+            }
         case .typesDirectory: children = types.indices.map { (types[$0].name, .typeDirectory(type: $0)) }
         case .typeDirectory(let t): children = MdevNode.TypeAttribute.allCases.map { ($0.rawValue, .typeAttribute(type: t, $0)) }
         case .devicesDirectory: children = deviceOrder.map { ($0, .deviceDirectory(uuid: $0)) }
@@ -315,8 +330,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         var size: UInt64 = 0
         switch node {
         case .deviceFile(let uuid, .migration): size = devices[uuid]?.region.regionSize ?? 0
-        case .deviceFile(let uuid, .mdevType):
-            size = UInt64(devices[uuid].map { "../../mdev_supported_types/\(types[$0.typeIndex].name)".utf8.count } ?? 0)
+        case .deviceFile(let uuid, let file) where file.kind == .symlink:
+            size = UInt64(devices[uuid].flatMap { linkTargetLocked($0, file) }?.utf8.count ?? 0)
+        case .deviceFile(_, .config): size = UInt64(PCIConfigSpace.size)
         case .typeAttribute, .deviceFile:
             // As sysfs: a page. Files are direct-I/O, so reads always reach the live content.
             size = 4096
@@ -346,10 +362,21 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
                 return Array(all.map { json($0) + "\n" }.joined().utf8)
             case .migrationInfo:
                 return line(json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmap)))
+            case .config: return PCIConfigSpace.bytes(types[device.typeIndex].pci)
+            case .dma: return line(types[device.typeIndex].dma.map { json($0) } ?? "{}")
             default: return nil
             }
         default:
             return nil
+        }
+    }
+
+    /// The target of a device's symlink, as sysfs has them (relative to the device directory).
+    private func linkTargetLocked(_ d: MdevDevice, _ file: MdevNode.DeviceFile) -> String? {
+        switch file {
+        case .mdevType: "../../mdev_supported_types/\(types[d.typeIndex].name)"
+        case .iommuGroup: "../../iommu_groups/\(d.iommuGroup)"
+        default: nil
         }
     }
 

@@ -5,7 +5,9 @@ import FUSEKit
 /// ```
 /// MOUNT/mdev_supported_types/<type>/{name,description,device_api,available_instances,create,devices/}
 /// MOUNT/devices/<uuid>/{mdev_type -> ../../mdev_supported_types/<type>, migration, migration.info,
-///                      reset, remove, digest, state, violations}
+///                      reset, remove, digest, state, violations, config, dma,
+///                      iommu_group -> ../../iommu_groups/<N>}
+/// MOUNT/iommu_groups/<N>/
 /// ```
 enum MdevNode: Hashable, Sendable {
     case root
@@ -15,6 +17,9 @@ enum MdevNode: Hashable, Sendable {
     case typeAttribute(type: Int, TypeAttribute)
     case deviceDirectory(uuid: String)
     case deviceFile(uuid: String, DeviceFile)
+    case iommuGroupsDirectory
+    /// A device's IOMMU group (one device per group, as for an mdev); an empty directory.
+    case iommuGroupDirectory(uuid: String)
 
     /// Files of an mdev type directory.
     enum TypeAttribute: String, CaseIterable, Sendable {
@@ -37,24 +42,31 @@ enum MdevNode: Hashable, Sendable {
         case digest
         case state
         case violations
+        /// 256 bytes of PCI config space (`PCIConfigSpace`).
+        case config
+        /// Where a VMM reads the group number from (QEMU: basename of the link's target).
+        case iommuGroup = "iommu_group"
+        /// The type's `dma:` spec as JSON (`{}` without one), for the VFIO shim that performs it.
+        case dma
 
         /// Region 0600 like a VFIO device node; write-only triggers 0200 and read-only
         /// attributes 0444, as sysfs has them.
         var permissions: UInt16 {
             switch self {
-            case .mdevType: 0o777
+            case .mdevType, .iommuGroup: 0o777
             case .migration: 0o600
             case .reset, .remove: 0o200
             default: 0o444
             }
         }
 
-        var kind: FileKind { self == .mdevType ? .symlink : .regular }
+        var kind: FileKind { self == .mdevType || self == .iommuGroup ? .symlink : .regular }
     }
 
     var kind: FileKind {
         switch self {
-        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory: .directory
+        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory, .iommuGroupsDirectory,
+             .iommuGroupDirectory: .directory
         case .typeAttribute: .regular
         case .deviceFile(_, let file): file.kind
         }
@@ -62,7 +74,8 @@ enum MdevNode: Hashable, Sendable {
 
     var permissions: UInt16 {
         switch self {
-        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory: 0o755
+        case .root, .typesDirectory, .devicesDirectory, .typeDirectory, .deviceDirectory, .iommuGroupsDirectory,
+             .iommuGroupDirectory: 0o755
         case .typeAttribute(_, let a): a.permissions
         case .deviceFile(_, let f): f.permissions
         }
@@ -74,6 +87,7 @@ enum MdevNode: Hashable, Sendable {
 struct InodeTable {
     static let typesDirectory = FUSEInode(2)
     static let devicesDirectory = FUSEInode(3)
+    static let iommuGroupsDirectory = FUSEInode(4)
     private static let typeBase: UInt64 = 16
     private static let typeStride: UInt64 = 16
     private static let deviceBase: UInt64 = 1 << 20
@@ -81,9 +95,11 @@ struct InodeTable {
 
     private var byInode: [FUSEInode: MdevNode] = [
         .root: .root, typesDirectory: .typesDirectory, devicesDirectory: .devicesDirectory,
+        iommuGroupsDirectory: .iommuGroupsDirectory,
     ]
     private var byNode: [MdevNode: FUSEInode] = [
         .root: .root, .typesDirectory: typesDirectory, .devicesDirectory: devicesDirectory,
+        .iommuGroupsDirectory: iommuGroupsDirectory,
     ]
     private var nextDeviceBlock: UInt64 = 0
 
@@ -112,10 +128,12 @@ struct InodeTable {
         for (i, f) in MdevNode.DeviceFile.allCases.enumerated() {
             insert(.deviceFile(uuid: uuid, f), FUSEInode(base + 1 + UInt64(i)))
         }
+        // The last number of the block: the device's group directory.
+        insert(.iommuGroupDirectory(uuid: uuid), FUSEInode(base + Self.deviceStride - 1))
     }
 
     mutating func removeDevice(_ uuid: String) {
-        var nodes: [MdevNode] = [.deviceDirectory(uuid: uuid)]
+        var nodes: [MdevNode] = [.deviceDirectory(uuid: uuid), .iommuGroupDirectory(uuid: uuid)]
         nodes += MdevNode.DeviceFile.allCases.map { .deviceFile(uuid: uuid, $0) }
         for node in nodes {
             if let inode = byNode.removeValue(forKey: node) { byInode[inode] = nil }

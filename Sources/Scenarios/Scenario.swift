@@ -59,10 +59,16 @@ public struct DeviceTypeSpec: Sendable, Hashable {
     public var configuration: DeviceConfiguration
     /// How many instances (UUIDs) a mount offers for the type (`available_instances`).
     public var instances: Int
+    /// The PCI ids a device of this type shows (its `config` file).
+    public var pci: PCIIdentity
+    /// Guest memory the running device writes through the VMM's DMA mappings, if any.
+    public var dma: DMASpec?
 
-    public init(configuration: DeviceConfiguration, instances: Int = 16) {
+    public init(configuration: DeviceConfiguration, instances: Int = 16, pci: PCIIdentity = .default, dma: DMASpec? = nil) {
         self.configuration = configuration
         self.instances = instances
+        self.pci = pci
+        self.dma = dma
     }
 
     /// The mdev type name.

@@ -12,6 +12,7 @@ struct ScenarioBuilder {
     static let typeKeys = [
         "type", "instances", "memory", "page_size", "content_seed", "fill", "config_size", "data_section",
         "mmap", "chunk_size", "precopy", "dirty", "link_bandwidth", "clock", "reserved_state_bits", "faults",
+        "pci", "dma",
     ]
     static let dirtyKeys = ["rate", "pattern", "hot_fraction", "hot_share"]
     static let migrationKeys = ["source", "destination", "client"]
@@ -95,6 +96,8 @@ struct ScenarioBuilder {
             }
         }
         if let e = f["dirty"] { dirty(e, into: &c, entries: &entries) }
+        let pci = f["pci"].map { self.pci($0) } ?? .default
+        let dma = f["dma"].flatMap { self.dma($0, seed: c.contentSeed) }
 
         if reader.diagnostics.count == errorsBefore {
             crossCheck(c, f: f, entries: entries)
@@ -125,7 +128,51 @@ struct ScenarioBuilder {
             }
         }
         guard reader.diagnostics.count == errorsBefore, let instances, let nameEntry else { return nil }
-        return (DeviceTypeSpec(configuration: c, instances: instances), nameEntry.value)
+        return (DeviceTypeSpec(configuration: c, instances: instances, pci: pci, dma: dma), nameEntry.value)
+    }
+
+    /// `dma:`: a guest-physical range the running device rewrites at a rate; all keys required.
+    func dma(_ entry: Entry, seed: UInt64) -> DMASpec? {
+        guard let f = reader.mapping(entry.value, what: "dma", keys: DMASpec.keys, labelPrefix: "dma.") else { return nil }
+        let page = RegionLayout.hostPageSize
+        let address = reader.required(f, "address", what: "dma").flatMap { reader.size($0) }
+        let size = reader.required(f, "size", what: "dma").flatMap { reader.size($0, minimum: page) }
+        let rate = reader.required(f, "rate", what: "dma").flatMap { reader.rate($0, minimum: 1) }
+        guard let address, let size, let rate else { return nil }
+        var valid = true
+        if let e = f["address"], address % page != 0 {
+            reader.expected(e, "a multiple of \(Units.formatSize(page))")
+            valid = false
+        }
+        if let e = f["size"], size % page != 0 || size > DMASpec.maximumSize {
+            reader.expected(e, "a multiple of \(Units.formatSize(page)) up to \(Units.formatSize(DMASpec.maximumSize))")
+            valid = false
+        }
+        if let e = f["size"], address.addingReportingOverflow(size).overflow {
+            reader.expected(e, "a range that ends below 2^64")
+            valid = false
+        }
+        return valid ? DMASpec(address: address, size: size, rate: rate, seed: seed) : nil
+    }
+
+    /// `pci:`: the ids of the type's config space; every key optional (defaults in `PCIIdentity`).
+    func pci(_ entry: Entry) -> PCIIdentity {
+        guard let f = reader.mapping(entry.value, what: "pci", keys: PCIIdentity.keys, labelPrefix: "pci.") else { return .default }
+        func id16(_ key: String) -> UInt16? {
+            f[key].flatMap { reader.integer($0, in: 0...0xffff, what: "a 16-bit id (0...0xffff)") }.map { UInt16($0) }
+        }
+        let vendor = id16("vendor_id") ?? PCIIdentity.default.vendorID
+        if let e = f["vendor_id"], vendor == 0xffff {
+            // 0xffff is what a config read of an absent function returns: no device would show.
+            reader.expected(e, "a vendor id other than 0xffff (it means 'no device')")
+        }
+        let device = id16("device_id") ?? PCIIdentity.default.deviceID
+        let classCode = f["class_code"].flatMap { reader.integer($0, in: 0...0xffffff, what: "a 24-bit class code (0...0xffffff)") }
+        let revision = f["revision"].flatMap { reader.integer($0, in: 0...0xff, what: "an 8-bit revision (0...0xff)") }
+        return PCIIdentity(
+            vendorID: vendor, deviceID: device, subsystemVendorID: id16("subsystem_vendor_id"), subsystemID: id16("subsystem_id"),
+            classCode: classCode.map { UInt32($0) } ?? PCIIdentity.default.classCode,
+            revision: revision.map { UInt8($0) } ?? PCIIdentity.default.revision)
     }
 
     func dirty(_ entry: Entry, into c: inout DeviceConfiguration, entries: inout [String: Entry]) {

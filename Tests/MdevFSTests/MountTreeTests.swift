@@ -24,8 +24,20 @@ import Testing
         _ = try fixture.create()
         #expect(throws: Errno.noSpace) { try FileTransport.writeText(UUID().uuidString, to: "\(fixture.path)/\(type)/create") }
         let entries = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        #expect(entries == ["digest", "mdev_type", "migration", "migration.info", "remove", "reset", "state", "violations"])
+        #expect(entries == ["config", "digest", "dma", "iommu_group", "mdev_type", "migration", "migration.info", "remove", "reset", "state", "violations"])
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/mdev_type") == "../../mdev_supported_types/mdevsim-test")
+        // PCI identity: the default ids (no pci: in the scenario), type-0 header, no BARs/capabilities/pin.
+        let config = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/config")))
+        #expect(config.count == 256)
+        #expect(Array(config[0..<4]) == [0x36, 0x1b, 0x00, 0x7a])
+        #expect(Array(config[8..<12]) == [0x01, 0x00, 0x00, 0xff])
+        #expect(config[0x0e] == 0 && config[0x06] & 0x10 == 0 && config[0x3d] == 0)
+        #expect(config[0x10..<0x28].allSatisfy { $0 == 0 })
+        #expect(fixture.read("devices/\(uuid)/dma") == "{}\n", "no dma: in the scenario")
+        // One IOMMU group per device, numbered from 1000, each a directory of iommu_groups.
+        let group = try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/iommu_group")
+        #expect(group == "../../iommu_groups/1000")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(fixture.path)/iommu_groups").sorted() == ["1000", "1001"])
         var st = stat()
         #expect(stat("\(dir)/migration", &st) == 0)
         #expect(st.st_mode & 0o777 == 0o600)

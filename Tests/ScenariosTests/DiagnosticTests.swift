@@ -42,8 +42,37 @@ func oneType(_ extra: String, tail: String = "") -> String {
             "x.yaml:4:1: error: unknown key 'migraton' in a scenario; did you mean 'migration'?",
         ])
         #expect(diagnose(oneType("zzz: 1")) == [
-            "x.yaml:5:5: error: unknown key 'zzz' in a device type; expected one of type, instances, memory, page_size, content_seed, fill, config_size, data_section, mmap, chunk_size, precopy, dirty, link_bandwidth, clock, reserved_state_bits, faults",
+            "x.yaml:5:5: error: unknown key 'zzz' in a device type; expected one of type, instances, memory, page_size, content_seed, fill, config_size, data_section, mmap, chunk_size, precopy, dirty, link_bandwidth, clock, reserved_state_bits, faults, pci, dma",
         ])
+    }
+
+    @Test func pciIdentity() throws {
+        let declared = try ScenarioLoader.parse(oneType("pci: {vendor_id: 0x10de, device_id: 0x1eb8, class_code: 0x030200, revision: 0xa1}"))
+        let id = try #require(declared.types.first).pci
+        #expect(id == PCIIdentity(vendorID: 0x10de, deviceID: 0x1eb8, subsystemVendorID: 0x10de, subsystemID: 0x1eb8,
+                                  classCode: 0x030200, revision: 0xa1))
+        #expect(try ScenarioLoader.parse(oneType("")).types.first?.pci == .default)
+        #expect(diagnose(oneType("pci: {vendor_id: 0x10000}")) == [
+            "x.yaml:5:22: error: pci.vendor_id: expected a 16-bit id (0...0xffff), got 0x10000",
+        ])
+        #expect(diagnose(oneType("pci: {vendor_id: 0xffff}")) == [
+            "x.yaml:5:22: error: pci.vendor_id: expected a vendor id other than 0xffff (it means 'no device'), got 0xffff",
+        ])
+        #expect(diagnose(oneType("pci: {class: 3}")).first?.contains("unknown key") == true)
+    }
+
+    @Test func dmaSpec() throws {
+        let scenario = try ScenarioLoader.parse(oneType("dma: {address: 64MiB, size: 1MiB, rate: 16MiB/s}"))
+        let dma = try #require(scenario.types.first?.dma)
+        #expect(dma.address == 64 << 20 && dma.size == 1 << 20 && dma.rate == 16 << 20)
+        #expect(try ScenarioLoader.parse(oneType("")).types.first?.dma == nil)
+        #expect(diagnose(oneType("dma: {address: 1000B, size: 1MiB, rate: 1MiB/s}")) == [
+            "x.yaml:5:20: error: dma.address: expected a multiple of 4KiB, got 1000B",
+        ])
+        #expect(diagnose(oneType("dma: {address: 0, size: 1GiB, rate: 1MiB/s}")) == [
+            "x.yaml:5:29: error: dma.size: expected a multiple of 4KiB up to 256MiB, got 1GiB",
+        ])
+        #expect(diagnose(oneType("dma: {address: 0, size: 1MiB}")).first?.contains("missing key 'rate'") == true)
     }
 
     @Test func wrongUnits() {

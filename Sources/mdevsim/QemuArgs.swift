@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Glibc
+
+/// `mdevsim qemu-args UUID`: what to add to a QEMU command line so that an unmodified QEMU
+/// (7.2, migration v1) uses a device of a mount through `libmdevsim-vfio.so`.
+struct QemuArgs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qemu-args",
+        abstract: "Print the environment and -device argument that give QEMU a device of a mount.",
+        discussion: """
+            Prints two lines: the environment (LD_PRELOAD of libmdevsim-vfio.so, found next to \
+            this executable, and MDEVSIM_VFIO_MOUNT) and the -device argument. For scripts: \
+            env $(mdevsim qemu-args UUID --env-only) qemu-system-x86_64 ... $(mdevsim qemu-args UUID --device-only)
+            """
+    )
+
+    @Argument(help: "The device's UUID (a directory of MOUNT/devices).")
+    var uuid: String
+
+    @Option(name: .long, help: "The mountpoint; default: $MDEVSIM_VFIO_MOUNT, else the only mdevsim mount.")
+    var mount: String?
+
+    @Flag(name: .long, help: "Serve the data section from the shim's bounce buffer instead of mapping the mount.")
+    var bounce = false
+
+    @Option(name: .long, help: "A file the shim appends a line per emulated call to.")
+    var log: String?
+
+    @Flag(name: .long, help: "Print only the environment assignments.")
+    var envOnly = false
+
+    @Flag(name: .long, help: "Print only the -device option and its value.")
+    var deviceOnly = false
+
+    /// The shim's file name, as the package's `mdevsim-vfio` product builds it.
+    static let libraryName = "libmdevsim-vfio.so"
+
+    func validate() throws {
+        if envOnly && deviceOnly { throw ValidationError("--env-only and --device-only exclude each other") }
+    }
+
+    func run() throws {
+        guard let mountpoint = try resolveMount() else {
+            throw ValidationError("no mdevsim mount found: give --mount")
+        }
+        let library = try Self.libraryPath()
+        var env = ["LD_PRELOAD=\(library)", "MDEVSIM_VFIO_MOUNT=\(mountpoint)"]
+        if bounce { env.append("MDEVSIM_VFIO_BOUNCE=1") }
+        if let log { env.append("MDEVSIM_VFIO_LOG=\(absolute(log))") }
+        let device = ["-device", "vfio-pci,sysfsdev=\(mountpoint)/devices/\(uuid),x-enable-migration=on"]
+        if !deviceOnly { print(env.joined(separator: " ")) }
+        if !envOnly { print(device.joined(separator: " ")) }
+    }
+
+    /// The library next to this executable (the same build directory or install prefix).
+    static func libraryPath() throws -> String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(libraryName).path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("\(path) is missing: build it with swift build --product mdevsim-vfio (same configuration as mdevsim)")
+        }
+        return path
+    }
+
+    private func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// The given mount (or $MDEVSIM_VFIO_MOUNT), made absolute and checked to have the device;
+    /// else the only mdevsim mount of /proc/self/mounts. With several, the user must choose:
+    /// looking into each could hang on one whose daemon is stuck.
+    private func resolveMount() throws -> String? {
+        let given = mount ?? ProcessInfo.processInfo.environment["MDEVSIM_VFIO_MOUNT"].flatMap { $0.isEmpty ? nil : $0 }
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        let candidates = mounts.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 2, fields[0] == "mdevsim", fields[2] == "fuse.mdevsim" else { return nil }
+            // /proc/mounts escapes spaces as \040.
+            return String(fields[1]).replacingOccurrences(of: "\\040", with: " ")
+        }
+        guard let chosen = given ?? candidates.first else { return nil }
+        if given == nil, candidates.count > 1 {
+            throw ValidationError("\(candidates.count) mdevsim mounts (\(candidates.joined(separator: ", "))): give --mount")
+        }
+        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard realpath(chosen, &resolved) != nil else { throw ValidationError("\(chosen): \(String(cString: strerror(errno)))") }
+        let path = String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/devices/\(uuid)/iommu_group")) != nil else {
+            throw ValidationError("\(path)/devices/\(uuid) does not exist (or is not an mdevsim device)")
+        }
+        return path
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// The shim and the command that hands it to QEMU, without running QEMU.
+@Suite struct ShimBuildTests {
+    /// Loaded into every VMM process: it must need no Swift runtime (nor anything but system
+    /// C/C++ libraries) and must export the glibc entry points it wraps.
+    @Test func libraryNeedsNoSwiftRuntime() throws {
+        let library = try shimLibrary()
+        let needed = try run("/usr/bin/ldd", [library])
+        #expect(!needed.contains("swift"), "\(needed)")
+        #expect(!needed.contains("not found"), "\(needed)")
+        let symbols = try run("/usr/bin/nm", ["-D", "--defined-only", library])
+        for name in ["open64", "openat64", "ioctl", "pread64", "pwrite64", "mmap64", "munmap", "close", "dup2", "fcntl64", "madvise"] {
+            #expect(symbols.split(separator: "\n").contains { $0.hasSuffix(" T \(name)") }, "\(name) is not exported")
+        }
+    }
+
+    /// `mdevsim qemu-args` prints the LD_PRELOAD environment and the -device argument.
+    @Test func qemuArgsPrintsEnvironmentAndDevice() throws {
+        let scenario = try loadScenario("default.yaml")
+        let mount = try QEMUMount(scenario)
+        defer { mount.close() }
+        let uuid = try mount.create(type: "mdevsim-default")
+        let mdevsim = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim").path
+        let lines = try run(mdevsim, ["qemu-args", uuid, "--mount", mount.path, "--bounce"]).split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "LD_PRELOAD=\(try shimLibrary()) MDEVSIM_VFIO_MOUNT=\(mount.path) MDEVSIM_VFIO_BOUNCE=1",
+            "-device vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),x-enable-migration=on",
+        ])
+        #expect(try run(mdevsim, ["qemu-args", uuid, "--mount", mount.path, "--device-only"]) == lines[1] + "\n")
+        #expect(throws: HarnessError.self) { try run(mdevsim, ["qemu-args", "no-such-device", "--mount", mount.path]) }
+    }
+
+    /// Runs a program; its standard output, or throws with its standard error when it fails.
+    private func run(_ program: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let error = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw HarnessError("\(program) \(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(String(decoding: error, as: UTF8.self))")
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

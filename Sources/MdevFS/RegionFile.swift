@@ -118,13 +118,18 @@ struct RegionFile {
     private func store(_ range: Range<UInt64>) {
         guard let notifier = fs.currentNotifier, range.lowerBound >= Self.dataStart else { return }
         let section = region.dataSection
-        let start = Int(range.lowerBound - Self.dataStart), end = min(Int(range.upperBound - Self.dataStart), section.count)
+        // Whole pages: the kernel marks a page up to date only when a store fills it, and a
+        // partly stored page would cost the client a fault (a READ round trip) when it reads the
+        // chunk's last bytes. The bytes around the chunk are the buffer's, as a fault would see.
+        let page = Int(RegionLayout.hostPageSize)
+        let start = Int(range.lowerBound - Self.dataStart) / page * page
+        let end = min((Int(range.upperBound - Self.dataStart) + page - 1) / page * page, section.count)
         guard start < end else { return }
         // Straight from the buffer, without the device lock (see MdevDevice): the only writers
         // of these bytes are the engine, on behalf of the client now waiting for this very
         // reply, and page writebacks, which carry what the page cache already holds.
         do {
-            try notifier.store(inode: inode, offset: Int64(range.lowerBound), bytes: UnsafeRawBufferPointer(rebasing: section[start..<end]))
+            try notifier.store(inode: inode, offset: Int64(Self.dataStart) + Int64(start), bytes: UnsafeRawBufferPointer(rebasing: section[start..<end]))
         } catch {
             fs.logger.warning("notify_store of \(range) failed: \(error)")
         }

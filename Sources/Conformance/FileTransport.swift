@@ -41,7 +41,14 @@ public final class FileTransport: RegionTransport {
     }
 
     deinit {
-        if let map = mappedDataSection { munmap(map.baseAddress, map.count) }
+        if let map = mappedDataSection {
+            // Write dirty pages back before unmapping: munmap waits for that writeback while it
+            // holds the mmap lock, and a daemon serving the mount from this same process (tests,
+            // `run`) needs that lock to copy the writeback into its buffer: a deadlock. msync
+            // waits without holding it.
+            msync(map.baseAddress, map.count, MS_SYNC)
+            munmap(map.baseAddress, map.count)
+        }
         try? fd.close()
     }
 

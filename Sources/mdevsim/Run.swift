@@ -2,6 +2,7 @@ import ArgumentParser
 import Conformance
 import Dispatch
 import Foundation
+import Synchronization
 import Glibc
 import Scenarios
 
@@ -124,6 +125,9 @@ struct Run: ParsableCommand {
                 progress = { line in Self.status("\(prefix): \(line)") }
             }
             let result = runner.run(entry, progress: progress)
+            // An interrupt unmounted under this scenario: its failure is the interrupt's doing,
+            // and the handler is about to exit 130 (it must not lose that race to exit 1).
+            if Self.interrupted.load(ordering: .acquiring) { Self.waitForTheInterruptHandler() }
             if terminal { Self.status("") }
             print(Self.line(result, width: width))
             fflush(nil)
@@ -172,12 +176,21 @@ struct Run: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
+    /// Set first thing by the interrupt handler.
+    static let interrupted = Atomic<Bool>(false)
+
+    /// The handler ends the process with status 130 once it has cleaned up.
+    static func waitForTheInterruptHandler() -> Never {
+        while true { pause() }
+    }
+
     /// SIGINT/SIGTERM: unmount whatever is mounted, remove the mountpoint, exit 130.
     static func handleInterrupts(mountpoint: RunMountpoint?) -> [DispatchSourceSignal] {
         [SIGINT, SIGTERM].map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
+                interrupted.store(true, ordering: .releasing)
                 if isatty(STDERR_FILENO) == 1 { status("") }
                 printError("mdevsim run: interrupted (\(sig == SIGINT ? "SIGINT" : "SIGTERM")): unmounting")
                 ActiveMounts.shared.unmountAll()

@@ -134,6 +134,7 @@ func loadScenario(_ file: String) throws -> Scenario {
         // The data path taken: the mount's pages, or one large pread per chunk into the bounce buffer.
         #expect(run.sourceShimLog.contains(bounce ? "-> bounce buffer" : "of the mount -> mapped"))
         #expect(run.sourceShimLog.contains("bounce fill") == bounce)
+        #expect(run.sourceShimLog.contains("RESET -> ok"), "QEMU's system reset reached the device's reset file")
     }
 
     /// A guest that never ran (`-S`): QEMU never told the device to stop, so it goes from

@@ -137,6 +137,19 @@ func loadScenario(_ file: String) throws -> Scenario {
         #expect(run.sourceShimLog.contains("RESET -> ok"), "QEMU's system reset reached the device's reset file")
     }
 
+    /// A device whose data section the mount does not offer for mmap (100000 bytes, not even
+    /// page-sized): the shim still gives QEMU a mappable section, a bounce buffer it fills and
+    /// drains with one pread/pwrite per chunk, so QEMU never falls back to 8-byte accesses.
+    @Test func unmappableDataSectionGoesThroughTheBounceBuffer() throws {
+        let run = try migrateWithQEMU(try loadScenario("mmap-off-pread.yaml"), type: "mdevsim-nommap", pausedSource: false)
+        #expect(run.status == "completed", "\(run.info)\n\(run.destinationOutput)")
+        #expect(run.sourceDigestAfter == run.destinationDigestAfter)
+        #expect(run.sourceShimLog.contains("mount cannot map it"))
+        #expect(run.sourceShimLog.contains("-> bounce buffer") && run.sourceShimLog.contains("bounce fill"))
+        #expect(!run.sourceShimLog.contains("read data (8@"), "no 8-byte data-section access")
+        #expect(run.sourceViolations.isEmpty && run.destinationViolations.isEmpty, "\(run.sourceViolations) \(run.destinationViolations)")
+    }
+
     /// A guest that never ran (`-S`): QEMU never told the device to stop, so it goes from
     /// running straight to pre-copy (finding: the device of a paused guest is left running, and
     /// keeps dirtying its memory, until the migration stops it).

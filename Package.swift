@@ -118,6 +118,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A VMM-shaped exerciser of libmdevsim-vfio.so for the tests (dup, reuse, threads, dispatch).
+        .executableTarget(
+            name: "mdevsim-vfio-probe",
+            path: "Sources/mdevsim-vfio-probe",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])]
+        ),
         .executableTarget(
             name: "mdevsim-bench",
             dependencies: [

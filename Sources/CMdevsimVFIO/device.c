@@ -372,8 +372,9 @@ ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off) {
     // One to one: same offset within the region, same size.
     ssize_t r = real.pread64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
-    if (roff < d->data_offset)
-        shim_log("device %s read %s (%zu@%llu) -> %s 0x%llx", d->uuid, field_name(roff), n, (unsigned long long)roff,
+    // Every access the VMM makes is logged (the bounce buffer's own transfers are not: they do
+    // not come through here); a data-section access means the VMM is on its slow path.
+    shim_log("device %s read %s (%zu@%llu) -> %s 0x%llx", d->uuid, field_name(roff), n, (unsigned long long)roff,
                  r < 0 ? strerror(saved) : "ok", r < 0 ? 0ULL : (unsigned long long)value_of(buf, (size_t)r));
     errno = saved;
     if (r == 4 && roff == 0) {
@@ -412,8 +413,7 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
         dma_note_state(d, (uint32_t)value_of(buf, 4), 1);
         shim_unlock();
     }
-    if (roff < d->data_offset)
-        shim_log("device %s write %s (%zu@%llu) 0x%llx -> %s", d->uuid, field_name(roff), n, (unsigned long long)roff,
+    shim_log("device %s write %s (%zu@%llu) 0x%llx -> %s", d->uuid, field_name(roff), n, (unsigned long long)roff,
                  (unsigned long long)value_of(buf, n), r < 0 ? strerror(saved) : "ok");
     errno = saved;
     return r;

@@ -134,6 +134,20 @@ func loadScenario(_ file: String) throws -> Scenario {
         // The data path taken: the mount's pages, or one large pread per chunk into the bounce buffer.
         #expect(run.sourceShimLog.contains(bounce ? "-> bounce buffer" : "of the mount -> mapped"))
         #expect(run.sourceShimLog.contains("bounce fill") == bounce)
+        #expect(run.sourceShimLog.contains("RESET -> ok"), "QEMU's system reset reached the device's reset file")
+    }
+
+    /// A device whose data section the mount does not offer for mmap (100000 bytes, not even
+    /// page-sized): the shim still gives QEMU a mappable section, a bounce buffer it fills and
+    /// drains with one pread/pwrite per chunk, so QEMU never falls back to 8-byte accesses.
+    @Test func unmappableDataSectionGoesThroughTheBounceBuffer() throws {
+        let run = try migrateWithQEMU(try loadScenario("mmap-off-pread.yaml"), type: "mdevsim-nommap", pausedSource: false)
+        #expect(run.status == "completed", "\(run.info)\n\(run.destinationOutput)")
+        #expect(run.sourceDigestAfter == run.destinationDigestAfter)
+        #expect(run.sourceShimLog.contains("mount cannot map it"))
+        #expect(run.sourceShimLog.contains("-> bounce buffer") && run.sourceShimLog.contains("bounce fill"))
+        #expect(!run.sourceShimLog.contains("read data (8@"), "no 8-byte data-section access")
+        #expect(run.sourceViolations.isEmpty && run.destinationViolations.isEmpty, "\(run.sourceViolations) \(run.destinationViolations)")
     }
 
     /// A guest that never ran (`-S`): QEMU never told the device to stop, so it goes from

@@ -26,10 +26,12 @@ enum MountRegistry {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
         else { return nil }
-        // Only a live mdevsim process counts (the pid may have been reused).
+        // Only a live mdevsim process counts (the pid may have been reused). Its comm, not its
+        // cmdline: reading a cmdline takes the process's mmap lock, and blocks for good on a
+        // process stuck in a page fault of a dead FUSE mount.
         guard kill(pid, 0) == 0 || errno == EPERM,
-              let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
-              cmdline.contains("mdevsim")
+              let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+              comm.contains("mdevsim")
         else { return nil }
         return pid
     }

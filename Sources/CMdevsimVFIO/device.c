@@ -303,39 +303,22 @@ static ssize_t full_io(int fd, void *buf, size_t n, uint64_t off, int write_it) 
     return (ssize_t)done;
 }
 
-/// Copies the staged chunk into the bounce buffer (save): called right after the VMM read
-/// data_size, before it reads the chunk from "the mapping".
-static int bounce_fill(struct device *d, uint64_t size) {
+/// Moves one chunk between the bounce buffer and the region at the last data_offset read.
+/// Save (`drain` 0, "fill"): called right after the VMM read data_size, before it reads the
+/// chunk from "the mapping". Resume (`drain` 1): the chunk the VMM stored into the bounce buffer,
+/// written to the region before its data_size write is forwarded (which applies the chunk).
+static int bounce_move(struct device *d, uint64_t size, int drain) {
     pthread_mutex_lock(&d->lock);
     int rc = 0;
     uint64_t at = d->last_data_offset;
     if (d->bounce && size > 0) {
         if (at < d->bounce_region_off || at + size > d->bounce_region_off + d->bounce_len) {
             rc = fail(EINVAL);
-        } else if (full_io(d->mig_fd, d->bounce + (at - d->bounce_region_off), size, at, 0) < 0) {
+        } else if (full_io(d->mig_fd, d->bounce + (at - d->bounce_region_off), size, at, drain) < 0) {
             rc = -1;
         }
-        shim_log("device %s bounce fill %llu@%llu -> %s", d->uuid, (unsigned long long)size,
-                 (unsigned long long)at, rc == 0 ? "ok" : strerror(errno));
-    }
-    pthread_mutex_unlock(&d->lock);
-    return rc;
-}
-
-/// Writes the chunk the VMM stored into the bounce buffer to the region (resume): called
-/// before its data_size write is forwarded, which makes the device apply the chunk.
-static int bounce_drain(struct device *d, uint64_t size) {
-    pthread_mutex_lock(&d->lock);
-    int rc = 0;
-    uint64_t at = d->last_data_offset;
-    if (d->bounce && size > 0) {
-        if (at < d->bounce_region_off || at + size > d->bounce_region_off + d->bounce_len) {
-            rc = fail(EINVAL);
-        } else if (full_io(d->mig_fd, d->bounce + (at - d->bounce_region_off), size, at, 1) < 0) {
-            rc = -1;
-        }
-        shim_log("device %s bounce drain %llu@%llu -> %s", d->uuid, (unsigned long long)size,
-                 (unsigned long long)at, rc == 0 ? "ok" : strerror(errno));
+        shim_log("device %s bounce %s %llu@%llu -> %s", d->uuid, drain ? "drain" : "fill",
+                 (unsigned long long)size, (unsigned long long)at, rc == 0 ? "ok" : strerror(errno));
     }
     pthread_mutex_unlock(&d->lock);
     return rc;
@@ -385,7 +368,7 @@ ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off) {
         pthread_mutex_lock(&d->lock);
         d->last_data_offset = value_of(buf, 8);
         pthread_mutex_unlock(&d->lock);
-    } else if (r == 8 && roff == 24 && bounce_fill(d, value_of(buf, 8)) != 0) {
+    } else if (r == 8 && roff == 24 && bounce_move(d, value_of(buf, 8), 0) != 0) {
         return -1;
     }
     return r;
@@ -403,7 +386,7 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
         return (ssize_t)count;
     }
     if (index != SHIM_MIGRATION_REGION) return fail(EINVAL);
-    if (n == 8 && roff == 24 && bounce_drain(d, value_of(buf, 8)) != 0) return -1;
+    if (n == 8 && roff == 24 && bounce_move(d, value_of(buf, 8), 1) != 0) return -1;
     ssize_t r = real.pwrite64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
     if (r == 4 && roff == 0) {

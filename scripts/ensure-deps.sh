@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
-# pkg-config file (to build), fusermount3 (to mount), pkg-config, and QEMU (qemu-system-x86_64,
-# which the QEMU migration tests run with libmdevsim-vfio.so).
+# pkg-config file (to build), fusermount3 (to mount), pkg-config; with --with-qemu also QEMU
+# (qemu-system-x86_64, which the QEMU migration tests and scripts/qemu-migrate.sh run with
+# libmdevsim-vfio.so).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
+#
+#   scripts/ensure-deps.sh [--with-qemu]
 set -euo pipefail
+
+with_qemu=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-qemu) with_qemu=1 ;;
+        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu])" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 qemu_missing=0
-[ -x /usr/bin/qemu-system-x86_64 ] || qemu_missing=1
+[ $with_qemu -eq 0 ] || [ -x /usr/bin/qemu-system-x86_64 ] || qemu_missing=1
 
 if [ ${#missing[@]} -eq 0 ] && [ $qemu_missing -eq 0 ]; then
     exit 0

@@ -2,7 +2,7 @@
 # Live-migrates a guest that carries an mdevsim device between two unmodified QEMU 7.2
 # processes on 127.0.0.1, through libmdevsim-vfio.so (see README, "Real QEMU").
 #   scripts/qemu-migrate.sh [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]
-# Needs qemu-system-x86_64 (scripts/ensure-deps.sh installs it as root) and /dev/fuse.
+# Needs qemu-system-x86_64 (scripts/ensure-deps.sh --with-qemu installs it as root) and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=scenarios/default.yaml type=mdevsim-default bounce=() bandwidth=

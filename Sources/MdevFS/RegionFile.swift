@@ -33,7 +33,7 @@ struct RegionFile {
         let offset = UInt64(max(0, request.offset))
         // A page fault of the mapping (one page: MdevMount turns readahead off) carries no lock
         // owner, unlike any pread of the client, even a page-sized one, which the engine sees.
-        if offset >= Self.dataStart, request.isPageCacheFill {
+        if request.isPageCacheFill {
             return pageFault(offset: offset, size: request.size, reply: reply)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, request.size), alignment: 8)
@@ -95,13 +95,29 @@ struct RegionFile {
     }
 
     /// A page of the mapping faulted in: the buffer's bytes, no engine access, no checker.
+    /// A readahead window can start below the data section (a client that advises
+    /// MADV_HUGEPAGE on its mapping makes the kernel read a 2 MiB-aligned window): the header
+    /// page reads as zeros there, as it is not mappable, and no header access happens.
     private func pageFault(offset: UInt64, size: Int, reply: DataReply) {
         device.withLock {
             device.mappingInUse = true
             let section = region.dataSection
-            let start = Int(offset - Self.dataStart)
-            guard start < section.count else { return reply.data([]) }
-            reply.data(UnsafeRawBufferPointer(rebasing: section[start..<min(section.count, start + size)]))
+            guard offset < Self.dataStart else {
+                let start = Int(offset - Self.dataStart)
+                guard start < section.count else { return reply.data([]) }
+                return reply.data(UnsafeRawBufferPointer(rebasing: section[start..<min(section.count, start + size)]))
+            }
+            let end = min(Int(Self.dataStart) + section.count, Int(offset) + size)
+            var window = [UInt8](repeating: 0, count: max(0, end - Int(offset)))
+            let headerPart = Int(Self.dataStart - offset)
+            let fromSection = window.count - headerPart
+            if fromSection > 0 {
+                window.withUnsafeMutableBytes { w in
+                    UnsafeMutableRawBufferPointer(rebasing: w[headerPart...])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: section[0..<fromSection]))
+                }
+            }
+            window.withUnsafeBytes { reply.data($0) }
         }
     }
 

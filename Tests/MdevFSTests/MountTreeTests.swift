@@ -132,14 +132,15 @@ import Testing
         defer { close(fd) }
         var state: UInt32 = 0b011
         #expect(pwrite(fd, &state, 4, 0) == 4)
-        // Faults: map the data section and touch two pages before any data_offset read.
-        let map = mmap(nil, 8192, PROT_READ, MAP_SHARED, fd, 4096)
+        // Faults: map the data section and touch three pages before any data_offset read.
+        let section = 256 << 10
+        let map = mmap(nil, section, PROT_READ, MAP_SHARED, fd, 4096)
         #expect(map != MAP_FAILED)
         if let map, map != MAP_FAILED {
             let bytes = map.assumingMemoryBound(to: UInt8.self)
-            _ = bytes[0] &+ bytes[4096]
-            msync(map, 8192, MS_SYNC)
-            munmap(map, 8192)
+            _ = bytes[0] &+ bytes[4096] &+ bytes[section - 1]
+            msync(map, section, MS_SYNC)
+            munmap(map, section)
         }
         #expect(try String(contentsOfFile: "\(dir)/violations", encoding: .utf8).isEmpty, "page faults are not client reads")
         var page = [UInt8](repeating: 0, count: 4096)

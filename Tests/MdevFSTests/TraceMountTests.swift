@@ -64,16 +64,16 @@ import Testing
         do {
             let region = try FileTransport(directory: "\(dir)/devices/\(uuid)", map: false)
             var state: UInt32 = 0
-            #expect(try region.read(at: 0, into: UnsafeMutableRawBufferPointer(start: &state, count: 4)) == 4)
+            #expect(try withUnsafeMutableBytes(of: &state) { try region.read(at: 0, into: $0) } == 4)
             var pending: UInt64 = 0
             // Not in a saving state: EINVAL is part of what the trace must reproduce.
-            #expect(throws: Errno.self) { try region.read(at: 8, into: UnsafeMutableRawBufferPointer(start: &pending, count: 4)) }
+            #expect(throws: Errno.self) { try withUnsafeMutableBytes(of: &pending) { try region.read(at: 8, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<4])) } }
             var precopy: UInt32 = 3
-            #expect(try region.write(at: 0, from: UnsafeRawBufferPointer(start: &precopy, count: 4)) == 4)
-            #expect(try region.read(at: 8, into: UnsafeMutableRawBufferPointer(start: &pending, count: 8)) == 8)
+            #expect(try withUnsafeBytes(of: &precopy) { try region.write(at: 0, from: $0) } == 4)
+            #expect(try withUnsafeMutableBytes(of: &pending) { try region.read(at: 8, into: $0) } == 8)
             #expect(pending > 0)
             var offset: UInt64 = 0
-            #expect(try region.read(at: 16, into: UnsafeMutableRawBufferPointer(start: &offset, count: 8)) == 8)
+            #expect(try withUnsafeMutableBytes(of: &offset) { try region.read(at: 16, into: $0) } == 8)
             var chunk = [UInt8](repeating: 0, count: 1000)
             #expect(try chunk.withUnsafeMutableBytes { try region.read(at: offset, into: $0) } == 1000)
             try region.reset()

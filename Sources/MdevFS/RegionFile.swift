@@ -94,15 +94,15 @@ struct RegionFile {
         }
     }
 
-    /// A page of the mapping faulted in: the buffer's bytes, no engine access, no checker.
-    /// A readahead window can start below the data section (a client that advises
-    /// MADV_HUGEPAGE on its mapping makes the kernel read a 2 MiB-aligned window): the header
-    /// page reads as zeros there, as it is not mappable, and no header access happens.
+    /// The kernel filled its page cache (a fault of the mapping): the buffer's bytes, no engine
+    /// access, no checker. A readahead window can start below the data section (QEMU's
+    /// MADV_HUGEPAGE advice made the kernel read a 2 MiB-aligned one): the header page reads as
+    /// zeros there, since it is not mappable, and no header access happens.
     private func pageFault(offset: UInt64, size: Int, reply: DataReply) {
         device.withLock {
             device.mappingInUse = true
             let section = region.dataSection
-            guard offset < Self.dataStart else {
+            if offset >= Self.dataStart {
                 let start = Int(offset - Self.dataStart)
                 guard start < section.count else { return reply.data([]) }
                 return reply.data(UnsafeRawBufferPointer(rebasing: section[start..<min(section.count, start + size)]))

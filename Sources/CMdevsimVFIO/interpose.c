@@ -383,41 +383,30 @@ static void device_unref(struct device *d) {
     errno = saved;
 }
 
-ssize_t pread64(int fd, void *buf, size_t n, off_t off) {
+// Each entry point and its 64-bit twin share one body; `fallback` points at the field of
+// `real` to call for a descriptor that is not an emulated device (read after shim_resolve).
+static ssize_t pread_via(ssize_t (**fallback)(int, void *, size_t, off_t), int fd, void *buf, size_t n, off_t off) {
     shim_resolve();
     struct device *d = device_ref(fd);
-    if (!d) return real.pread64(fd, buf, n, off);
+    if (!d) return (*fallback)(fd, buf, n, off);
     ssize_t rc = device_pread(d, buf, n, off);
     device_unref(d);
     return rc;
 }
 
-ssize_t pread(int fd, void *buf, size_t n, off_t off) {
+static ssize_t pwrite_via(ssize_t (**fallback)(int, const void *, size_t, off_t), int fd, const void *buf, size_t n, off_t off) {
     shim_resolve();
     struct device *d = device_ref(fd);
-    if (!d) return real.pread(fd, buf, n, off);
-    ssize_t rc = device_pread(d, buf, n, off);
-    device_unref(d);
-    return rc;
-}
-
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
-    shim_resolve();
-    struct device *d = device_ref(fd);
-    if (!d) return real.pwrite64(fd, buf, n, off);
+    if (!d) return (*fallback)(fd, buf, n, off);
     ssize_t rc = device_pwrite(d, buf, n, off);
     device_unref(d);
     return rc;
 }
 
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
-    shim_resolve();
-    struct device *d = device_ref(fd);
-    if (!d) return real.pwrite(fd, buf, n, off);
-    ssize_t rc = device_pwrite(d, buf, n, off);
-    device_unref(d);
-    return rc;
-}
+ssize_t pread64(int fd, void *buf, size_t n, off_t off) { return pread_via(&real.pread64, fd, buf, n, off); }
+ssize_t pread(int fd, void *buf, size_t n, off_t off) { return pread_via(&real.pread, fd, buf, n, off); }
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) { return pwrite_via(&real.pwrite64, fd, buf, n, off); }
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) { return pwrite_via(&real.pwrite, fd, buf, n, off); }
 
 // _FORTIFY_SOURCE turns preads with a known buffer size into these.
 ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
@@ -433,22 +422,22 @@ ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
 
 // --- mmap ---
 
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+static void *mmap_via(void *(**fallback)(void *, size_t, int, int, int, off_t),
+                      void *addr, size_t len, int prot, int flags, int fd, off_t off) {
     shim_resolve();
     struct device *d = (flags & MAP_ANONYMOUS) ? NULL : device_ref(fd);
-    if (!d) return real.mmap(addr, len, prot, flags, fd, off);
+    if (!d) return (*fallback)(addr, len, prot, flags, fd, off);
     void *p = device_mmap(d, addr, len, prot, flags, off);
     device_unref(d);
     return p;
 }
 
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return mmap_via(&real.mmap, addr, len, prot, flags, fd, off);
+}
+
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-    shim_resolve();
-    struct device *d = (flags & MAP_ANONYMOUS) ? NULL : device_ref(fd);
-    if (!d) return real.mmap64(addr, len, prot, flags, fd, off);
-    void *p = device_mmap(d, addr, len, prot, flags, off);
-    device_unref(d);
-    return p;
+    return mmap_via(&real.mmap64, addr, len, prot, flags, fd, off);
 }
 
 int munmap(void *addr, size_t len) {

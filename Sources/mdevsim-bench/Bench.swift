@@ -58,18 +58,26 @@ struct CommonOptions: ParsableArguments {
     var chunk: ByteSize = ByteSize(1 << 20)
 }
 
+/// The throughput part's options, shared by `all` and `throughput`.
+struct ThroughputOptions: ParsableArguments {
+    @Option(help: "Device memory the throughput part migrates (e.g. 4GiB, 256MiB).")
+    var size: ByteSize = ByteSize(4 << 30)
+
+    @Option(help: "How many times the throughput part migrates (median and spread are printed).")
+    var repeats: Int = 3
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+    }
+}
+
 extension Bench {
     struct All: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run all three parts: pre-copy RSS (in a child process first), throughput, breakdown.")
 
         @OptionGroup var common: CommonOptions
-
-        @Option(help: "Device memory migrated in the throughput part (e.g. 4GiB, 256MiB).")
-        var size: ByteSize = ByteSize(4 << 30)
-
-        @Option(help: "How many times the throughput part migrates (median and spread are printed).")
-        var repeats: Int = 3
+        @OptionGroup var throughput: ThroughputOptions
 
         @Option(name: .customLong("rss-size"), help: "Device memory of the pre-copy RSS part (e.g. 64GiB).")
         var rssSize: ByteSize = ByteSize(64 << 30)
@@ -83,19 +91,15 @@ extension Bench {
         @Flag(name: .customLong("skip-breakdown"), help: "Skip the breakdown part.")
         var skipBreakdown = false
 
-        func validate() throws {
-            guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        }
-
         func run() throws {
             let out = Printer(json: common.json)
             var figures = Figures(machine: .current())
             out.header(figures.machine)
             // RSS is per process and only ever grows: measure it first, in a fresh child.
             figures.precopyRss = try PrecopyRSS.inChild(size: rssSize, chunk: common.chunk, out: out)
-            figures.throughput = try ThroughputPart(size: size.bytes, chunk: common.chunk.bytes, repeats: repeats, out: out).run()
+            figures.throughput = try ThroughputPart(size: throughput.size.bytes, chunk: common.chunk.bytes, repeats: throughput.repeats, out: out).run()
             if !skipBreakdown {
-                figures.breakdown = try BreakdownPart(size: min(breakdownSize.bytes, size.bytes), largeSize: largeSize.bytes,
+                figures.breakdown = try BreakdownPart(size: min(breakdownSize.bytes, throughput.size.bytes), largeSize: largeSize.bytes,
                                                       chunk: common.chunk.bytes, out: out).run()
             }
             out.summary(figures)
@@ -108,22 +112,13 @@ extension Bench {
             abstract: "Migrate an untouched device in process and compare GB/s with memcpy of the same bytes.")
 
         @OptionGroup var common: CommonOptions
-
-        @Option(help: "Device memory to migrate (e.g. 4GiB, 256MiB).")
-        var size: ByteSize = ByteSize(4 << 30)
-
-        @Option(help: "How many times to migrate (median and spread are printed).")
-        var repeats: Int = 3
-
-        func validate() throws {
-            guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        }
+        @OptionGroup var throughput: ThroughputOptions
 
         func run() throws {
             let out = Printer(json: common.json)
             var figures = Figures(machine: .current())
             out.header(figures.machine)
-            figures.throughput = try ThroughputPart(size: size.bytes, chunk: common.chunk.bytes, repeats: repeats, out: out).run()
+            figures.throughput = try ThroughputPart(size: throughput.size.bytes, chunk: common.chunk.bytes, repeats: throughput.repeats, out: out).run()
             out.summary(figures)
             try out.emitJSON(figures)
         }

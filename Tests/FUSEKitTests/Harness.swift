@@ -1,36 +1,21 @@
-import FUSEKit
+@testable import FUSEKit
 import Glibc
 import Synchronization
 import SystemPackage
 import Testing
 
-/// A joinable thread whose completion can be awaited with a timeout.
+/// FUSEKit's thread, joinable with a timeout: a test must not hang on a thread that never ends.
 final class TestThread: Sendable {
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    private struct ID: @unchecked Sendable { let raw: pthread_t }
-    private let id: ID
+    private let thread: PosixThread
+    private let done: DoneFlag
     private let joined = Atomic<Bool>(false)
 
     init(_ body: @escaping @Sendable () -> Void) throws {
         let done = DoneFlag()
+        guard let thread = PosixThread({ body(); done.set() }) else { throw Errno.resourceTemporarilyUnavailable }
+        self.thread = thread
         self.done = done
-        let box = Unmanaged.passRetained(Box({ body(); done.set() })).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            guard let arg else { return nil }
-            Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            Unmanaged<Box>.fromOpaque(box).release()
-            throw Errno(rawValue: rc)
-        }
-        id = ID(raw: tid)
     }
-    private let done: DoneFlag
 
     var isFinished: Bool { done.isSet }
 
@@ -38,7 +23,7 @@ final class TestThread: Sendable {
     @discardableResult
     func join(timeout: Duration) -> Bool {
         guard waitUntil(timeout: timeout, { self.done.isSet }) else { return false }
-        if !joined.exchange(true, ordering: .acquiringAndReleasing) { pthread_join(id.raw, nil) }
+        if !joined.exchange(true, ordering: .acquiringAndReleasing) { thread.join() }
         return true
     }
 }

@@ -38,7 +38,8 @@ enum ChartViews {
             })
         }
         let bands = c.phases.map { p in
-            TimelineChart.Band(start: ms(p.start), end: ms(p.end), label: p.name, color: phaseColors[p.name] ?? "#eee", key: p.name)
+            TimelineChart.Band(start: ms(p.start), end: ms(p.end), label: p.name, color: phaseColors[p.name] ?? "#eee", key: p.name,
+                               lane: lanes.firstIndex(of: p.name == "resume" ? .destination : .source))
         }
         let markers = c.marks.compactMap { m -> TimelineChart.Marker? in
             guard let lane = lanes.firstIndex(of: m.role) else { return nil }

@@ -55,7 +55,7 @@ public struct ReportPage: Sendable {
             + (count(.trace) > 0 ? [("traces", count(.trace))] : [])
         let singleEntry = entries.count == 1
         let rows: [Node<HTML.BodyContext>] = ordered.enumerated().map { i, entry in
-            ScenarioSection(entry: entry, index: i, open: singleEntry || entry.status == .fail || entry.status == .error).node
+            ScenarioSection(entry: entry, index: i, open: singleEntry || entry.showsFailure).node
         }
         let page = HTML(
             .lang(.english),

@@ -63,7 +63,8 @@ struct ScenarioSection {
         out.append(contentsOf: timeline(charts))
         out.append(contentsOf: convergence(charts))
         out.append(contentsOf: chunks(charts))
-        if entry.showsFailure { out.append(contentsOf: lastAccesses(charts)) }
+        // A trace has no report: an access answered with an errno is what shows its failure.
+        if entry.showsFailure || (entry.report == nil && charts.failureRecordIndex != nil) { out.append(contentsOf: lastAccesses(charts)) }
         if let violations = entry.report?.violations, !violations.isEmpty {
             out.append(.h3(.text("Protocol violations")))
             out.append(.ul(.forEach(violations) { .li(.text($0)) }))

@@ -3,17 +3,20 @@ import Foundation
 /// A linear scale from a data domain to a pixel range, with round tick values.
 public struct LinearScale: Sendable, Hashable {
     public var domain: ClosedRange<Double>
-    public var range: ClosedRange<Double>
+    /// Pixels of the domain's lower and upper bound (`to` is smaller for a y axis drawn upwards).
+    public var from: Double
+    public var to: Double
 
     /// An empty domain (all values equal) is widened to one unit so nothing divides by zero.
-    public init(domain: ClosedRange<Double>, range: ClosedRange<Double>) {
+    public init(domain: ClosedRange<Double>, from: Double, to: Double) {
         self.domain = domain.upperBound > domain.lowerBound ? domain : domain.lowerBound...(domain.lowerBound + 1)
-        self.range = range
+        self.from = from
+        self.to = to
     }
 
     public func callAsFunction(_ value: Double) -> Double {
         let t = (value - domain.lowerBound) / (domain.upperBound - domain.lowerBound)
-        return range.lowerBound + t * (range.upperBound - range.lowerBound)
+        return from + t * (to - from)
     }
 
     /// About `count` ticks at 1, 2 or 5 times a power of ten, inside the domain.

@@ -46,7 +46,7 @@ public struct BarChart {
 
     public var document: SVGDocument {
         let shown = bars.prefix(maximumBars)
-        let y = LinearScale(domain: 0...((shown.map(\.value).max() ?? 1) * 1.08), range: (height - Self.bottom)...Self.top)
+        let y = LinearScale(domain: 0...((shown.map(\.value).max() ?? 1) * 1.08), from: height - Self.bottom, to: Self.top)
         let slot = (width - Self.left - Self.right) / Double(max(1, shown.count))
         var children: [SVG.Element] = [Legend.patterns(groups, prefix: id), Legend.row(groups, x: Self.left, y: 16, patternPrefix: id)]
         var axis: [SVG.Element] = []

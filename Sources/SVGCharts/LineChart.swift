@@ -52,8 +52,8 @@ public struct LineChart {
 
     public var document: SVGDocument {
         let xs = points.map(\.x), ys = points.map(\.y) + [reference?.value ?? 0]
-        let x = LinearScale(domain: (xs.min() ?? 0)...(xs.max() ?? 1), range: Self.left...(width - Self.right))
-        let y = LinearScale(domain: 0...((ys.max() ?? 1) * 1.08), range: (height - Self.bottom)...Self.top)
+        let x = LinearScale(domain: (xs.min() ?? 0)...(xs.max() ?? 1), from: Self.left, to: width - Self.right)
+        let y = LinearScale(domain: 0...((ys.max() ?? 1) * 1.08), from: height - Self.bottom, to: Self.top)
         var children: [SVG.Element] = []
         var grid: [SVG.Element] = []
         for tick in y.ticks(5) {

@@ -26,20 +26,23 @@ public struct TimelineChart {
         }
     }
 
-    /// A span of time shaded across all lanes, labelled at the top.
+    /// A span of time shaded behind one lane (or all lanes), labelled above it.
     public struct Band: Sendable, Hashable {
         public var start: Double
         public var end: Double
         public var label: String
         public var color: String
         public var key: String
+        /// The lane it shades; nil for all of them.
+        public var lane: Int?
 
-        public init(start: Double, end: Double, label: String, color: String, key: String) {
+        public init(start: Double, end: Double, label: String, color: String, key: String, lane: Int? = nil) {
             self.start = start
             self.end = end
             self.label = label
             self.color = color
             self.key = key
+            self.lane = lane
         }
     }
 
@@ -104,16 +107,18 @@ public struct TimelineChart {
         let height = plotBottom + 40
         let times = lanes.flatMap { $0.segments.flatMap { [$0.start, $0.end] } } + bands.flatMap { [$0.start, $0.end] } + markers.map(\.time)
         let span = domain ?? ((times.min() ?? 0)...(times.max() ?? 1))
-        let x = LinearScale(domain: span, range: Self.left...(width - Self.right))
+        let x = LinearScale(domain: span, from: Self.left, to: width - Self.right)
         var children: [SVG.Element] = [Legend.patterns(styles, prefix: id), Legend.row(styles, x: Self.left, y: 16, patternPrefix: id)]
 
         for band in bands {
             let x0 = x(band.start), w = max(1, x(band.end) - x0)
+            let laneTop = band.lane.map { Self.top + Double($0) * (Self.laneHeight + Self.laneGap) } ?? Self.top
+            let laneBottom = band.lane == nil ? plotBottom - Self.laneGap : laneTop + Self.laneHeight
             children.append(SVG.element("g", ["class": "phase phase-\(band.key)"], [
-                SVG.element("rect", ["x": SVG.number(x0), "y": SVG.number(Self.top - 16), "width": SVG.number(w),
-                                     "height": SVG.number(plotBottom - Self.top + 16), "fill": band.color]),
+                SVG.element("rect", ["x": SVG.number(x0), "y": SVG.number(laneTop - 13), "width": SVG.number(w),
+                                     "height": SVG.number(laneBottom - laneTop + 16), "fill": band.color]),
                 SVG.title("\(band.label): \(SVG.number(band.start)) to \(SVG.number(band.end)) \(axisLabel)"),
-            ] + (w >= Double(band.label.count) * 6 ? [SVG.text(band.label, x: x0 + w / 2, y: Self.top - 4, anchor: "middle", cssClass: "phase-label")] : [])))
+            ] + (w >= Double(band.label.count) * 6 ? [SVG.text(band.label, x: x0 + w / 2, y: laneTop - 3, anchor: "middle", cssClass: "phase-label")] : [])))
         }
         for (i, lane) in lanes.enumerated() {
             let y = Self.top + Double(i) * (Self.laneHeight + Self.laneGap)

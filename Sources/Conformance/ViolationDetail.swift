@@ -12,6 +12,15 @@ public struct ViolationDetail: Sendable, Hashable, Codable {
     public var state: UInt32
     public var access: RegionAccessRecord?
 
+    public init(role: String, rule: String, citation: String, explanation: String, state: UInt32, access: RegionAccessRecord?) {
+        self.role = role
+        self.rule = rule
+        self.citation = citation
+        self.explanation = explanation
+        self.state = state
+        self.access = access
+    }
+
     public init(role: String, violation: ProtocolViolation) {
         self.role = role
         rule = violation.rule.rawValue

@@ -117,13 +117,14 @@ public struct MigrationCharts: Sendable, Hashable {
                 }
             case .read, .write:
                 guard r.isHeaderAccess, let offset = r.offset else { break }
-                if offset == HeaderField.deviceState.offset, ok, let value = r.value {
+                if offset == HeaderField.deviceState.offset, r.width == 4, ok, let value = r.value {
                     enter(role, UInt32(truncatingIfNeeded: value) & DeviceState.mask, at: time, cause: r.op == .write ? "written" : "read")
                 }
-                if role == .source, r.op == .read, ok, offset == HeaderField.pendingBytes.offset, bits == DeviceState.preCopy.bits, let value = r.value {
+                // Fields at their native width only: anything else is a violation, not a value.
+                if role == .source, r.op == .read, ok, offset == HeaderField.pendingBytes.offset, r.width == 8, bits == DeviceState.preCopy.bits, let value = r.value {
                     pending.append(PendingPoint(index: pending.count + 1, time: time, value: value))
                 }
-                if role == .destination, r.op == .write, ok, offset == HeaderField.dataSize.offset, bits == DeviceState.resuming.bits,
+                if role == .destination, r.op == .write, ok, offset == HeaderField.dataSize.offset, r.width == 8, bits == DeviceState.resuming.bits,
                    let value = r.value, value > 0 {
                     chunks.append(Chunk(phase: "resume", time: time, bytes: value))
                 }

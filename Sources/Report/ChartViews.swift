@@ -75,9 +75,11 @@ enum ChartViews {
             description += ", from \(RunReports.byteCount(first)) to \(RunReports.byteCount(last))"
         }
         if let threshold { description += "; the client stops pre-copy at or below \(RunReports.byteCount(threshold))" }
-        return LineChart(id: id, title: "\(scenario): pending_bytes in pre-copy", description: description + ".", points: points,
-                         reference: reference, xLabel: "pending_bytes read in pre-copy (n-th)", yLabel: "pending_bytes",
-                         yFormat: { RunReports.byteCount(UInt64(max(0, $0))) }).document
+        var chart = LineChart(id: id, title: "\(scenario): pending_bytes in pre-copy", description: description + ".", points: points,
+                              reference: reference, xLabel: "pending_bytes read in pre-copy (n-th)", yLabel: "pending_bytes",
+                              yFormat: { RunReports.byteCount(UInt64(max(0, $0))) })
+        chart.binaryTicks = true
+        return chart.document
     }
 
     static func chunks(_ c: MigrationCharts, id: String, scenario: String) -> (SVGDocument, drawn: Int) {
@@ -90,9 +92,10 @@ enum ChartViews {
             let cs = c.chunks(in: g)
             return "\(g): \(cs.count) chunk(s), \(RunReports.byteCount(cs.reduce(0) { $0 + $1.bytes }))"
         }
-        let chart = BarChart(id: id, title: "\(scenario): bytes per chunk", description: summary.joined(separator: "; ") + ".", bars: bars,
+        var chart = BarChart(id: id, title: "\(scenario): bytes per chunk", description: summary.joined(separator: "; ") + ".", bars: bars,
                              groups: chunkStyles, xLabel: "chunks in order (source's staged chunks, then the destination's data_size writes interleaved as they happened)",
                              yLabel: "bytes", yFormat: { RunReports.byteCount(UInt64(max(0, $0))) })
+        chart.binaryTicks = true
         return (chart.document, chart.drawnCount)
     }
 }

@@ -19,13 +19,14 @@ public struct LinearScale: Sendable, Hashable {
         return from + t * (to - from)
     }
 
-    /// About `count` ticks at 1, 2 or 5 times a power of ten, inside the domain.
-    public func ticks(_ count: Int = 5) -> [Double] {
+    /// About `count` ticks inside the domain: at 1, 2 or 5 times a power of ten, or with
+    /// `binary` at powers of two (byte axes: 256 KiB, 512 KiB, 1 MiB rather than 976.6 KiB).
+    public func ticks(_ count: Int = 5, binary: Bool = false) -> [Double] {
         let span = domain.upperBound - domain.lowerBound
         guard span > 0, span.isFinite, count > 0 else { return [domain.lowerBound] }
         let raw = span / Double(count)
         let magnitude = pow(10, (log10(raw)).rounded(.down))
-        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+        let step = binary ? pow(2, log2(raw).rounded(.up)) : [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
         var ticks: [Double] = []
         var v = (domain.lowerBound / step).rounded(.up) * step
         while v <= domain.upperBound + step * 1e-9, ticks.count < 50 {

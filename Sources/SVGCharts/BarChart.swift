@@ -22,6 +22,8 @@ public struct BarChart {
     public var xLabel: String
     public var yLabel: String
     public var yFormat: (Double) -> String
+    /// Ticks of the y axis at powers of two (a byte axis).
+    public var binaryTicks = false
     public var width: Double = 1180
     public var height: Double = 240
     /// At most this many bars are drawn (the first ones); `drawnCount` says how many were.
@@ -50,7 +52,7 @@ public struct BarChart {
         let slot = (width - Self.left - Self.right) / Double(max(1, shown.count))
         var children: [SVG.Element] = [Legend.patterns(groups, prefix: id), Legend.row(groups, x: Self.left, y: 16, patternPrefix: id)]
         var axis: [SVG.Element] = []
-        for tick in y.ticks(4) {
+        for tick in y.ticks(4, binary: binaryTicks) {
             axis.append(SVG.element("line", ["x1": SVG.number(Self.left), "x2": SVG.number(width - Self.right), "y1": SVG.number(y(tick)),
                                              "y2": SVG.number(y(tick)), "stroke": "#ddd"]))
             axis.append(SVG.text(yFormat(tick), x: Self.left - 6, y: y(tick) + 4, anchor: "end", cssClass: "tick"))

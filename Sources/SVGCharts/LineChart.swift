@@ -32,6 +32,8 @@ public struct LineChart {
     public var yLabel: String
     /// Formats y tick values (bytes, say).
     public var yFormat: (Double) -> String
+    /// Ticks of the y axis at powers of two (a byte axis).
+    public var binaryTicks = false
     public var color = "#0072B2"
     public var width: Double = 1180
     public var height: Double = 260
@@ -56,7 +58,7 @@ public struct LineChart {
         let y = LinearScale(domain: 0...((ys.max() ?? 1) * 1.08), from: height - Self.bottom, to: Self.top)
         var children: [SVG.Element] = []
         var grid: [SVG.Element] = []
-        for tick in y.ticks(5) {
+        for tick in y.ticks(5, binary: binaryTicks) {
             grid.append(SVG.element("line", ["x1": SVG.number(Self.left), "x2": SVG.number(width - Self.right), "y1": SVG.number(y(tick)),
                                              "y2": SVG.number(y(tick)), "stroke": "#ddd"]))
             grid.append(SVG.text(yFormat(tick), x: Self.left - 6, y: y(tick) + 4, anchor: "end", cssClass: "tick"))

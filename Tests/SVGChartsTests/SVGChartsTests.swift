@@ -20,6 +20,8 @@ func occurrences(of needle: String, in text: String) -> Int {
         // 250 is no 1-2-5 step: the next one up is.
         #expect(LinearScale(domain: 0...1_000, from: 0, to: 1).ticks(4) == [0, 500, 1000])
         #expect(LinearScale(domain: 0...7, from: 0, to: 1).ticks(5) == [0, 2, 4, 6])
+        // Byte axes: powers of two.
+        #expect(LinearScale(domain: 0...1_100_000, from: 0, to: 1).ticks(4, binary: true) == [0, 524_288, 1_048_576])
         // An empty domain is widened, never divided by zero.
         let flat = LinearScale(domain: 3...3, from: 0, to: 10)
         #expect(flat(3) == 0 && flat(4) == 10)

@@ -133,7 +133,10 @@ public struct MigrationCharts: Sendable, Hashable {
             }
             if (r.op == .read || r.op == .write), let result = r.result, result != "ok" {
                 if failureIndex == nil { failureIndex = i }
-                marks.append(Mark(kind: .errno, role: role, time: time, title: "\(role.rawValue) \(AccessText.describe(r)) answered \(result) in \(StateText.name(bits))"))
+                let fired = (report?.firedFaults ?? []).filter { $0.hasPrefix(role.rawValue + ": ") }.map { String($0.dropFirst(role.rawValue.count + 2)) }
+                marks.append(Mark(kind: .errno, role: role, time: time,
+                                  title: "\(role.rawValue) \(AccessText.describe(r)) answered \(result) in \(StateText.name(bits))"
+                                      + (fired.isEmpty ? "" : "; faults that fired on the \(role.rawValue): \(fired.joined(separator: ", "))")))
             }
             if r.op == .read || r.op == .write, let v = violations.firstIndex(where: { $0.map { Self.matches($0, r, role: role, bits: bits) } ?? false }),
                let detail = violations[v] {

@@ -47,7 +47,6 @@ enum PageStyle {
       details.scenario > summary::before { content: none; }
       details.scenario::details-content { content-visibility: visible; display: block; }
       details.scenario:not([open]) > .detail { display: block; }
-      details.scenario { break-inside: avoid-page; }
       svg.chart { break-inside: avoid; max-width: 100%; }
       summary:hover { background: none; outline: none; }
     }

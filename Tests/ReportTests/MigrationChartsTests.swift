@@ -120,6 +120,7 @@ let knownTrace: [TraceRecord] = [
             #expect(source == ["running", "pre-copy", "stop-and-copy", "running"])
             #expect(c.marks.filter { $0.kind == .errno }.count == 1)
             #expect(report.firedFaults == ["source: eio-first-final-chunk"])
+            #expect(c.marks.first?.title.hasSuffix("answered EIO in stop-and-copy (010b); faults that fired on the source: eio-first-final-chunk") == true)
         default:
             #expect(source == ["running", "pre-copy", "stop-and-copy", "stop"])
             #expect(destination == ["running", "resuming", "running"])

@@ -2,10 +2,11 @@
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
 # pkg-config file (to build), fusermount3 (to mount), pkg-config; with --with-qemu also QEMU
 # (qemu-system-x86_64, which the QEMU migration tests and scripts/qemu-migrate.sh run with
-# libmdevsim-vfio.so); with --with-browser also Debian's chromium (the HTML report's browser test).
+# libmdevsim-vfio.so).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
 #   scripts/ensure-deps.sh [--with-qemu] [--with-browser]
+#   (--with-browser: also Debian's chromium, for the HTML report's browser test)
 set -euo pipefail
 
 with_qemu=0

@@ -29,6 +29,12 @@ enum ChartViews {
 
     static func ms(_ ns: UInt64) -> Double { Double(ns) / 1e6 }
 
+    /// A tick of a byte axis; values beyond UInt64 (never from a device, maybe from a hand-made
+    /// trace) are clamped, never trapped on.
+    static func tickBytes(_ value: Double) -> String {
+        RunReports.byteCount(value >= 18_446_744_073_709_549_568 ? .max : UInt64(max(0, value)))
+    }
+
     static func timeline(_ c: MigrationCharts, id: String, scenario: String) -> SVGDocument {
         let lanes = MigrationCharts.Role.allCases.filter { c.devices[$0] != nil }
         let chartLanes = lanes.map { role in
@@ -77,7 +83,7 @@ enum ChartViews {
         if let threshold { description += "; the client stops pre-copy at or below \(RunReports.byteCount(threshold))" }
         var chart = LineChart(id: id, title: "\(scenario): pending_bytes in pre-copy", description: description + ".", points: points,
                               reference: reference, xLabel: "pending_bytes read in pre-copy (n-th)", yLabel: "pending_bytes",
-                              yFormat: { RunReports.byteCount(UInt64(max(0, $0))) })
+                              yFormat: tickBytes)
         chart.binaryTicks = true
         return chart.document
     }
@@ -90,11 +96,11 @@ enum ChartViews {
         }
         let summary = groups.map { g in
             let cs = c.chunks(in: g)
-            return "\(g): \(cs.count) chunk(s), \(RunReports.byteCount(cs.reduce(0) { $0 + $1.bytes }))"
+            return "\(g): \(cs.count) chunk(s), \(RunReports.byteCount(MigrationCharts.total(cs)))"
         }
         var chart = BarChart(id: id, title: "\(scenario): bytes per chunk", description: summary.joined(separator: "; ") + ".", bars: bars,
                              groups: chunkStyles, xLabel: "chunks in order (source's staged chunks, then the destination's data_size writes interleaved as they happened)",
-                             yLabel: "bytes", yFormat: { RunReports.byteCount(UInt64(max(0, $0))) })
+                             yLabel: "bytes", yFormat: tickBytes)
         chart.binaryTicks = true
         return (chart.document, chart.drawnCount)
     }

@@ -170,6 +170,9 @@ public struct MigrationCharts: Sendable, Hashable {
     /// The chunks of one phase.
     public func chunks(in phase: String) -> [Chunk] { chunks.filter { $0.phase == phase } }
 
+    /// The bytes of some chunks (wrapping: a hand-made trace may hold any value).
+    public static func total(_ chunks: [Chunk]) -> UInt64 { chunks.reduce(0) { $0 &+ $1.bytes } }
+
     /// Which device is which: the source is the first to be written a saving state, the
     /// destination the first to be written resuming; devices neither was written to take the
     /// free roles in the order they appear (a migration creates its source first).

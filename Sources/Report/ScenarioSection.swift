@@ -151,7 +151,7 @@ struct ScenarioSection {
         out.append(.table(.attribute(named: "aria-label", value: "chunks per phase of \(entry.name)"),
             .thead(.tr(.th(.text("phase")), .th(.text("chunks")), .th(.text("bytes")), .th(.text("smallest")), .th(.text("largest")), .th(.text("mean")))),
             .tbody(.forEach(phases) { name, cs in
-                let total = cs.reduce(UInt64(0)) { $0 + $1.bytes }
+                let total = MigrationCharts.total(cs)
                 return .tr(.th(.text(name)), .td(.class("num"), .text("\(cs.count)")), .td(.class("num"), .text(RunReports.byteCount(total))),
                            .td(.class("num"), .text(cs.map(\.bytes).min().map(RunReports.byteCount) ?? "-")),
                            .td(.class("num"), .text(cs.map(\.bytes).max().map(RunReports.byteCount) ?? "-")),

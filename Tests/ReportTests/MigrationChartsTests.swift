@@ -129,3 +129,27 @@ let knownTrace: [TraceRecord] = [
         #expect(source.last == report.sourceState && destination.last == report.destinationState)
     }
 }
+
+@Suite struct HandMadeTraceTests {
+    /// `mdevsim report` reads any well-formed trace: times that go backwards and values no
+    /// device reports draw a page, never trap.
+    @Test func oddButWellFormedRecordsStillDrawAPage() {
+        let records = [
+            header(50, "s", .write, .deviceState, 3),
+            header(10, "s", .read, .pendingBytes, .max),
+            header(5, "d", .write, .deviceState, 4),
+            header(4, "d", .write, .dataSize, .max),
+            header(3, "d", .write, .dataSize, .max),
+            header(2, "s", .read, .deviceState, 7),
+            TraceRecord(timeNs: 1, device: "s", op: .stage, offset: 4096, count: .max),
+        ]
+        let c = MigrationCharts(records: records)
+        #expect(c.pending.map(\.value) == [.max])
+        #expect(c.chunks(in: "resume").count == 2 && MigrationCharts.total(c.chunks(in: "resume")) == .max &- 1)
+        let page = ReportPage(title: "t", subtitle: "s", entries: [ReportEntry(name: "odd", records: records, stopThreshold: .max, recordsOrigin: "test")],
+                              generator: "test")
+        let html = page.html()
+        #expect(html.contains("data-scenario=\"odd\"") && occurrences(of: "class=\"segment state-", in: html) >= 3)
+        #expect(html.contains("invalid"), "state 111b is drawn, by name")
+    }
+}

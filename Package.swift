@@ -8,6 +8,8 @@
 //   CFuse3 / FUSEKit   libfuse3 low-level API, and a typed Swift layer over it
 //   MdevFS             the mount tree: files and offsets -> engine calls
 //   Conformance        the reference VMM client, reports, runner
+//   SVGCharts          small accessible SVG charts (timeline, line, bars) as Plot nodes: knows no mdevsim type
+//   Report             the self-contained HTML page of a run or a trace: chart data from records, Plot HTML
 //   mdevsim            the command (swift-argument-parser): wiring and printing only
 //   CMdevsimVFIO       libmdevsim-vfio.so, C: an LD_PRELOAD VFIO shim that connects a real VMM to a mount
 import PackageDescription
@@ -34,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/JohnSundell/Plot.git", from: "0.14.0"),
     ],
     targets: [
         .target(
@@ -108,10 +111,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The SVG drawing of the HTML report: generic charts, no mdevsim types, no I/O.
+        .target(
+            name: "SVGCharts",
+            dependencies: [.product(name: "Plot", package: "Plot")],
+            swiftSettings: swiftSettings
+        ),
+        // `run --html`, `migrate --html`, `mdevsim report`: chart data from trace records and run
+        // results (pure), and the page (Plot HTML with inline CSS and SVG).
+        .target(
+            name: "Report",
+            dependencies: [
+                "Conformance", "SVGCharts", "DeviceSimulator", "MigrationProtocol", "Scenarios",
+                .product(name: "Plot", package: "Plot"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit",
+                "Conformance", "Report", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -165,6 +185,17 @@ let package = Package(
         .testTarget(
             name: "QEMUTests",
             dependencies: ["MdevFS", "Scenarios", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SVGChartsTests",
+            dependencies: ["SVGCharts"],
+            swiftSettings: swiftSettings
+        ),
+        // Chart data from known traces, the page's structure, and the browser test (chromium).
+        .testTarget(
+            name: "ReportTests",
+            dependencies: ["Report", "Conformance", "SVGCharts", "Scenarios", "DeviceSimulator", "MigrationProtocol", "FUSEKit"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

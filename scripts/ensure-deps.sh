@@ -6,16 +6,34 @@
 # next to it by scripts/install-qemu10.sh into /opt/mdevsim-qemu10 or $MDEVSIM_QEMU10_ROOT).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
-#   scripts/ensure-deps.sh [--with-qemu]
+#   scripts/ensure-deps.sh [--with-qemu] [--with-browser]
+#   (--with-browser: also Debian's chromium, for the HTML report's browser test)
 set -euo pipefail
 
 with_qemu=0
+with_browser=0
 for arg in "$@"; do
     case "$arg" in
         --with-qemu) with_qemu=1 ;;
-        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu])" >&2; exit 2 ;;
+        --with-browser) with_browser=1 ;;
+        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu] [--with-browser])" >&2; exit 2 ;;
     esac
 done
+
+# Headless chromium loads the page of `mdevsim run --html` in the browser test; without
+# recommends it is the browser alone (no fonts beyond what it needs, no desktop extras).
+if [ $with_browser -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
+    browser_command="apt-get install -y --no-install-recommends chromium"
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "ensure-deps: installing chromium ($browser_command)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $browser_command -qq >/dev/null
+    else
+        echo "ensure-deps: missing chromium. Run, as root:" >&2
+        echo "    apt-get update && $browser_command" >&2
+        exit 1
+    fi
+fi
 
 missing=()
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)

@@ -48,6 +48,9 @@ extension MigrationReport {
         violations = (source.violations.map { "source: [\($0.rule.rawValue)] \($0.explanation)" }
             + destination.violations.filter { $0.rule != .resumeTransactions }.map { "destination: [\($0.rule.rawValue)] \($0.explanation)" })
         resumeDeviations = destination.lastResume?.deviations ?? []
+        violationDetails = source.violations.map { ViolationDetail(role: "source", violation: $0) }
+            + destination.violations.filter { $0.rule != .resumeTransactions }.map { ViolationDetail(role: "destination", violation: $0) }
+        firedFaults = source.firedFaults.map { "source: \($0)" } + destination.firedFaults.map { "destination: \($0)" }
         sourceTimeMs = Double(source.now) / 1e6
     }
 }

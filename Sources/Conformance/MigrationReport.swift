@@ -39,6 +39,10 @@ public struct MigrationReport: Sendable, Hashable, Codable {
     public var violations: [String]
     /// How the client's resume transactions differed from the source's chunks.
     public var resumeDeviations: [String]
+    /// `violations` with the access and state of each, for reports that place them (HTML).
+    public var violationDetails: [ViolationDetail]? = nil
+    /// The injected faults that fired, in order, as `source: NAME` / `destination: NAME`.
+    public var firedFaults: [String]? = nil
 
     public struct Bytes: Sendable, Hashable, Codable {
         public var precopy: UInt64

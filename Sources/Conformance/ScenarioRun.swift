@@ -93,6 +93,8 @@ public struct ScenarioResult: Sendable, Codable {
     /// Why the scenario was not run (it exceeds the run's memory limit); counted neither as
     /// passed nor as failed, and always listed.
     public var skipped: String?
+    /// The migration's header accesses with their times, when the runner kept them (HTML reports).
+    public var accessLog: AccessLog?
 
     public init(name: String, file: String, verdict: Verdict, report: MigrationReport?, diagnostics: [String] = [],
                 durationSeconds: Double, skipped: String? = nil) {
@@ -132,6 +134,8 @@ public struct ScenarioRunner: Sendable {
     public var traceDirectory: String?
     /// Goes into trace headers.
     public var mdevsimVersion: String?
+    /// Keep each scenario's `AccessLog` in its result (what `run --html` draws).
+    public var keepsAccessLog = false
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -179,13 +183,16 @@ public struct ScenarioRunner: Sendable {
                 }
             }
             let report: MigrationReport
+            let log = keepsAccessLog ? AccessLogRecorder(stopThreshold: scenario.migration.client.stopThreshold) : nil
             do {
                 defer { trace?.close() }
-                report = try migrate(scenario, progress: progress, observer: trace.map { TraceRecorder(sink: $0) })
+                report = try migrate(scenario, progress: progress, observer: AccessObserverFanOut.combine(trace.map { TraceRecorder(sink: $0) }, log))
             }
             if let trace, let e = trace.close() { throw RunError("writing the trace \(trace.path) failed: \(e)") }
-            return ScenarioResult(name: scenario.name, file: entry.file, verdict: Judge.judge(report, against: scenario.expectation),
-                                  report: report, durationSeconds: seconds())
+            var result = ScenarioResult(name: scenario.name, file: entry.file, verdict: Judge.judge(report, against: scenario.expectation),
+                                        report: report, durationSeconds: seconds())
+            result.accessLog = log?.log
+            return result
         } catch {
             let reason = "could not run: \(error)"
             return ScenarioResult(name: scenario.name, file: entry.file, verdict: Verdict(mismatches: [reason]), report: nil,

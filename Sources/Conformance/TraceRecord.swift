@@ -199,12 +199,14 @@ public final class TraceRecorder: AccessObserver {
 
     /// The records of one access, in the order they happened: the bytes a `data_size` write took
     /// from the mapping, the access, the chunk a `data_offset` read staged. Times are the sink's.
-    public static func records(for access: RegionAccess) -> [TraceRecord] {
+    /// Without `payload`, data records carry no bytes and no digest (what an `AccessLog` keeps:
+    /// it never replays, and base64 and SHA-256 of every chunk would double a run's cost).
+    public static func records(for access: RegionAccess, payload: Bool = true) -> [TraceRecord] {
         let result = resultName(access.result.errno)
         var records: [TraceRecord] = []
         if let applied = access.applied {
             records.append(TraceRecord(device: access.device, op: .apply, offset: RegionLayout.dataSectionOffset,
-                                       count: applied.count, data: Data(applied).base64EncodedString()))
+                                       count: applied.count, data: payload ? Data(applied).base64EncodedString() : nil))
         }
         let op: TraceRecord.Operation = access.isWrite ? .write : .read
         if access.isHeader {
@@ -219,16 +221,16 @@ public final class TraceRecorder: AccessObserver {
             records.append(TraceRecord(device: access.device, op: op, offset: access.offset, width: access.count, value: value, result: result))
         } else if access.isWrite {
             records.append(TraceRecord(device: access.device, op: op, offset: access.offset, count: access.count,
-                                       data: Data(access.bytes).base64EncodedString(), result: result))
+                                       data: payload ? Data(access.bytes).base64EncodedString() : nil, result: result))
         } else {
             let ok = access.result.errno == nil
             records.append(TraceRecord(device: access.device, op: op, offset: access.offset, count: access.count,
                                        returned: ok ? access.bytes.count : nil,
-                                       digest: ok ? RegionAccessTrace.digest(access.bytes) : nil, result: result))
+                                       digest: ok && payload ? RegionAccessTrace.digest(access.bytes) : nil, result: result))
         }
         if let staged = access.staged {
             records.append(TraceRecord(device: access.device, op: .stage, offset: RegionLayout.dataSectionOffset,
-                                       count: staged.count, digest: RegionAccessTrace.digest(staged)))
+                                       count: staged.count, digest: payload ? RegionAccessTrace.digest(staged) : nil))
         }
         return records
     }

@@ -12,6 +12,6 @@ struct Mdevsim: AsyncParsableCommand {
             scenarios/README.md); with none, a built-in default scenario is used.
             """,
         version: "0.1.0",
-        subcommands: [Mount.self, Unmount.self, Migrate.self, Check.self, Run.self, Replay.self, QemuArgs.self]
+        subcommands: [Mount.self, Unmount.self, Migrate.self, Check.self, Run.self, Replay.self, ReportCommand.self, QemuArgs.self]
     )
 }

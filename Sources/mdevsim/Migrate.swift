@@ -2,6 +2,7 @@ import ArgumentParser
 import Conformance
 import DeviceSimulator
 import Foundation
+import Report
 import Scenarios
 import SystemPackage
 
@@ -21,6 +22,7 @@ struct Migrate: ParsableCommand {
             Examples:
               mdevsim migrate
               mdevsim migrate --in-process --scenario scenarios/hot-set.yaml --json
+              mdevsim migrate --scenario scenarios/never-converges.yaml --html migration.html
             """
     )
 
@@ -35,6 +37,9 @@ struct Migrate: ParsableCommand {
 
     @Flag(name: .long, help: "Print the report as one JSON object.")
     var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Also write one self-contained HTML page of the migration (charts) to this file and print its path (to stderr with --json).", valueName: "file"))
+    var html: String?
 
     func validate() throws {
         if let access, DataAccessMode(rawValue: access) == nil {
@@ -57,7 +62,10 @@ struct Migrate: ParsableCommand {
         if let access, let mode = DataAccessMode(rawValue: access) {
             loaded.migration.client.access = mode
         }
-        let migration = InProcessMigration(scenario: loaded)
+        let started = ContinuousClock.now
+        let log = html.map { _ in AccessLogRecorder(stopThreshold: loaded.migration.client.stopThreshold) }
+        var migration = InProcessMigration(scenario: loaded)
+        migration.observer = log
         var progress: (@Sendable (String) -> Void)?
         if isatty(STDERR_FILENO) == 1, !json {
             progress = { line in FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
@@ -80,7 +88,7 @@ struct Migrate: ParsableCommand {
                 mountpoint.remove()
             }
             do {
-                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path).run(progress: progress)
+                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, observer: log).run(progress: progress)
             } catch {
                 FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
                 throw ExitCode(2)
@@ -94,6 +102,14 @@ struct Migrate: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(ReportText.render(report, scenario: loaded.name))
+        }
+        if let html, let log {
+            let elapsed = ContinuousClock.now - started
+            let page = ReportPage(migration: report, log: log.log, scenario: loaded, scenarioFile: scenario,
+                                  mode: inProcess ? "in process" : "through a FUSE mount",
+                                  durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                                  generator: HTMLOutput.generator)
+            guard HTMLOutput.write(page, to: html, command: "migrate", toStderr: json) else { throw ExitCode(2) }
         }
         if !report.succeeded { throw ExitCode(1) }
     }

@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Synchronization
 import Glibc
+import Report
 import Scenarios
 
 /// `mdevsim run`: the conformance run of scenario files.
@@ -24,7 +25,7 @@ struct Run: ParsableCommand {
 
             Prints one line per scenario (PASS/FAIL/SKIP, key figures, and one line per \
             mismatch), the protocol violations the devices recorded, and the closing line \
-            'N passed, N failed'. Exits 1 if any scenario failed, 2 on a usage problem, 130 when \
+            'N passed, N failed' (with --html, the page's path just before it). Exits 1 if any scenario failed, 2 on a usage problem, 130 when \
             interrupted. Scenarios whose device memory is above --max-memory are listed as \
             skipped, never silently.
 
@@ -32,6 +33,7 @@ struct Run: ParsableCommand {
               mdevsim run
               mdevsim run --in-process scenarios/fault-stall.yaml
               mdevsim run --shard 2/4 --junit junit.xml --json run.json
+              mdevsim run --html run.html scenarios/small-converges.yaml scenarios/never-converges.yaml
               mdevsim run --trace traces/ scenarios/mmap-on.yaml   # then: mdevsim replay traces/mmap-on.trace.jsonl --scenario scenarios/mmap-on.yaml
             """
     )
@@ -53,6 +55,9 @@ struct Run: ParsableCommand {
 
     @Option(name: .customLong("max-memory"), help: ArgumentHelp("Skip (and list) scenarios whose device memory is above this size, or 'none'.", valueName: "size"))
     var maxMemory: String = "4GiB"
+
+    @Option(name: .long, help: ArgumentHelp("Write one self-contained HTML page of the run (summary, scenarios, charts) to this file.", valueName: "file"))
+    var html: String?
 
     @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl, one file per scenario (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
     var trace: String?
@@ -88,6 +93,7 @@ struct Run: ParsableCommand {
         let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
 
         var runner = ScenarioRunner(mode: inProcess ? .inProcess : .fuse, maxMemory: limit)
+        runner.keepsAccessLog = html != nil
         if let trace {
             do {
                 try FileManager.default.createDirectory(atPath: trace, withIntermediateDirectories: true)
@@ -157,6 +163,11 @@ struct Run: ParsableCommand {
                 Self.printError("mdevsim run: cannot encode the JSON report: \(error)")
                 reportFailed = true
             }
+        }
+        if let html {
+            let scenarios = Dictionary(entries.compactMap { e in (try? e.scenario.get()).map { (e.file, $0) } }, uniquingKeysWith: { a, _ in a })
+            let page = ReportPage(run: summary, scenarios: scenarios, generator: HTMLOutput.generator)
+            reportFailed = !HTMLOutput.write(page, to: html, command: "run") || reportFailed
         }
         print(summary.summaryLine)
         if summary.failed > 0 { throw ExitCode(1) }

@@ -31,6 +31,13 @@ public struct FUSEOptions: Sendable, Hashable {
     public var wakeSignal: Int32 = SIGUSR2
     /// Further `-o` options passed verbatim (e.g. "default_permissions").
     public var extraMountOptions: [String] = []
+    /// Arguments for `fuse_session_new` as a command line left them (`FUSECommandLine`), after
+    /// everything above: libfuse takes the last of a repeated option, so these win.
+    public var extraArguments: [String] = []
+    /// `-s`: serve with libfuse's single-threaded loop instead of the multi-threaded one.
+    public var singleThreaded = false
+    /// `-o clone_fd`: a /dev/fuse descriptor per worker thread.
+    public var cloneFD = false
 
     public init() {}
 
@@ -45,6 +52,6 @@ public struct FUSEOptions: Sendable, Hashable {
         if let maxRead { opts.append("max_read=\(maxRead)") }
         opts.append(contentsOf: extraMountOptions)
         for o in opts { args.append(contentsOf: ["-o", o]) }
-        return args
+        return args + extraArguments
     }
 }

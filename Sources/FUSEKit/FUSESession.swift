@@ -139,8 +139,10 @@ public final class FUSESession: Sendable {
         let waker = LoopWaker(session: SessionHandle(raw: se), loopThread: pthread_self(), signal: wakeSignal)
         let wakerThread = PosixThread { waker.run() }
 
-        let rc = cfuse3_session_loop_mt(se, options.maxThreads,
-                                        options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1)
+        let rc = options.singleThreaded
+            ? fuse_session_loop(se)
+            : cfuse3_session_loop_mt(se, options.maxThreads, options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1,
+                                     options.cloneFD ? 1 : 0)
 
         waker.stop()
         wakerThread?.join()

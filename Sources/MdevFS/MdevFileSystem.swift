@@ -385,7 +385,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private var sysfsLocked: SysfsView {
         let view = { (d: MdevDevice) in SysfsView.Device(uuid: d.uuid, type: d.typeIndex, iommuGroup: d.iommuGroup) }
         return SysfsView(parent: parent, typeNames: types.map(\.name),
-                         devices: deviceOrder.compactMap { devices[$0].map(view) }, device: { devices[$0].map(view) })
+                         devices: deviceOrder.compactMap { devices[$0].map(view) }, device: { self.devices[$0].map(view) })
     }
 
     /// The target of a device's symlink, as sysfs has them (relative to the device directory).

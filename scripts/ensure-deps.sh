@@ -4,18 +4,35 @@
 # (the system's qemu-system-x86_64, the v1 client, which the QEMU migration tests and
 # scripts/qemu-migrate.sh run with libmdevsim-vfio.so) and QEMU 10.0 (the v2 client, unpacked
 # next to it by scripts/install-qemu10.sh into /opt/mdevsim-qemu10 or $MDEVSIM_QEMU10_ROOT).
+# With --with-mdevctl also Debian's mdevctl (the test script's LinuxToolsTests run it).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
-#   scripts/ensure-deps.sh [--with-qemu]
+#   scripts/ensure-deps.sh [--with-qemu] [--with-mdevctl]
 set -euo pipefail
 
 with_qemu=0
+with_mdevctl=0
 for arg in "$@"; do
     case "$arg" in
         --with-qemu) with_qemu=1 ;;
-        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu])" >&2; exit 2 ;;
+        --with-mdevctl) with_mdevctl=1 ;;
+        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu] [--with-mdevctl])" >&2; exit 2 ;;
     esac
 done
+
+# mdevctl: its own step, before the FUSE/QEMU ones (which may exec and not come back).
+mdevctl_command="apt-get install -y --no-install-recommends mdevctl"
+if [ $with_mdevctl -eq 1 ] && ! command -v mdevctl >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "ensure-deps: installing mdevctl ($mdevctl_command)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $mdevctl_command -qq >/dev/null
+    else
+        echo "ensure-deps: missing mdevctl. Run, as root:" >&2
+        echo "    apt-get update && $mdevctl_command" >&2
+        exit 1
+    fi
+fi
 
 missing=()
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)

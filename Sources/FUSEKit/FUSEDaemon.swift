@@ -29,6 +29,7 @@ public enum FUSEDaemon {
 
     /// The descriptors above stderr this process was started with: every one that is not an
     /// anonymous inode (the runtime's own epoll, eventfd and timerfd are). Call it first thing.
+    /// They are made close-on-exec, so the helpers libfuse runs (fusermount3) do not get them.
     public static func inheritedDescriptors() -> [Int32] {
         guard let dir = opendir("/proc/self/fd") else { return [] }
         let own = dirfd(dir)
@@ -39,7 +40,11 @@ public enum FUSEDaemon {
             var target = [CChar](repeating: 0, count: 256)
             let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
             let text = n > 0 ? String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-            if !text.hasPrefix("anon_inode:") { fds.append(fd) }
+            if !text.hasPrefix("anon_inode:") {
+                fds.append(fd)
+                let flags = fcntl(fd, F_GETFD)
+                if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+            }
         }
         closedir(dir)
         return fds

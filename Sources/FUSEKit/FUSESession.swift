@@ -83,9 +83,15 @@ public final class FUSESession: Sendable {
             }
             try MountHelpers.checkFUSEDevice()
             try MountHelpers.checkMountpoint(mountpoint)
-            errno = 0
-            guard fuse_session_mount(handle.raw, mountpoint) == 0 else {
-                let e = errno == 0 ? Errno.ioError : Errno(rawValue: errno)
+            let se = handle.raw, path = mountpoint
+            // errno as fuse_session_mount left it (restoring the helper's output changes it).
+            let (rc, error) = HelperOutput.capture { () -> (Int32, Int32) in
+                errno = 0
+                let rc = fuse_session_mount(se, path)
+                return (rc, errno)
+            }
+            guard rc == 0 else {
+                let e = error == 0 ? Errno.ioError : Errno(rawValue: error)
                 throw FUSEError(.mountFailed, errno: e, path: mountpoint, message:
                     "mounting FUSE on \(mountpoint) failed (are you root, or is fusermount3 installed? "
                     + "apt-get install -y fuse3)")

@@ -102,6 +102,42 @@ import Testing
         #expect(debug.contains("opcode: LOOKUP"))
     }
 
+    @Test func autoUnmountClearsTheMountOfAKilledDaemon() throws {
+        let mp = try mountpoint()
+        defer { mp.remove() }
+        let (status, output) = try MountCommandTests.mdevsim(["mount", mp.path, "-o", "auto_unmount"])
+        #expect(status == 0, "\(output)")
+        let pid = try #require(MountCommandTests.daemonPID(fromMountOutput: output))
+        kill(pid, SIGKILL)
+        // libfuse's fusermount3 watchdog unmounts: no stale mount is left behind.
+        var status2 = MountHelpers.status(of: mp.path)
+        for _ in 0..<300 where status2 != .notMounted {
+            usleep(10_000)
+            status2 = MountHelpers.status(of: mp.path)
+        }
+        #expect(status2 == .notMounted)
+    }
+
+    @Test func aMappingAloneKeepsTheMountBusy() throws {
+        let mp = try mountpoint()
+        defer { mp.remove() }
+        let (status, output) = try MountCommandTests.mdevsim(["mount", mp.path])
+        #expect(status == 0, "\(output)")
+        let uuid = UUID().uuidString.lowercased()
+        try FileTransport.writeText(uuid, to: "\(mp.path)/mdev_supported_types/mdevsim-default/create")
+        let fd = open("\(mp.path)/devices/\(uuid)/migration", O_RDWR)
+        #expect(fd >= 0)
+        let map = mmap(nil, 4096, PROT_READ, MAP_SHARED, fd, 4096)
+        close(fd)
+        #expect(map != MAP_FAILED)
+        let (refused, message) = try MountCommandTests.mdevsim(["unmount", mp.path])
+        #expect(refused != 0)
+        #expect(message.contains("pid \(getpid()) (") && message.contains("mapped file") && !message.contains("open file"), "\(message)")
+        if let map, map != MAP_FAILED { munmap(map, 4096) }
+        let (down, text) = try MountCommandTests.mdevsim(["unmount", mp.path])
+        #expect(down == 0, "\(text)")
+    }
+
     @Test func nonEmptyMountpointIsMountedOverWithAWarning() throws {
         let mp = try mountpoint()
         defer { unlink("\(mp.path)/keep.txt"); mp.remove() }

@@ -41,6 +41,17 @@ public struct FUSEOptions: Sendable, Hashable {
 
     public init() {}
 
+    /// Whether `-o auto_unmount` is among the arguments (libfuse then mounts through
+    /// fusermount3, which stays as a watchdog for the life of the mount).
+    var autoUnmount: Bool {
+        let args = arguments
+        return args.indices.contains { i in
+            let option = args[i].hasPrefix("-o") && args[i].count > 2 ? String(args[i].dropFirst(2))
+                : i > 0 && args[i - 1] == "-o" ? args[i] : ""
+            return option.split(separator: ",").contains("auto_unmount")
+        }
+    }
+
     /// The libfuse argument vector these options stand for (argv[0] included).
     var arguments: [String] {
         var args = ["mdevsim"]

@@ -85,11 +85,13 @@ public final class FUSESession: Sendable {
             try MountHelpers.checkMountpoint(mountpoint)
             let se = handle.raw, path = mountpoint
             // errno as fuse_session_mount left it (restoring the helper's output changes it).
-            let (rc, error) = HelperOutput.capture { () -> (Int32, Int32) in
+            let mount = { () -> (Int32, Int32) in
                 errno = 0
                 let rc = fuse_session_mount(se, path)
                 return (rc, errno)
             }
+            // Only auto_unmount leaves a helper behind; redirecting stdio is process-wide.
+            let (rc, error) = options.autoUnmount ? HelperOutput.capture(mount) : mount()
             guard rc == 0 else {
                 let e = error == 0 ? Errno.ioError : Errno(rawValue: error)
                 throw FUSEError(.mountFailed, errno: e, path: mountpoint, message:

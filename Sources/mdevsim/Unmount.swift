@@ -51,13 +51,7 @@ struct Unmount: ParsableCommand {
         }
         if !lazy {
             try unmountUnlessBusy()
-            if let pid, !waitGone(pid: pid) {
-                Mount.fail("mdevsim: \(mountpoint) is unmounted but daemon \(pid) has not exited yet")
-                throw ExitCode(1)
-            }
-            MountRegistry.forget(pidFile: pidFile)
-            print("mdevsim: unmounted \(mountpoint)")
-            return
+            return try finish(pid: pid, pidFile: pidFile, state: "unmounted")
         }
         let holders = MountHelpers.holders(of: mountpoint)
         if !holders.isEmpty {
@@ -76,8 +70,13 @@ struct Unmount: ParsableCommand {
             }
         }
         try detach()
+        try finish(pid: pid, pidFile: pidFile, state: "detached")
+    }
+
+    /// Waits for the daemon to exit once its mount is gone, then forgets its pid file.
+    private func finish(pid: pid_t?, pidFile: String, state: String) throws {
         if let pid, !waitGone(pid: pid) {
-            Mount.fail("mdevsim: \(mountpoint) is detached but daemon \(pid) has not exited yet (files still open?)")
+            Mount.fail("mdevsim: \(mountpoint) is \(state) but daemon \(pid) has not exited yet (files still open?)")
             throw ExitCode(1)
         }
         MountRegistry.forget(pidFile: pidFile)

@@ -31,33 +31,15 @@ public enum FUSEDaemon {
     /// anonymous inode (the runtime's own epoll, eventfd and timerfd are). Call it first thing.
     /// They are made close-on-exec, so the helpers libfuse runs (fusermount3) do not get them.
     public static func inheritedDescriptors() -> [Int32] {
-        guard let dir = opendir("/proc/self/fd") else { return [] }
-        let own = dirfd(dir)
-        var fds: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd > 2, fd != own else { continue }
-            var target = [CChar](repeating: 0, count: 256)
-            let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
-            let text = n > 0 ? String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-            if !text.hasPrefix("anon_inode:") {
-                fds.append(fd)
-                let flags = fcntl(fd, F_GETFD)
-                if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
-            }
+        MountHelpers.directoryEntries("/proc/self/fd").compactMap { Int32($0) }.filter { fd in
+            // The listing's own descriptor is closed by now: its link no longer reads.
+            guard fd > 2, let target = MountHelpers.link("/proc/self/fd/\(fd)"), !target.hasPrefix("anon_inode:") else { return false }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+            return true
         }
-        closedir(dir)
-        return fds
     }
 
     /// Threads of this process (from /proc/self/task), to check `daemonize`'s precondition.
-    public static var threadCount: Int {
-        guard let dir = opendir("/proc/self/task") else { return 0 }
-        defer { closedir(dir) }
-        var count = 0
-        while let entry = readdir(dir) {
-            if entry.pointee.d_name.0 != CChar(46) { count += 1 }  // not "." or ".."
-        }
-        return count
-    }
+    public static var threadCount: Int { MountHelpers.directoryEntries("/proc/self/task").count }
 }

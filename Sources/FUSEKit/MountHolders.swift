@@ -24,12 +24,10 @@ extension MountHelpers {
     /// their working directory in it. Empty when nothing is mounted there. Processes of other
     /// users are seen only by root, as with fuser. Never waits on the mount's daemon.
     public static func holders(of mountpoint: String) -> [MountHolder] {
-        guard let mount = mountEntry(at: mountpoint), let proc = opendir("/proc") else { return [] }
-        defer { closedir(proc) }
+        guard let mount = mountEntry(at: mountpoint) else { return [] }
         let me = getpid()
         var holders: [MountHolder] = []
-        while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in directoryEntries("/proc") {
             guard let pid = pid_t(name), pid != me else { continue }
             var uses: [MountHolder.Use] = []
             if holdsDescriptor(pid, mountID: mount.id) { uses.append(.openFile) }
@@ -47,10 +45,7 @@ extension MountHelpers {
     /// Whether a descriptor of `pid` is on the mount: fdinfo names the mount of every
     /// descriptor without touching the file (a stat through /proc/PID/fd/N would ask the daemon).
     private static func holdsDescriptor(_ pid: pid_t, mountID: Int) -> Bool {
-        guard let dir = opendir("/proc/\(pid)/fdinfo") else { return false }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let fd = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for fd in directoryEntries("/proc/\(pid)/fdinfo") {
             guard Int(fd) != nil, let info = readFile("/proc/\(pid)/fdinfo/\(fd)") else { continue }
             for line in info.split(separator: "\n") where line.hasPrefix("mnt_id:") {
                 if Int(line.dropFirst(7).drop { $0 == " " || $0 == "\t" }) == mountID { return true }
@@ -59,12 +54,11 @@ extension MountHelpers {
         return false
     }
 
-    /// Whether `pid` maps a file of the filesystem `device`. Skipped for a process in
-    /// uninterruptible sleep: reading its maps waits for its mmap lock, which a page fault
-    /// stuck on an unanswered FUSE request holds.
+    /// Whether `pid` maps a file of the filesystem `device`. Skipped for a process with a
+    /// thread in uninterruptible sleep: reading its maps waits for its mmap lock, which a page
+    /// fault stuck on an unanswered FUSE request holds.
     private static func mapsFile(_ pid: pid_t, device: (UInt32, UInt32)) -> Bool {
-        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
-        if stat[close...].dropFirst(2).first == "D" { return false }
+        if hasBlockedThread(pid) { return false }
         guard let maps = readFile("/proc/\(pid)/maps") else { return false }
         for line in maps.split(separator: "\n") {
             // address perms offset major:minor inode path (device in hex)
@@ -76,7 +70,30 @@ extension MountHelpers {
         return false
     }
 
-    private static func link(_ path: String) -> String? {
+    /// Whether a thread of `pid` is in state D (its /proc/PID/task/TID/stat, read without any
+    /// lock of the process).
+    private static func hasBlockedThread(_ pid: pid_t) -> Bool {
+        for tid in directoryEntries("/proc/\(pid)/task") {
+            guard Int(tid) != nil, let stat = readFile("/proc/\(pid)/task/\(tid)/stat"),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            if stat[close...].dropFirst(2).first == "D" { return true }
+        }
+        return false
+    }
+
+    /// The names in a directory (none if it cannot be read), without "." and "..".
+    static func directoryEntries(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func link(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink(path, &buffer, buffer.count - 1)
         guard n > 0 else { return nil }

@@ -7,8 +7,9 @@ import Glibc
 public enum FUSEDaemon {
     /// Detaches this process (call once mounted, before serving: like libfuse's examples, so a
     /// mount error still reaches the caller's terminal). Returns in the child only; the parent
-    /// exits inside libfuse. `keepOutput` keeps a duplicate of stdout open in the child (the
-    /// returned descriptor) so it can still tell its caller how the start went; close it when done.
+    /// exits 0 inside libfuse, and only after `inChild` has run in the child (with the child's
+    /// pid, and stdout still the caller's): what the caller may rely on once the command
+    /// returns (a pid file, a line naming the daemon) is done there.
     ///
     /// libfuse forks, and a forked process keeps only the calling thread: call it while the
     /// process has no other thread (FUSEKit starts its threads in `FUSESession.run`).
@@ -17,14 +18,26 @@ public enum FUSEDaemon {
     /// in the child: a daemon must hold nothing of its caller's but what it was asked to. A
     /// caller's pipe or socket held by the daemon keeps that caller waiting for as long as the
     /// mount lives (Foundation's `Process` waits for such a socket to close to see its child exit).
-    public static func daemonize(keepOutput: Bool, closing inherited: [Int32] = []) throws(FUSEError) -> Int32? {
-        let saved = keepOutput ? fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3) : -1
+    public static func daemonize(closing inherited: [Int32] = [], inChild: @escaping (pid_t) -> Void) throws(FUSEError) {
+        // fuse_daemonize forks, then the child redirects its stdio and releases the waiting
+        // parent: a fork handler is the one place in the child before that.
+        ForkHook.child = inChild
+        defer { ForkHook.child = nil }  // later forks (libfuse's fusermount3 at unmount) run nothing
+        if !ForkHook.registered {
+            ForkHook.registered = true
+            pthread_atfork(nil, nil) { ForkHook.child?(getpid()) }
+        }
         guard fuse_daemonize(0) == 0 else {
-            if saved >= 0 { close(saved) }
             throw FUSEError(.sessionCreationFailed, message: "fuse_daemonize failed (its message is above)")
         }
-        for fd in inherited where fd != saved { close(fd) }
-        return saved >= 0 ? saved : nil
+        for fd in inherited { close(fd) }
+    }
+
+    /// What the fork handler runs. Set and cleared around the one fork of `daemonize`, on the
+    /// only thread the process has then.
+    private enum ForkHook {
+        nonisolated(unsafe) static var child: ((pid_t) -> Void)?
+        nonisolated(unsafe) static var registered = false
     }
 
     /// The descriptors above stderr this process was started with: every one that is not an

@@ -179,25 +179,24 @@ struct Mount: ParsableCommand {
             Self.fail("mdevsim: cannot mount \(mountpoint): \(error.message)")
             throw error.kind == .invalidOption ? ExitCode.validationFailure : ExitCode(1)
         }
-        var output: Int32?
+        defer { MountRegistry.forget(pidFile: pidFile) }
         if detach {
             let threads = FUSEDaemon.threadCount
             if threads > 1 { logger.warning("detaching with \(threads) threads: only this one survives the fork") }
+            let mountpoint = self.mountpoint
             do {
-                output = try FUSEDaemon.daemonize(keepOutput: true, closing: inherited)
+                // In the child, before the parent returns: the pid file and the line naming the daemon.
+                try FUSEDaemon.daemonize(closing: inherited) { pid in
+                    MountRegistry.record(pid: pid, pidFile: pidFile)
+                    let line = "mdevsim: mounted at \(mountpoint) (daemon pid \(pid)); stop it with: mdevsim unmount \(mountpoint)\n"
+                    _ = Array(line.utf8).withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                }
             } catch {
                 Self.fail("mdevsim: cannot detach: \(error.message)")
                 throw ExitCode(1)
             }
-        }
-        MountRegistry.record(pid: getpid(), pidFile: pidFile)
-        defer { MountRegistry.forget(pidFile: pidFile) }
-        if let fd = output {
-            // The caller's stdout, kept across fuse_daemonize: the parent has already exited 0.
-            let line = "mdevsim: mounted at \(mountpoint) (daemon pid \(getpid())); stop it with: mdevsim unmount \(mountpoint)\n"
-            _ = Array(line.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-        } else if !detach {
+        } else {
+            MountRegistry.record(pid: getpid(), pidFile: pidFile)
             print("mdevsim: serving \(scenario.name) at \(mountpoint) (pid \(getpid())); Ctrl-C or `mdevsim unmount \(mountpoint)` to stop")
             for t in scenario.types {
                 print("  type \(t.name): up to \(t.instances) devices; create one: cat /proc/sys/kernel/random/uuid > \(mountpoint)/mdev_supported_types/\(t.name)/create")

@@ -28,7 +28,7 @@ struct Unmount: ParsableCommand {
         let status = MountHelpers.status(of: mountpoint)
         // realpath stats the mountpoint: only on a live (served) or absent mount.
         let pidFile = MountRegistry.pidFile(for: status == .stale ? URL(fileURLWithPath: mountpoint).standardizedFileURL.path : mountpoint)
-        var pid = MountRegistry.pid(inFile: pidFile)
+        let pid = MountRegistry.pid(inFile: pidFile)
         switch status {
         case .stale:
             try detach()
@@ -40,14 +40,6 @@ struct Unmount: ParsableCommand {
         case .notMounted, .missing, .notADirectory:
             Mount.fail("mdevsim: nothing is mounted at \(mountpoint)")
             throw ExitCode(1)
-        }
-        if pid == nil {
-            // A daemon that has just detached writes its pid file a moment after its parent
-            // returned (fuse_daemonize lets the parent exit first).
-            for _ in 0..<50 where pid == nil {
-                usleep(20_000)
-                pid = MountRegistry.pid(inFile: pidFile)
-            }
         }
         if !lazy {
             try unmountUnlessBusy()

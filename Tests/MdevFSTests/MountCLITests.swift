@@ -146,6 +146,11 @@ import Testing
         #expect(status == 0, "\(output)")
         #expect(output.contains("warning: \(mp.path) is not empty: the mount hides its 1 entry (keep.txt) until it is unmounted"), "\(output)")
         #expect(!FileManager.default.fileExists(atPath: "\(mp.path)/keep.txt"))
+        // When the command has returned, the daemon has named itself and left its pid file
+        // (both done in the child before fuse_daemonize lets the parent exit).
+        let pid = try #require(MountCommandTests.daemonPID(fromMountOutput: output))
+        let pidFile = "/tmp/mdevsim-\(getuid())/\(mp.path.replacingOccurrences(of: "/", with: "%")).pid"
+        #expect((try? String(contentsOfFile: pidFile, encoding: .utf8)) == "\(pid)\n")
         let (down, text) = try MountCommandTests.mdevsim(["unmount", mp.path])
         #expect(down == 0, "\(text)")
         #expect(FileManager.default.fileExists(atPath: "\(mp.path)/keep.txt"), "visible again")

@@ -24,7 +24,7 @@ import Testing
     }
 
     static func waitGone(_ pids: [pid_t]) -> Bool {
-        for _ in 0..<500 {
+        for _ in 0..<1500 {
             if pids.allSatisfy({ kill($0, 0) != 0 }) { return true }
             usleep(10_000)
         }

@@ -81,7 +81,7 @@ import Testing
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         var ready = false
-        for _ in 0..<500 where !ready {
+        for _ in 0..<1500 where !ready {
             ready = FileManager.default.fileExists(atPath: "\(mp.path)/mdev_supported_types/mdevsim-default/name")
             if !ready { usleep(10_000) }
         }
@@ -111,7 +111,7 @@ import Testing
         kill(pid, SIGKILL)
         // libfuse's fusermount3 watchdog unmounts: no stale mount is left behind.
         var status2 = MountHelpers.status(of: mp.path)
-        for _ in 0..<300 where status2 != .notMounted {
+        for _ in 0..<1500 where status2 != .notMounted {
             usleep(10_000)
             status2 = MountHelpers.status(of: mp.path)
         }
@@ -194,7 +194,7 @@ import Testing
         sleeper.waitUntilExit()
         if let daemon {
             var gone = false
-            for _ in 0..<500 where !gone {
+            for _ in 0..<1500 where !gone {
                 gone = kill(daemon, 0) != 0
                 if !gone { usleep(10_000) }
             }

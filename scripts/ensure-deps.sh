@@ -4,36 +4,49 @@
 # (the system's qemu-system-x86_64, the v1 client, which the QEMU migration tests and
 # scripts/qemu-migrate.sh run with libmdevsim-vfio.so) and QEMU 10.0 (the v2 client, unpacked
 # next to it by scripts/install-qemu10.sh into /opt/mdevsim-qemu10 or $MDEVSIM_QEMU10_ROOT).
+# The test script's tools come with their own flags: --with-browser (Debian's chromium, for the
+# HTML report's browser test), --with-mdevctl (Debian's mdevctl, for LinuxToolsTests).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
-#   scripts/ensure-deps.sh [--with-qemu] [--with-browser]
-#   (--with-browser: also Debian's chromium, for the HTML report's browser test)
+#   scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl]
 set -euo pipefail
 
+usage="usage: scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl]"
 with_qemu=0
-with_browser=0
+tools=()   # "command package" pairs the flags ask for
 for arg in "$@"; do
     case "$arg" in
         --with-qemu) with_qemu=1 ;;
-        --with-browser) with_browser=1 ;;
-        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu] [--with-browser])" >&2; exit 2 ;;
+        # Headless chromium loads the page of `mdevsim run --html`; without recommends it is the
+        # browser alone.
+        --with-browser) tools+=("chromium chromium") ;;
+        --with-mdevctl) tools+=("mdevctl mdevctl") ;;
+        *) echo "ensure-deps: unknown argument $arg ($usage)" >&2; exit 2 ;;
     esac
 done
 
-# Headless chromium loads the page of `mdevsim run --html` in the browser test; without
-# recommends it is the browser alone (no fonts beyond what it needs, no desktop extras).
-if [ $with_browser -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
-    browser_command="apt-get install -y --no-install-recommends chromium"
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "ensure-deps: installing chromium ($browser_command)" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $browser_command -qq >/dev/null
+is_root() { [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; }
+updated=0
+apt_update() {
+    [ $updated -eq 1 ] || DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    updated=1
+}
+
+# One tool of the test script: installed without recommends, or the command to run printed.
+for pair in "${tools[@]}"; do
+    read -r tool package <<<"$pair"
+    command -v "$tool" >/dev/null 2>&1 && continue
+    command_line="apt-get install -y --no-install-recommends $package"
+    if is_root; then
+        echo "ensure-deps: installing $package ($command_line)" >&2
+        apt_update
+        DEBIAN_FRONTEND=noninteractive $command_line -qq >/dev/null
     else
-        echo "ensure-deps: missing chromium. Run, as root:" >&2
-        echo "    apt-get update && $browser_command" >&2
+        echo "ensure-deps: missing $tool. Run, as root:" >&2
+        echo "    apt-get update && $command_line" >&2
         exit 1
     fi
-fi
+done
 
 missing=()
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
@@ -50,9 +63,9 @@ fi
 packages="fuse3 libfuse3-dev pkg-config"
 # Without recommends: the tests need only the emulator (TCG), not firmware extras or a GUI.
 qemu_command="apt-get install -y --no-install-recommends qemu-system-x86"
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+if is_root; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt_update
     if [ ${#missing[@]} -ne 0 ]; then
         echo "ensure-deps: installing ${missing[*]} (apt-get install -y $packages)" >&2
         apt-get install -y -qq $packages >/dev/null

@@ -24,16 +24,37 @@ int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *c
 /// Returns 0, a negative errno, a positive signal number, or -ENOMEM if the config could not be made.
 /// `max_idle_threads < 0` keeps libfuse's default.
 static inline int cfuse3_session_loop_mt(struct fuse_session *se, unsigned int max_threads,
-                                         int max_idle_threads) {
+                                         int max_idle_threads, int clone_fd) {
     struct fuse_loop_config *config = fuse_loop_cfg_create();
     if (config == NULL) return -ENOMEM;
-    fuse_loop_cfg_set_clone_fd(config, 0);
+    fuse_loop_cfg_set_clone_fd(config, clone_fd ? 1 : 0);
     if (max_threads > 0) fuse_loop_cfg_set_max_threads(config, max_threads);
     if (max_idle_threads >= 0) fuse_loop_cfg_set_idle_threads(config, (unsigned int)max_idle_threads);
     int rc = fuse_session_loop_mt_312(se, config);
     fuse_loop_cfg_destroy(config);
     return rc;
 }
+
+// The 3.12 command-line parser (the `fuse_parse_cmdline` macro at API level >= 3.12): it also
+// fills `max_threads`, and leaves `max_idle_threads` at UINT_MAX unless -o max_idle_threads=
+// was given. Exported by every libfuse >= 3.12 (3.14: fuse_parse_cmdline@@FUSE_3.12).
+int fuse_parse_cmdline_312(struct fuse_args *args, struct fuse_cmdline_opts *opts);
+
+/// FUSE_OPT_KEY(templ, key): a template whose match calls the option processor with `key`.
+static inline struct fuse_opt cfuse3_opt_key(const char *templ, int key) {
+    struct fuse_opt opt = FUSE_OPT_KEY(templ, key);
+    return opt;
+}
+
+/// FUSE_OPT_END: the terminator of an option table.
+static inline struct fuse_opt cfuse3_opt_end(void) {
+    struct fuse_opt opt = FUSE_OPT_END;
+    return opt;
+}
+
+/// FUSE_OPT_KEY_KEEP / FUSE_OPT_KEY_OPT / FUSE_OPT_KEY_NONOPT as values.
+static inline int cfuse3_opt_key_opt(void) { return FUSE_OPT_KEY_OPT; }
+static inline int cfuse3_opt_key_nonopt(void) { return FUSE_OPT_KEY_NONOPT; }
 
 /// FUSE_ARGS_INIT(0, NULL): an empty argument vector that fuse_opt_add_arg grows (and owns).
 static inline struct fuse_args cfuse3_args_empty(void) {

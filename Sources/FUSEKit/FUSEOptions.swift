@@ -31,8 +31,26 @@ public struct FUSEOptions: Sendable, Hashable {
     public var wakeSignal: Int32 = SIGUSR2
     /// Further `-o` options passed verbatim (e.g. "default_permissions").
     public var extraMountOptions: [String] = []
+    /// Arguments for `fuse_session_new` as a command line left them (`FUSECommandLine`), after
+    /// everything above: libfuse takes the last of a repeated option, so these win.
+    public var extraArguments: [String] = []
+    /// `-s`: serve with libfuse's single-threaded loop instead of the multi-threaded one.
+    public var singleThreaded = false
+    /// `-o clone_fd`: a /dev/fuse descriptor per worker thread.
+    public var cloneFD = false
 
     public init() {}
+
+    /// Whether `-o auto_unmount` is among the arguments (libfuse then mounts through
+    /// fusermount3, which stays as a watchdog for the life of the mount).
+    var autoUnmount: Bool {
+        let args = arguments
+        return args.indices.contains { i in
+            let option = args[i].hasPrefix("-o") && args[i].count > 2 ? String(args[i].dropFirst(2))
+                : i > 0 && args[i - 1] == "-o" ? args[i] : ""
+            return option.split(separator: ",").contains("auto_unmount")
+        }
+    }
 
     /// The libfuse argument vector these options stand for (argv[0] included).
     var arguments: [String] {
@@ -45,6 +63,6 @@ public struct FUSEOptions: Sendable, Hashable {
         if let maxRead { opts.append("max_read=\(maxRead)") }
         opts.append(contentsOf: extraMountOptions)
         for o in opts { args.append(contentsOf: ["-o", o]) }
-        return args
+        return args + extraArguments
     }
 }

@@ -83,9 +83,17 @@ public final class FUSESession: Sendable {
             }
             try MountHelpers.checkFUSEDevice()
             try MountHelpers.checkMountpoint(mountpoint)
-            errno = 0
-            guard fuse_session_mount(handle.raw, mountpoint) == 0 else {
-                let e = errno == 0 ? Errno.ioError : Errno(rawValue: errno)
+            let se = handle.raw, path = mountpoint
+            // errno as fuse_session_mount left it (restoring the helper's output changes it).
+            let mount = { () -> (Int32, Int32) in
+                errno = 0
+                let rc = fuse_session_mount(se, path)
+                return (rc, errno)
+            }
+            // Only auto_unmount leaves a helper behind; redirecting stdio is process-wide.
+            let (rc, error) = options.autoUnmount ? HelperOutput.capture(mount) : mount()
+            guard rc == 0 else {
+                let e = error == 0 ? Errno.ioError : Errno(rawValue: error)
                 throw FUSEError(.mountFailed, errno: e, path: mountpoint, message:
                     "mounting FUSE on \(mountpoint) failed (are you root, or is fusermount3 installed? "
                     + "apt-get install -y fuse3)")
@@ -139,8 +147,10 @@ public final class FUSESession: Sendable {
         let waker = LoopWaker(session: SessionHandle(raw: se), loopThread: pthread_self(), signal: wakeSignal)
         let wakerThread = PosixThread { waker.run() }
 
-        let rc = cfuse3_session_loop_mt(se, options.maxThreads,
-                                        options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1)
+        let rc = options.singleThreaded
+            ? fuse_session_loop(se)
+            : cfuse3_session_loop_mt(se, options.maxThreads, options.maxIdleThreads.map { Int32(clamping: $0) } ?? -1,
+                                     options.cloneFD ? 1 : 0)
 
         waker.stop()
         wakerThread?.join()

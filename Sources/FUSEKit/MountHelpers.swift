@@ -85,38 +85,57 @@ public enum MountHelpers {
         }
     }
 
-    /// Unmounts `path` lazily: `umount2(path, MNT_DETACH)` when root, otherwise
-    /// `fusermount3 -u -z path`. Works on stale mounts.
-    public static func unmount(_ path: String) throws(FUSEError) {
+    /// Unmounts `path`: lazily by default (`umount2(path, MNT_DETACH)` when root, otherwise
+    /// `fusermount3 -u -z path`; works on stale mounts), or, with `lazy: false`, as
+    /// `fusermount3 -u` does: refused (`EBUSY`) while a process holds a file of the mount.
+    public static func unmount(_ path: String, lazy: Bool = true) throws(FUSEError) {
         if geteuid() == 0 {
-            if umount2(path, Int32(MNT_DETACH)) == 0 { return }
+            if umount2(path, lazy ? Int32(MNT_DETACH) : 0) == 0 { return }
             let e = Errno(rawValue: errno)
             throw FUSEError(.unmountFailed, errno: e, path: path, message:
-                e == .invalidArgument ? "\(path) is not a mountpoint" : "unmounting \(path) failed")
+                e == .invalidArgument ? "\(path) is not a mountpoint"
+                    : e == .resourceBusy ? "\(path) is busy" : "unmounting \(path) failed")
         }
-        let status = spawnAndWait(["fusermount3", "-u", "-z", path])
+        let command = lazy ? ["fusermount3", "-u", "-z", path] : ["fusermount3", "-u", path]
+        let status = spawnAndWait(command)
         guard status != 0 else { return }
-        throw FUSEError(.unmountFailed, errno: status < 0 ? Errno(rawValue: -status) : nil, path: path, message:
+        throw FUSEError(.unmountFailed, errno: status < 0 ? Errno(rawValue: -status) : lazy ? nil : .resourceBusy, path: path, message:
             status < 0
                 ? "fusermount3 could not be run (apt-get install -y fuse3)"
-                : "fusermount3 -u -z \(path) failed with status \(status)")
+                : "\(command.joined(separator: " ")) failed with status \(status)")
     }
 
     // MARK: internals
 
     /// The filesystem type mounted exactly at `path`, from /proc/self/mountinfo.
-    static func mountType(at path: String) -> String? {
+    static func mountType(at path: String) -> String? { mountEntry(at: path)?.fileSystemType }
+
+    /// The top mount exactly at `path`, from /proc/self/mountinfo.
+    static func mountEntry(at path: String) -> MountEntry? {
         let target = canonicalPath(path)
         guard let text = readFile("/proc/self/mountinfo") else { return nil }
-        var found: String?
+        var found: MountEntry?
         for line in text.split(separator: "\n") {
             // id parent major:minor root mountpoint options [optional...] - fstype source superopts
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count > 5, unescapeMountinfo(fields[4]) == target,
-                  let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-            found = String(fields[dash + 1])  // the last (top) mount wins
+                  let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count,
+                  let id = Int(fields[0]) else { continue }
+            let device = fields[2].split(separator: ":").compactMap { UInt32($0) }
+            found = MountEntry(id: id, device: device.count == 2 ? (device[0], device[1]) : (0, 0),
+                               mountpoint: target, fileSystemType: String(fields[dash + 1]))  // the last (top) mount wins
         }
         return found
+    }
+
+    /// One line of /proc/self/mountinfo, the parts FUSEKit uses.
+    struct MountEntry {
+        /// The mount's id (`mnt_id` in /proc/PID/fdinfo).
+        let id: Int
+        /// The filesystem's device number (major, minor), as /proc/PID/maps shows it in hex.
+        let device: (UInt32, UInt32)
+        let mountpoint: String
+        let fileSystemType: String
     }
 
     /// realpath, falling back to the parent's realpath when the path itself cannot be
@@ -161,7 +180,7 @@ public enum MountHelpers {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func readFile(_ path: String) -> String? {
+    static func readFile(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

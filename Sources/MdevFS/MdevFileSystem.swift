@@ -15,6 +15,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public let strict: Bool
     /// Told every region access of every device and their lifecycle (a trace), if set.
     public let observer: (any AccessObserver)?
+    /// The parent device of the sysfs-shaped view (`class/mdev_bus/<parent>`).
+    public let parent: String
     let logger: Logger
     private let lock = NSLock()
     private let mountTime = Timestamp.now
@@ -36,8 +38,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private var retrieves = RetrieveTable()
 
     public init(types: [DeviceTypeSpec], strict: Bool = false, observer: (any AccessObserver)? = nil,
-                logger: Logger = Logger(label: "mdevsim.fs")) {
+                parent: String = MdevParent.defaultName, logger: Logger = Logger(label: "mdevsim.fs")) {
         self.types = types
+        self.parent = parent
         self.strict = strict
         self.observer = observer
         self.logger = logger
@@ -46,7 +49,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public convenience init(scenario: Scenario, strict: Bool = false, observer: (any AccessObserver)? = nil,
                             logger: Logger = Logger(label: "mdevsim.fs")) {
-        self.init(types: scenario.types, strict: strict, observer: observer, logger: logger)
+        self.init(types: scenario.types, strict: strict, observer: observer, parent: scenario.parent, logger: logger)
     }
 
     /// Whether `mmap` of region files works on this mount (set once INIT is done).
@@ -102,8 +105,11 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func readlink(_ request: Request, inode: FUSEInode, reply: ReadlinkReply) {
         guard let target = lock.withLock({ () -> String? in
-            guard case .deviceFile(let uuid, let file) = inodes.node(inode), let d = devices[uuid] else { return nil }
-            return linkTargetLocked(d, file)
+            switch inodes.node(inode) {
+            case .deviceFile(let uuid, let file)?: return devices[uuid].flatMap { linkTargetLocked($0, file) }
+            case .sysfs(let node)?: return sysfsLocked.linkTarget(node)
+            default: return nil
+            }
         }) else { return reply.error(.invalidArgument) }
         reply.link(target)
     }
@@ -285,7 +291,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         switch inodes.node(parent) {
         case .root?:
             return ["mdev_supported_types": MdevNode.typesDirectory, "devices": .devicesDirectory,
-                    "iommu_groups": .iommuGroupsDirectory][name]
+                    "iommu_groups": .iommuGroupsDirectory][name] ?? SysfsNode.rootEntries.first { $0.0 == name }?.1
         case .iommuGroupsDirectory?:
             return devices.values.first { String($0.iommuGroup) == name }.map { .iommuGroupDirectory(uuid: $0.uuid) }
         case .typesDirectory?:
@@ -296,6 +302,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             return devices[name] != nil ? .deviceDirectory(uuid: name) : nil
         case .deviceDirectory(let uuid)?:
             return MdevNode.DeviceFile(rawValue: name).map { .deviceFile(uuid: uuid, $0) }
+        case .sysfs(let node)?:
+            return sysfsLocked.child(of: node, named: name)
         default:
             return nil
         }
@@ -307,7 +315,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         switch node {
         case .root:
             children = [("mdev_supported_types", .typesDirectory), ("devices", .devicesDirectory),
-                        ("iommu_groups", .iommuGroupsDirectory)]
+                        ("iommu_groups", .iommuGroupsDirectory)] + SysfsNode.rootEntries
         case .iommuGroupsDirectory:
             children = deviceOrder.compactMap { uuid in
                 devices[uuid].map { (String($0.iommuGroup), .iommuGroupDirectory(uuid: uuid)) }
@@ -316,6 +324,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .typeDirectory(let t): children = MdevNode.TypeAttribute.allCases.map { ($0.rawValue, .typeAttribute(type: t, $0)) }
         case .devicesDirectory: children = deviceOrder.map { ($0, .deviceDirectory(uuid: $0)) }
         case .deviceDirectory(let uuid): children = MdevNode.DeviceFile.allCases.map { ($0.rawValue, .deviceFile(uuid: uuid, $0)) }
+        case .sysfs(let node): children = sysfsLocked.children(of: node)
         default: children = []
         }
         var listing = [DirectoryEntry(inode: inode, kind: .directory, name: "."),
@@ -332,6 +341,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .deviceFile(let uuid, .migration): size = devices[uuid]?.region.regionSize ?? 0
         case .deviceFile(let uuid, let file) where file.kind == .symlink:
             size = UInt64(devices[uuid].flatMap { linkTargetLocked($0, file) }?.utf8.count ?? 0)
+        case .sysfs(let node) where node.kind == .symlink: size = UInt64(sysfsLocked.linkTarget(node)?.utf8.count ?? 0)
         case .deviceFile(_, .config): size = UInt64(PCIConfigSpace.size)
         case .typeAttribute, .deviceFile:
             // As sysfs: a page. Files are direct-I/O, so reads always reach the live content.
@@ -369,6 +379,13 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         default:
             return nil
         }
+    }
+
+    /// The sysfs-shaped view of the tree as it stands (under the lock).
+    private var sysfsLocked: SysfsView {
+        let view = { (d: MdevDevice) in SysfsView.Device(uuid: d.uuid, type: d.typeIndex, iommuGroup: d.iommuGroup) }
+        return SysfsView(parent: parent, typeNames: types.map(\.name),
+                         devices: deviceOrder.compactMap { devices[$0].map(view) }, device: { self.devices[$0].map(view) })
     }
 
     /// The target of a device's symlink, as sysfs has them (relative to the device directory).

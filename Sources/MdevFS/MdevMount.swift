@@ -30,14 +30,27 @@ public final class MdevMount: Sendable {
         return o
     }
 
+    /// `options` with what a user's libfuse command line (`mdevsim mount -d -s -o ...`) asks for:
+    /// its options go after mdevsim's, so `fsname=`, `subtype=` and the like override them.
+    public static func options(_ base: FUSEOptions, commandLine line: FUSECommandLine) -> FUSEOptions {
+        var o = base
+        o.extraArguments = line.sessionArguments
+        o.singleThreaded = line.singleThreaded
+        o.cloneFD = line.cloneFD
+        o.maxThreads = line.maxThreads
+        o.maxIdleThreads = line.maxIdleThreads ?? o.maxIdleThreads
+        return o
+    }
+
     /// Mounts; requests are served once `start()` or `run()` is called. `observer` (a trace) is
-    /// told every region access and device event.
+    /// told every region access and device event. `commandLine` is the user's libfuse command line.
     public init(scenario: Scenario, mountpoint: String, strict: Bool = false, allowOther: Bool = false,
                 handleSignals: Bool = false, observer: (any AccessObserver)? = nil,
+                commandLine: FUSECommandLine = FUSECommandLine(),
                 logger: Logger = Logger(label: "mdevsim")) throws(FUSEError) {
         filesystem = MdevFileSystem(scenario: scenario, strict: strict, observer: observer, logger: logger)
-        session = try FUSESession(filesystem: filesystem, mountpoint: mountpoint,
-                                  options: Self.options(allowOther: allowOther, handleSignals: handleSignals), logger: logger)
+        let options = Self.options(Self.options(allowOther: allowOther, handleSignals: handleSignals), commandLine: commandLine)
+        session = try FUSESession(filesystem: filesystem, mountpoint: mountpoint, options: options, logger: logger)
         self.mountpoint = mountpoint
         try session.mount()
     }

@@ -9,6 +9,7 @@ import FUSEKit
 ///                      iommu_group -> ../../iommu_groups/<N>}
 /// MOUNT/iommu_groups/<N>/
 /// ```
+/// and the kernel's sysfs layout of the same devices (`SysfsNode`).
 enum MdevNode: Hashable, Sendable {
     case root
     case typesDirectory
@@ -20,6 +21,8 @@ enum MdevNode: Hashable, Sendable {
     case iommuGroupsDirectory
     /// A device's IOMMU group (one device per group, as for an mdev); an empty directory.
     case iommuGroupDirectory(uuid: String)
+    /// A directory or link of the sysfs-shaped view.
+    case sysfs(SysfsNode)
 
     /// Files of an mdev type directory.
     enum TypeAttribute: String, CaseIterable, Sendable {
@@ -69,6 +72,7 @@ enum MdevNode: Hashable, Sendable {
              .iommuGroupDirectory: .directory
         case .typeAttribute: .regular
         case .deviceFile(_, let file): file.kind
+        case .sysfs(let node): node.kind
         }
     }
 
@@ -78,6 +82,7 @@ enum MdevNode: Hashable, Sendable {
              .iommuGroupDirectory: 0o755
         case .typeAttribute(_, let a): a.permissions
         case .deviceFile(_, let f): f.permissions
+        case .sysfs(let node): node.permissions
         }
     }
 }
@@ -91,7 +96,7 @@ struct InodeTable {
     private static let typeBase: UInt64 = 16
     private static let typeStride: UInt64 = 16
     private static let deviceBase: UInt64 = 1 << 20
-    private static let deviceStride: UInt64 = 16
+    private static let deviceStride: UInt64 = 32  // mdevsim's nodes at 0...15, the sysfs view's from 16
 
     private var byInode: [FUSEInode: MdevNode] = [
         .root: .root, typesDirectory: .typesDirectory, devicesDirectory: .devicesDirectory,
@@ -104,12 +109,14 @@ struct InodeTable {
     private var nextDeviceBlock: UInt64 = 0
 
     init(typeCount: Int) {
+        for (node, number) in SysfsNode.fixed { insert(.sysfs(node), FUSEInode(number)) }
         for t in 0..<typeCount {
             let base = Self.typeBase + UInt64(t) * Self.typeStride
             insert(.typeDirectory(type: t), FUSEInode(base))
             for (i, a) in MdevNode.TypeAttribute.allCases.enumerated() {
                 insert(.typeAttribute(type: t, a), FUSEInode(base + 1 + UInt64(i)))
             }
+            for (node, offset) in SysfsNode.typeNodes(t) { insert(.sysfs(node), FUSEInode(base + offset)) }
         }
     }
 
@@ -128,6 +135,7 @@ struct InodeTable {
         for (i, f) in MdevNode.DeviceFile.allCases.enumerated() {
             insert(.deviceFile(uuid: uuid, f), FUSEInode(base + 1 + UInt64(i)))
         }
+        for (node, offset) in SysfsNode.deviceNodes(uuid) { insert(.sysfs(node), FUSEInode(base + offset)) }
         // The last number of the block: the device's group directory.
         insert(.iommuGroupDirectory(uuid: uuid), FUSEInode(base + Self.deviceStride - 1))
     }
@@ -135,6 +143,7 @@ struct InodeTable {
     mutating func removeDevice(_ uuid: String) {
         var nodes: [MdevNode] = [.deviceDirectory(uuid: uuid), .iommuGroupDirectory(uuid: uuid)]
         nodes += MdevNode.DeviceFile.allCases.map { .deviceFile(uuid: uuid, $0) }
+        nodes += SysfsNode.deviceNodes(uuid).map { .sysfs($0.0) }
         for node in nodes {
             if let inode = byNode.removeValue(forKey: node) { byInode[inode] = nil }
         }

@@ -16,11 +16,14 @@ public struct Scenario: Sendable, Hashable {
     public var migration: MigrationPlan
     /// What a correct VMM should observe.
     public var expectation: Expectation
+    /// The parent device of every type in the mount's sysfs-shaped tree (`MdevParent`).
+    public var parent: String
 
     public init(
         name: String, description: String = "", seed: UInt64 = 1, types: [DeviceTypeSpec],
-        migration: MigrationPlan, expectation: Expectation = Expectation()
+        migration: MigrationPlan, expectation: Expectation = Expectation(), parent: String = MdevParent.defaultName
     ) {
+        self.parent = parent
         self.name = name
         self.description = description
         self.seed = seed

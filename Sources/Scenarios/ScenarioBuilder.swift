@@ -8,7 +8,7 @@ import Yams
 struct ScenarioBuilder {
     let reader: NodeReader
 
-    static let topKeys = ["name", "description", "seed", "types", "migration", "expect"]
+    static let topKeys = ["name", "description", "seed", "parent", "types", "migration", "expect"]
     static let typeKeys = [
         "type", "instances", "memory", "page_size", "content_seed", "fill", "config_size", "data_section",
         "mmap", "chunk_size", "precopy", "dirty", "link_bandwidth", "clock", "reserved_state_bits", "faults",
@@ -32,6 +32,14 @@ struct ScenarioBuilder {
             reader.expected(entry, "a string")
         }
         let seed = top["seed"].map { reader.integer($0, in: 0...UInt64.max, what: "an integer in 0...2^64-1") } ?? 1
+        var parent = MdevParent.defaultName
+        if let entry = top["parent"], let text = reader.string(entry) {
+            if MdevParent.isValid(text) {
+                parent = text
+            } else {
+                reader.expected(entry, "a parent device name of 1...\(MdevParent.maxNameLength) letters, digits, ':', '.', '-' and '_' (it names a directory), e.g. \(MdevParent.defaultName)")
+            }
+        }
         var types: [DeviceTypeSpec] = []
         var typeNodes: [String: Node] = [:]
         if let entry = reader.required(top, "types", what: "the scenario") {
@@ -52,7 +60,8 @@ struct ScenarioBuilder {
         let plan = migration(top["migration"], types: types, anchor: top.node)
         let expectation = expectation(top["expect"], plan: plan, anchor: top.node)
         guard let name, let seed, let plan, let expectation, !types.isEmpty else { return nil }
-        return Scenario(name: name, description: description, seed: seed, types: types, migration: plan, expectation: expectation)
+        return Scenario(name: name, description: description, seed: seed, types: types, migration: plan, expectation: expectation,
+                        parent: parent)
     }
 
     // MARK: Device types

@@ -12,62 +12,99 @@ import SystemPackage
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Mount simulated mdev devices with real migration region files.",
-        discussion: """
-            Returns once the mount is ready and leaves a daemon serving it (like sshfs), or stays \
-            attached with --foreground. Stop it with `mdevsim unmount MOUNTPOINT` (or SIGINT/SIGTERM \
-            to the daemon). The tree:
-
-              MOUNT/mdev_supported_types/<type>/{name,description,device_api,available_instances,create}
-              MOUNT/devices/<uuid>/{mdev_type,migration,migration.info,reset,remove,digest,state,violations}
-
-            Create a device with `uuidgen > MOUNT/mdev_supported_types/<type>/create`; its region is \
-            MOUNT/devices/<uuid>/migration. See docs/vmm-guide.md.
-            """
+        usage: """
+            mdevsim mount MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]... [--scenario FILE] [--strict] [--trace FILE] [--log FILE] [--verbose]
+            mdevsim SCENARIO MOUNTPOINT -o OPTIONS      (the form mount -t fuse.mdevsim runs; SCENARIO may be `default`)
+            """,
+        discussion: MountHelp.discussion
     )
 
-    @Argument(help: ArgumentHelp("Directory to mount on (must exist and be empty of mounts).", valueName: "mountpoint"))
+    @Argument(help: ArgumentHelp("Directory to mount on (must exist and have nothing mounted on it).", valueName: "mountpoint"))
     var mountpoint: String
 
-    @Option(name: .long, help: ArgumentHelp("Scenario file (default: the built-in default scenario).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Scenario file (default: the built-in default scenario). Also -o scenario=FILE.", valueName: "file"))
     var scenario: String?
 
-    @Flag(name: .long, help: "Stay attached: serve in this process until unmounted or interrupted.")
+    @Flag(name: [.customShort("f"), .customLong("foreground")], help: "Stay attached: serve in this process until unmounted or interrupted (libfuse's -f).")
     var foreground = false
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Mount option; only allow_other is supported (lets other users reach the mount).", valueName: "option"))
+    @Flag(name: .customShort("d"), help: "libfuse's debug output: every request on stderr (implies -f).")
+    var debug = false
+
+    @Flag(name: .customShort("s"), help: "Serve with libfuse's single-threaded loop.")
+    var singleThreaded = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("""
+        Mount options, comma-separated, repeatable. mdevsim's own: scenario=FILE, strict, trace=FILE, log=FILE, \
+        verbose. Every other goes to libfuse and the kernel as given: ro, default_permissions, allow_other (lets \
+        other users, e.g. QEMU under another uid, reach the mount; non-root needs user_allow_other in \
+        /etc/fuse.conf), fsname=, subtype=, auto_unmount, max_idle_threads=, max_threads=, clone_fd, ...; \
+        libfuse refuses what it does not know.
+        """, valueName: "options"))
     var options: [String] = []
 
-    @Flag(name: .long, help: "Turn each protocol violation into EINVAL for the offending access.")
+    @Flag(name: .long, help: "Turn each protocol violation into EINVAL for the offending access. Also -o strict.")
     var strict = false
 
-    @Option(name: .long, help: ArgumentHelp("Log file of the daemon (default: none once detached; stderr with --foreground).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Log file of the daemon (default: none once detached; stderr with -f). Also -o log=FILE.", valueName: "file"))
     var log: String?
 
-    @Flag(name: .long, help: "Log every device event (debug level).")
+    @Flag(name: .long, help: "Log every device event (debug level). Also -o verbose.")
     var verbose = false
 
-    @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted. Also -o trace=FILE.", valueName: "file"))
     var trace: String?
 
-    @Option(name: .customLong("ready-fd"), help: .hidden)
-    var readyFD: Int32?
+    /// mdevsim's own `-o` options, as fuse_opt templates.
+    static let ownTemplates = ["scenario=", "strict", "trace=", "log=", "verbose"]
 
-    func validate() throws {
-        for o in options.flatMap({ $0.split(separator: ",") }) where o != "allow_other" {
-            throw ValidationError("unsupported mount option '\(o)': only -o allow_other is supported")
-        }
+    /// What to run with once the long flags and mdevsim's `-o` options are merged (`-o` wins).
+    struct Settings {
+        var scenario: String?
+        var strict: Bool
+        var trace: String?
+        var log: String?
+        var verbose: Bool
+        var line: FUSECommandLine
     }
 
-    var allowOther: Bool { options.contains { $0.split(separator: ",").contains("allow_other") } }
+    /// The libfuse command line these arguments stand for, parsed by libfuse.
+    func settings() throws -> Settings {
+        var args = [mountpoint]
+        if foreground { args.append("-f") }
+        if debug { args.append("-d") }
+        if singleThreaded { args.append("-s") }
+        for o in options { args += ["-o", o] }
+        let line: FUSECommandLine
+        do {
+            line = try FUSECommandLine.parse(args, ownTemplates: Self.ownTemplates)
+        } catch {
+            Self.fail("mdevsim: cannot mount: \(error.message)")
+            throw ExitCode.validationFailure
+        }
+        var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, line: line)
+        for o in line.ownOptions {
+            switch o.template {
+            case "scenario=": s.scenario = o.value
+            case "strict": s.strict = true
+            case "trace=": s.trace = o.value
+            case "log=": s.log = o.value
+            default: s.verbose = true
+            }
+        }
+        // The daemon's working directory is `/` (fuse_daemonize): absolute paths only.
+        s.trace = s.trace.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        s.log = s.log.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        return s
+    }
 
     func run() throws {
-        let scenario = try Self.loadScenario(self.scenario)
+        let inherited = FUSEDaemon.inheritedDescriptors()
+        // Before libfuse sees the mountpoint (it resolves it, which hangs on some stale mounts).
         try preflight()
-        if foreground || readyFD != nil {
-            try serve(scenario)
-        } else {
-            try DaemonLauncher.launch(arguments: daemonArguments(), mountpoint: mountpoint)
-        }
+        let settings = try settings()
+        let scenario = try Self.loadScenario(settings.scenario)
+        try serve(scenario, settings, closing: inherited)
     }
 
     static func loadScenario(_ path: String?) throws -> Scenario {
@@ -104,34 +141,30 @@ struct Mount: ParsableCommand {
             Self.fail("cannot mount: \(mountpoint) is a stale mount left by a killed daemon (Transport endpoint is not connected). Clear it: mdevsim unmount \(mountpoint)")
             throw ExitCode(1)
         }
+        // libfuse 3 mounts over a non-empty directory (it dropped fuse 2's `nonempty` check), as
+        // the kernel allows: do the same, but say what disappears until the unmount.
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: mountpoint), !entries.isEmpty {
+            let shown = entries.sorted().prefix(5).joined(separator: ", ")
+            Self.fail("mdevsim: warning: \(mountpoint) is not empty: the mount hides its \(entries.count) entr\(entries.count == 1 ? "y" : "ies") (\(shown)\(entries.count > 5 ? ", ..." : "")) until it is unmounted")
+        }
     }
 
-    private func daemonArguments() -> [String] {
-        var args = ["mount", mountpoint, "--ready-fd", "READY_FD"]
-        if let scenario { args += ["--scenario", URL(fileURLWithPath: scenario).standardizedFileURL.path] }
-        for o in options { args += ["-o", o] }
-        if strict { args.append("--strict") }
-        if verbose { args.append("--verbose") }
-        if let log { args += ["--log", URL(fileURLWithPath: log).standardizedFileURL.path] }
-        // The daemon's working directory is not ours to rely on: absolute paths only.
-        if let trace { args += ["--trace", URL(fileURLWithPath: trace).standardizedFileURL.path] }
-        return args
-    }
-
-    /// Mounts and serves in this process; tells a waiting parent (`--ready-fd`) how it went.
-    private func serve(_ scenario: Scenario) throws {
-        let logger = makeLogger()
+    /// Mounts, detaches unless -f (libfuse's fuse_daemonize, once the mount exists, so a mount
+    /// error still reaches this terminal), and serves.
+    private func serve(_ scenario: Scenario, _ settings: Settings, closing inherited: [Int32]) throws {
+        let detach = !settings.line.foreground
+        let logger = makeLogger(settings, detached: detach)
+        // Before the mount exists: resolving the path of a mount not yet served would hang.
         let pidFile = MountRegistry.pidFile(for: mountpoint)
         let writer: TraceWriter?
         do {
-            writer = try trace.map { path throws(Errno) in
+            writer = try settings.trace.map { path throws(Errno) in
                 try TraceWriter(path: path, header: TraceHeader(
-                    scenario: scenario, scenarioPath: self.scenario, strict: strict, recorder: "mount",
+                    scenario: scenario, scenarioPath: settings.scenario, strict: settings.strict, recorder: "mount",
                     mdevsimVersion: Mdevsim.configuration.version))
             }
         } catch {
-            let message = "cannot write the trace \(trace ?? ""): \(error)"
-            if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }
+            Self.fail("cannot write the trace \(settings.trace ?? ""): \(error)")
             throw ExitCode(1)
         }
         // Runs after the loop has ended (unmount, or a signal's clean exit): nothing is lost.
@@ -140,22 +173,35 @@ struct Mount: ParsableCommand {
         }
         let mount: MdevMount
         do {
-            mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: strict, allowOther: allowOther,
-                                  handleSignals: true, observer: writer.map { TraceRecorder(sink: $0) }, logger: logger)
+            mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: settings.strict, handleSignals: true,
+                                  observer: writer.map { TraceRecorder(sink: $0) }, commandLine: settings.line, logger: logger)
         } catch {
-            let message = "cannot mount \(mountpoint): \(error.message)"
-            if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }
-            throw ExitCode(1)
+            Self.fail("mdevsim: cannot mount \(mountpoint): \(error.message)")
+            throw error.kind == .invalidOption ? ExitCode.validationFailure : ExitCode(1)
         }
-        MountRegistry.record(pid: getpid(), pidFile: pidFile)
         defer { MountRegistry.forget(pidFile: pidFile) }
-        if let fd = readyFD {
-            DaemonLauncher.report(fd: fd, "ok \(getpid())")
+        if detach {
+            let threads = FUSEDaemon.threadCount
+            if threads > 1 { logger.warning("detaching with \(threads) threads: only this one survives the fork") }
+            let mountpoint = self.mountpoint
+            do {
+                // In the child, before the parent returns: the pid file and the line naming the daemon.
+                try FUSEDaemon.daemonize(closing: inherited) { pid in
+                    MountRegistry.record(pid: pid, pidFile: pidFile)
+                    let line = "mdevsim: mounted at \(mountpoint) (daemon pid \(pid)); stop it with: mdevsim unmount \(mountpoint)\n"
+                    _ = Array(line.utf8).withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                }
+            } catch {
+                Self.fail("mdevsim: cannot detach: \(error.message)")
+                throw ExitCode(1)
+            }
         } else {
+            MountRegistry.record(pid: getpid(), pidFile: pidFile)
             print("mdevsim: serving \(scenario.name) at \(mountpoint) (pid \(getpid())); Ctrl-C or `mdevsim unmount \(mountpoint)` to stop")
             for t in scenario.types {
-                print("  type \(t.name): up to \(t.instances) devices; create one: uuidgen > \(mountpoint)/mdev_supported_types/\(t.name)/create")
+                print("  type \(t.name): up to \(t.instances) devices; create one: cat /proc/sys/kernel/random/uuid > \(mountpoint)/mdev_supported_types/\(t.name)/create")
             }
+            fflush(nil)
         }
         do {
             let outcome = try mount.run()
@@ -166,10 +212,9 @@ struct Mount: ParsableCommand {
         }
     }
 
-    private func makeLogger() -> Logger {
-        let level: Logger.Level = verbose ? .debug : .info
-        let file = log
-        let detached = readyFD != nil
+    private func makeLogger(_ settings: Settings, detached: Bool) -> Logger {
+        let level: Logger.Level = settings.verbose ? .debug : .info
+        let file = settings.log
         var logger = Logger(label: "mdevsim") { label in
             if let file, let handle = FileHandle(forWritingAtPath: file) ?? Self.create(file) {
                 handle.seekToEndOfFile()

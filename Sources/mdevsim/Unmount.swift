@@ -7,7 +7,12 @@ import Glibc
 struct Unmount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unmount an mdevsim mount, or clear a stale one left by a killed daemon.",
-        discussion: "Waits (up to --timeout seconds) for the daemon serving the mount to exit."
+        discussion: """
+            Like fusermount3 -u: refused while a process holds a file of the mount (an open file, \
+            a mapping, its working directory), naming each holder by pid and command as fuser -m \
+            does; --lazy (-z) detaches it anyway, and the daemon exits once the last holder lets go. \
+            Waits (up to --timeout seconds) for the daemon serving the mount to exit.
+            """
     )
 
     @Argument(help: ArgumentHelp("The mountpoint.", valueName: "mountpoint"))
@@ -15,6 +20,9 @@ struct Unmount: ParsableCommand {
 
     @Option(name: .long, help: "Seconds to wait for the daemon to exit.")
     var timeout: Double = 10
+
+    @Flag(name: [.customShort("z"), .customLong("lazy")], help: "Detach the mount even while it is busy (fusermount3 -u -z).")
+    var lazy = false
 
     func run() throws {
         let status = MountHelpers.status(of: mountpoint)
@@ -33,8 +41,20 @@ struct Unmount: ParsableCommand {
             Mount.fail("mdevsim: nothing is mounted at \(mountpoint)")
             throw ExitCode(1)
         }
+        if !lazy {
+            try unmountUnlessBusy()
+            return try finish(pid: pid, pidFile: pidFile, state: "unmounted")
+        }
+        let holders = MountHelpers.holders(of: mountpoint)
+        if !holders.isEmpty {
+            // As fusermount3 -u -z: detach now; the holders keep what they hold, and the daemon
+            // serves them until the last lets go (then the kernel ends the connection).
+            try detach()
+            print("mdevsim: detached \(mountpoint); the daemon\(pid.map { " (pid \($0))" } ?? "") exits once the last holder lets go: \(holders.map(\.description).joined(separator: "; "))")
+            return
+        }
         if let pid {
-            // The daemon unmounts itself on SIGTERM (libfuse's handler ends its loop).
+            // The daemon unmounts itself (lazily) on SIGTERM (libfuse's handler ends its loop).
             kill(pid, SIGTERM)
             if waitGone(pid: pid) {
                 print("mdevsim: unmounted \(mountpoint)")
@@ -42,12 +62,37 @@ struct Unmount: ParsableCommand {
             }
         }
         try detach()
+        try finish(pid: pid, pidFile: pidFile, state: "detached")
+    }
+
+    /// Waits for the daemon to exit once its mount is gone, then forgets its pid file.
+    private func finish(pid: pid_t?, pidFile: String, state: String) throws {
         if let pid, !waitGone(pid: pid) {
-            Mount.fail("mdevsim: \(mountpoint) is detached but daemon \(pid) has not exited yet (files still open?)")
+            Mount.fail("mdevsim: \(mountpoint) is \(state) but daemon \(pid) has not exited yet (files still open?)")
             throw ExitCode(1)
         }
         MountRegistry.forget(pidFile: pidFile)
         print("mdevsim: unmounted \(mountpoint)")
+    }
+
+    /// As fusermount3 -u: the kernel's non-lazy unmount, refused while anything holds the
+    /// mount; the holders are named first (from /proc), so the message says who.
+    private func unmountUnlessBusy() throws {
+        let holders = MountHelpers.holders(of: mountpoint)
+        if !holders.isEmpty {
+            Mount.fail("mdevsim: cannot unmount \(mountpoint): busy: held by \(holders.map(\.description).joined(separator: "; ")). "
+                       + "Stop them, or detach it anyway: mdevsim unmount --lazy \(mountpoint)")
+            throw ExitCode(1)
+        }
+        do {
+            try MountHelpers.unmount(mountpoint, lazy: false)
+        } catch {
+            let busy = error.errno == .resourceBusy
+            Mount.fail(busy
+                ? "mdevsim: cannot unmount \(mountpoint): busy (the holder is not visible here: another user's process, or another mount namespace). Detach it anyway: mdevsim unmount --lazy \(mountpoint)"
+                : "mdevsim: cannot unmount \(mountpoint): \(error.message)")
+            throw ExitCode(1)
+        }
     }
 
     private func detach() throws {

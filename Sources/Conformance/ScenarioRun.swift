@@ -132,6 +132,9 @@ public struct ScenarioRunner: Sendable {
     public var traceDirectory: String?
     /// Goes into trace headers.
     public var mdevsimVersion: String?
+    /// Writes what wall time decides as 0 (durations, trace `time_ns`), so that the same scenario
+    /// gives byte-identical reports and traces run after run (`--reproducible`).
+    public var reproducible = false
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -148,6 +151,7 @@ public struct ScenarioRunner: Sendable {
     public func run(_ entry: ScenarioEntry, progress: (@Sendable (String) -> Void)? = nil) -> ScenarioResult {
         let start = ContinuousClock.now
         func seconds() -> Double {
+            if reproducible { return 0 }
             let d = ContinuousClock.now - start
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
@@ -173,7 +177,7 @@ public struct ScenarioRunner: Sendable {
                 let header = TraceHeader(scenario: scenario, scenarioPath: entry.file, strict: false,
                                          recorder: mode == .fuse ? "run" : "in-process", mdevsimVersion: mdevsimVersion)
                 do {
-                    trace = try TraceWriter(path: path, header: header)
+                    trace = try TraceWriter(path: path, header: header, reproducible: reproducible)
                 } catch {
                     throw RunError("cannot write the trace \(path): \(error)")
                 }
@@ -228,11 +232,14 @@ public struct FUSEMigration {
     public let mountpoint: String
     /// Told every access and event of the mount's devices (a trace), if set.
     public let observer: (any AccessObserver)?
+    /// The UUIDs of the devices it creates (derived from the scenario unless given).
+    public let identities: DeviceIdentities
 
-    public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil) {
+    public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil, identities: DeviceIdentities? = nil) {
         self.scenario = scenario
         self.mountpoint = mountpoint
         self.observer = observer
+        self.identities = identities ?? DeviceIdentities(scenario: scenario)
     }
 
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
@@ -241,31 +248,43 @@ public struct FUSEMigration {
         // The mount's own log (device created/removed) is noise in a run: warnings and up only.
         var logger = Logger(label: "mdevsim.run")
         logger.logLevel = .warning
-        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: observer, logger: logger)
+        let watch = observer.map { ReleaseWatch(forwardingTo: $0) }
+        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: watch, logger: logger)
         let token = ActiveMounts.shared.register(mount)
         defer {
             mount.stop()
             ActiveMounts.shared.unregister(token)
         }
         try mount.start()
-        let sourceUUID = UUID().uuidString.lowercased(), destinationUUID = UUID().uuidString.lowercased()
+        let sourceUUID = identities.source, destinationUUID = identities.destination
         try create(sourceUUID, type: sourceType.name)
-        defer { remove(destinationUUID) }
-        defer { remove(sourceUUID) }
+        var removed = false
+        defer {
+            if !removed {
+                remove(destinationUUID)
+                remove(sourceUUID)
+            }
+        }
         try create(destinationUUID, type: destinationType.name)
-        var report: MigrationReport
-        do {
-            let map = scenario.migration.client.access == .mmap
-            let source = try transport(sourceUUID, name: "source", map: map)
-            let destination = try transport(destinationUUID, name: "destination", map: map)
-            var client = ReferenceClient(options: ClientOptions(plan: scenario.migration.client), linkBandwidth: sourceType.configuration.linkBandwidth)
-            client.progress = progress
-            report = client.migrate(from: source, to: destination)
-            // The transports close their descriptors (and unmap) here, before the devices go.
-        }
         guard let s = mount.filesystem.device(sourceUUID), let d = mount.filesystem.device(destinationUUID) else {
-            throw RunError("the devices disappeared from the mount during the migration")
+            throw RunError("the devices disappeared from the mount before the migration")
         }
+        let map = scenario.migration.client.access == .mmap
+        let source = try transport(sourceUUID, name: "source", map: map)
+        let destination = try transport(destinationUUID, name: "destination", map: map)
+        var client = ReferenceClient(options: ClientOptions(plan: scenario.migration.client), linkBandwidth: sourceType.configuration.linkBandwidth)
+        client.progress = progress
+        var report = client.migrate(from: source, to: destination)
+        // One device at a time: close, wait for its RELEASE, remove. The daemon serves requests
+        // on several threads, so two RELEASEs in flight could reach a trace in either order; this
+        // order is InProcessMigration's.
+        destination.close()
+        _ = watch?.waitForRelease(of: destinationUUID)
+        remove(destinationUUID)
+        source.close()
+        _ = watch?.waitForRelease(of: sourceUUID)
+        remove(sourceUUID)
+        removed = true
         report.attach(source: s, destination: d)
         return report
     }

@@ -36,10 +36,14 @@ struct Migrate: ParsableCommand {
     @Flag(name: .long, help: "Print the report as one JSON object.")
     var json = false
 
+    @Option(name: .long, help: ArgumentHelp("UUID of the source, given a second time: of the destination (default: derived from the scenario's seed and name, so runs repeat).", valueName: "uuid"))
+    var uuid: [String] = []
+
     func validate() throws {
         if let access, DataAccessMode(rawValue: access) == nil {
             throw ValidationError("--access must be mmap, pread or pread8, got '\(access)'")
         }
+        do { _ = try DeviceIdentities.parse(uuid) } catch { throw ValidationError("--uuid: \(error)") }
     }
 
     func run() throws {
@@ -57,7 +61,10 @@ struct Migrate: ParsableCommand {
         if let access, let mode = DataAccessMode(rawValue: access) {
             loaded.migration.client.access = mode
         }
-        let migration = InProcessMigration(scenario: loaded)
+        var migration = InProcessMigration(scenario: loaded)
+        if let given = (try? DeviceIdentities.parse(uuid)) ?? nil {
+            migration.identities = DeviceIdentities(source: given[0], destination: given[1])
+        }
         var progress: (@Sendable (String) -> Void)?
         if isatty(STDERR_FILENO) == 1, !json {
             progress = { line in FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
@@ -80,7 +87,7 @@ struct Migrate: ParsableCommand {
                 mountpoint.remove()
             }
             do {
-                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path).run(progress: progress)
+                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, identities: migration.identities).run(progress: progress)
             } catch {
                 FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
                 throw ExitCode(2)

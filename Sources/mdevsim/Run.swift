@@ -57,6 +57,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl, one file per scenario (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
     var trace: String?
 
+    @Flag(help: "Write what wall time decides as 0 (durations in the reports, time_ns in traces), so the same scenarios give byte-identical files run after run.")
+    var reproducible = false
+
     func validate() throws {
         if let shard {
             do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
@@ -88,6 +91,7 @@ struct Run: ParsableCommand {
         let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
 
         var runner = ScenarioRunner(mode: inProcess ? .inProcess : .fuse, maxMemory: limit)
+        runner.reproducible = reproducible
         if let trace {
             do {
                 try FileManager.default.createDirectory(atPath: trace, withIntermediateDirectories: true)
@@ -137,7 +141,7 @@ struct Run: ParsableCommand {
         let elapsed = ContinuousClock.now - started
         let summary = RunSummary(
             mode: runner.mode, shard: shardValue?.description, results: results,
-            durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            durationSeconds: reproducible ? 0 : Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         let violations = summary.violations
         if !violations.isEmpty {
             print("protocol violations recorded by the devices (\(violations.count)):")

@@ -1,8 +1,10 @@
 import ArgumentParser
+import Foundation
+import Glibc
 
 /// The root command: configuration only; each subcommand is its own type in its own file.
 @main
-struct Mdevsim: AsyncParsableCommand {
+struct Mdevsim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mdevsim",
         abstract: "A simulated vendor driver for VFIO migration v1: migratable mdev devices over FUSE.",
@@ -10,8 +12,50 @@ struct Mdevsim: AsyncParsableCommand {
             mdevsim plays the vendor driver of a migratable mdev device so that VMM migration code \
             can be exercised without hardware. Devices are described by scenario files (see \
             scenarios/README.md); with none, a built-in default scenario is used.
+
+            Every command reports an error as 'mdevsim <command>: error: <what>: <cause>' \
+            (and '; fix: <fix>' when there is one) and ends with a status of one table:
+
+            \(ExitStatus.help(ExitStatus.allCases))
             """,
         version: "0.1.0",
         subcommands: [Mount.self, Unmount.self, Migrate.self, Check.self, Run.self, Replay.self, QemuArgs.self]
     )
+
+    /// Parses, runs, and turns every way a command can end into one line and one status of the
+    /// table (ArgumentParser's own "Error: ..." and its status for usage errors are replaced).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let command = subcommandName(arguments)
+        do {
+            var parsed = try parseAsRoot(arguments)
+            try parsed.run()
+        } catch let error as CommandError {
+            CommandError.printLine(error.line(command: command))
+            Glibc.exit(error.status.rawValue)
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch {
+            let status = exitCode(for: error)
+            if status == .success {
+                // --help, --version: ArgumentParser's text on stdout, as before.
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            // A usage error: our line, then ArgumentParser's usage of the right subcommand.
+            var lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let message = message(for: error).replacingOccurrences(of: "Error: ", with: "")
+            if lines.first?.hasPrefix("Error:") == true { lines.removeFirst() }
+            CommandError.printLine(CommandError(message, status: .usage).line(command: command))
+            let rest = lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+            if !rest.isEmpty { CommandError.printLine(rest) }
+            Glibc.exit(ExitStatus.usage.rawValue)
+        }
+    }
+
+    /// The subcommand the arguments name (`run`, ...), or "" for none.
+    static func subcommandName(_ arguments: [String]) -> String {
+        let names = configuration.subcommands.map { $0._commandName }
+        return arguments.first { names.contains($0) } ?? ""
+    }
 }

@@ -60,7 +60,7 @@ struct ScenarioBuilder {
     /// One entry of `types:`, and the node of its name for duplicate diagnostics.
     func deviceType(_ node: Node, seed: UInt64) -> (DeviceTypeSpec, Node)? {
         guard let f = reader.mapping(node, what: "a device type", keys: Self.typeKeys) else { return nil }
-        let errorsBefore = reader.diagnostics.count
+        let errorsBefore = reader.valueErrorCount
         var c = DeviceConfiguration(dirtyRate: 0)
         var entries: [String: Entry] = [:]
         for (name, entry) in f.entries { entries[name] = entry }
@@ -99,10 +99,10 @@ struct ScenarioBuilder {
         let pci = f["pci"].map { self.pci($0) } ?? .default
         let dma = f["dma"].flatMap { self.dma($0, seed: c.contentSeed) }
 
-        if reader.diagnostics.count == errorsBefore {
+        if reader.valueErrorCount == errorsBefore {
             crossCheck(c, f: f, entries: entries)
         }
-        if reader.diagnostics.count == errorsBefore {
+        if reader.valueErrorCount == errorsBefore {
             do throws(ConfigurationError) {
                 try c.validate()
             } catch {
@@ -127,7 +127,7 @@ struct ScenarioBuilder {
                 reader.expected(e, "a list of faults")
             }
         }
-        guard reader.diagnostics.count == errorsBefore, let instances, let nameEntry else { return nil }
+        guard reader.valueErrorCount == errorsBefore, let instances, let nameEntry else { return nil }
         return (DeviceTypeSpec(configuration: c, instances: instances, pci: pci, dma: dma), nameEntry.value)
     }
 
@@ -289,7 +289,7 @@ struct ScenarioBuilder {
         let cancelPlanned = plan?.client.cancelInPrecopyAfter != nil
         guard let entry else { return Expectation(cancelled: cancelPlanned) }
         guard let f = reader.mapping(entry.value, what: "expect", keys: Self.expectKeys) else { return nil }
-        let errorsBefore = reader.diagnostics.count
+        let errorsBefore = reader.valueErrorCount
         let kinds = [("success", "success"), ("failure", "failure"), ("error-state", "error-state")]
         let kind = f["outcome"].map { reader.choice($0, kinds) } ?? "success"
         var outcome = Expectation.Outcome.success
@@ -324,7 +324,7 @@ struct ScenarioBuilder {
             }
             cancelled = v
         }
-        guard reader.diagnostics.count == errorsBefore, let minimum, let converges, kind != nil else { return nil }
+        guard reader.valueErrorCount == errorsBefore, let minimum, let converges, kind != nil else { return nil }
         return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled)
     }
 

@@ -9,7 +9,7 @@ enum DaemonLauncher {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             Mount.fail("cannot start the daemon: pipe: \(String(cString: strerror(errno)))")
-            throw ExitCodeError.failure
+            throw ExitStatus.environment.code
         }
         let (readEnd, writeEnd) = (fds[0], fds[1])
         // Only the write end goes to the child; the read end stays here.
@@ -41,7 +41,7 @@ enum DaemonLauncher {
         guard rc == 0 else {
             close(readEnd)
             Mount.fail("cannot start the daemon (\(executable)): \(String(cString: strerror(rc)))")
-            throw ExitCodeError.failure
+            throw ExitStatus.environment.code
         }
         let answer = readLine(fd: readEnd, timeout: 30)
         close(readEnd)
@@ -58,7 +58,7 @@ enum DaemonLauncher {
                 ? "the mount daemon exited before the mount was ready (status \(status)); run with --foreground to see why"
                 : "the mount daemon did not report ready within 30 s; run with --foreground to see why")
         }
-        throw ExitCodeError.failure
+        throw ExitStatus.environment.code
     }
 
     private static func closeOnExecAll(except keep: Int32) {
@@ -94,4 +94,3 @@ enum DaemonLauncher {
     }
 }
 
-enum ExitCodeError: Error { case failure }

@@ -42,6 +42,11 @@ struct Mdevsim: ParsableCommand {
                 print(fullMessage(for: error))
                 Glibc.exit(0)
             }
+            if status != .validationFailure {
+                // Not the command line's fault, and not a CommandError: a bug of ours, reported all the same.
+                CommandError.printLine(CommandError("\(error)", status: .environment).line(command: command))
+                Glibc.exit(ExitStatus.environment.rawValue)
+            }
             // A usage error: our line, then ArgumentParser's usage of the right subcommand.
             var lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             let message = message(for: error).replacingOccurrences(of: "Error: ", with: "")

@@ -22,6 +22,8 @@ struct Mount: ParsableCommand {
 
             Create a device with `uuidgen > MOUNT/mdev_supported_types/<type>/create`; its region is \
             MOUNT/devices/<uuid>/migration. See docs/vmm-guide.md.
+
+            \(ExitStatus.help([.success, .failed, .badInput, .environment, .usage]))
             """
     )
 
@@ -75,8 +77,7 @@ struct Mount: ParsableCommand {
         do {
             return try ScenarioLoader.load(contentsOf: FilePath(path))
         } catch {
-            fail("\(error)")
-            throw ExitCode(2)
+            throw Migrate.loadError(path, error)
         }
     }
 
@@ -85,24 +86,20 @@ struct Mount: ParsableCommand {
         do {
             try MountHelpers.checkFUSEDevice()
         } catch {
-            Self.fail("cannot mount: \(error.message)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount", cause: error.message, fix: "load the module (modprobe fuse) or run where /dev/fuse exists", status: .environment)
         }
         switch MountHelpers.status(of: mountpoint) {
         case .notMounted:
             break
         case .missing:
-            Self.fail("cannot mount: \(mountpoint) does not exist. Create it: mkdir -p \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it does not exist", fix: "mkdir -p \(mountpoint)", status: .badInput)
         case .notADirectory:
-            Self.fail("cannot mount: \(mountpoint) is not a directory")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is not a directory", status: .badInput)
         case .mounted(let type):
-            Self.fail("cannot mount: \(mountpoint) is busy: already a mount (\(type)). Unmount it first: mdevsim unmount \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is busy: already a mount (\(type))", fix: "unmount it first: mdevsim unmount \(mountpoint)", status: .environment)
         case .stale:
-            Self.fail("cannot mount: \(mountpoint) is a stale mount left by a killed daemon (Transport endpoint is not connected). Clear it: mdevsim unmount \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is a stale mount left by a killed daemon (Transport endpoint is not connected)",
+                               fix: "clear it: mdevsim unmount \(mountpoint)", status: .environment)
         }
     }
 
@@ -132,7 +129,7 @@ struct Mount: ParsableCommand {
         } catch {
             let message = "cannot write the trace \(trace ?? ""): \(error)"
             if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }
-            throw ExitCode(1)
+            throw ExitStatus.badInput.code
         }
         // Runs after the loop has ended (unmount, or a signal's clean exit): nothing is lost.
         defer {
@@ -145,7 +142,7 @@ struct Mount: ParsableCommand {
         } catch {
             let message = "cannot mount \(mountpoint): \(error.message)"
             if let fd = readyFD { DaemonLauncher.report(fd: fd, "error \(message)") } else { Self.fail(message) }
-            throw ExitCode(1)
+            throw ExitStatus.environment.code
         }
         MountRegistry.record(pid: getpid(), pidFile: pidFile)
         defer { MountRegistry.forget(pidFile: pidFile) }
@@ -161,8 +158,8 @@ struct Mount: ParsableCommand {
             let outcome = try mount.run()
             logger.info("mount at \(mountpoint) ended: \(outcome)")
         } catch {
-            Self.fail("mdevsim: the mount at \(mountpoint) failed: \(error.message)")
-            throw ExitCode(1)
+            Self.fail("the mount at \(mountpoint) failed: \(error.message)")
+            throw ExitStatus.environment.code
         }
     }
 
@@ -186,8 +183,9 @@ struct Mount: ParsableCommand {
         return FileHandle(forWritingAtPath: path)
     }
 
-    static func fail(_ message: String) {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
+    /// `mdevsim <command>: error: message` on stderr, for errors printed before the command ends.
+    static func fail(_ message: String, command: String = "mount") {
+        CommandError.printLine("mdevsim \(command): error: \(message)")
     }
 }
 

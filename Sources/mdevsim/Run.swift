@@ -65,6 +65,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Write what wall time decides as 0 (durations in the reports, time_ns in traces) and the JUnit timestamp as 1970-01-01T00:00:00Z, so the same scenarios give byte-identical files run after run.")
     var reproducible = false
 
+    @Option(name: .long, help: ArgumentHelp("Also print each failure and error as 'text' (nothing more) or 'github' (an '::error file=,line=,col=::' workflow command per problem). Default: github when GITHUB_ACTIONS=true, else text.", valueName: "format"))
+    var format: DiagnosticFormat?
+
     @Flag(name: .shortAndLong, help: "No progress on stderr (the result lines and reports are unchanged).")
     var quiet = false
 
@@ -118,6 +121,7 @@ struct Run: ParsableCommand {
         let journal = RunJournal(entries: entries)
         let width = entries.map(\.name.count).max() ?? 0
         let statusLine = StatusLine(command: "run", quiet: quiet)
+        let style = format ?? .automatic
         let mode = runner.mode
         let shardText = shard.flatMap { try? Shard(parsing: $0).description }
         let reports = Reports(junit: junit, json: json)
@@ -181,6 +185,7 @@ struct Run: ParsableCommand {
             guard journal.finish(result) else { SignalStop.waitForTheHandler() }
             statusLine.clear()
             print(Self.line(result, width: width))
+            if style == .github { for line in Self.annotations(result, entry: entry) { print(line) } }
             fflush(nil)
         }
 
@@ -285,6 +290,20 @@ struct Run: ParsableCommand {
             var lines = ["\(r.passed ? "PASS" : "FAIL") \(name)  \(figures)  [\(String(format: "%.2f", r.durationSeconds)) s]"]
             for m in r.verdict.mismatches { lines.append("    - \(m)") }
             return lines.joined(separator: "\n")
+        }
+    }
+
+    /// GitHub annotations of a scenario that did not pass: each diagnostic of an invalid file
+    /// at its position; a failure or an error at the top of its file.
+    static func annotations(_ r: ScenarioResult, entry: ScenarioEntry) -> [String] {
+        if case .failure(let error) = entry.scenario { return error.diagnostics.map(DiagnosticFormat.github.render) }
+        switch r.status {
+        case .failed:
+            return r.verdict.mismatches.map { DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) failed", message: $0) }
+        case .error:
+            return [DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) could not run", message: r.error ?? "error")]
+        case .passed, .skipped:
+            return []
         }
     }
 

@@ -7,7 +7,12 @@ import Glibc
 struct Unmount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unmount an mdevsim mount, or clear a stale one left by a killed daemon.",
-        discussion: "Waits (up to --timeout seconds) for the daemon serving the mount to exit."
+        discussion: """
+            Waits (up to --timeout seconds) for the daemon serving the mount to exit. Also clears \
+            a stale mount of a killed daemon.
+
+            \(ExitStatus.help([.success, .badInput, .environment, .usage]))
+            """
     )
 
     @Argument(help: ArgumentHelp("The mountpoint.", valueName: "mountpoint"))
@@ -30,8 +35,7 @@ struct Unmount: ParsableCommand {
         case .mounted:
             break
         case .notMounted, .missing, .notADirectory:
-            Mount.fail("mdevsim: nothing is mounted at \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("nothing is mounted at \(mountpoint)", status: .badInput)
         }
         if let pid {
             // The daemon unmounts itself on SIGTERM (libfuse's handler ends its loop).
@@ -43,8 +47,7 @@ struct Unmount: ParsableCommand {
         }
         try detach()
         if let pid, !waitGone(pid: pid) {
-            Mount.fail("mdevsim: \(mountpoint) is detached but daemon \(pid) has not exited yet (files still open?)")
-            throw ExitCode(1)
+            throw CommandError("\(mountpoint) is detached but daemon \(pid) has not exited yet", cause: "files still open?", status: .environment)
         }
         MountRegistry.forget(pidFile: pidFile)
         print("mdevsim: unmounted \(mountpoint)")
@@ -54,8 +57,7 @@ struct Unmount: ParsableCommand {
         do {
             try MountHelpers.unmount(mountpoint)
         } catch {
-            Mount.fail("mdevsim: cannot unmount \(mountpoint): \(error.message)")
-            throw ExitCode(1)
+            throw CommandError("cannot unmount \(mountpoint)", cause: error.message, status: .environment)
         }
     }
 

@@ -229,3 +229,15 @@ func oneType(_ extra: String, tail: String = "") -> String {
         }
     }
 }
+
+/// Every diagnostic in one pass: an unknown key does not hold back the checks of the values beside it.
+@Suite struct OnePassDiagnosticTests {
+    @Test func anUnknownKeyAndASemanticErrorAreReportedTogetherInOrder() {
+        let yaml = oneType("data_section: 1MiB\nchunk_size: 3MiB\ndirty:\n  rate: 1MiB/s\n  foo: 1")
+        let d = diagnose(yaml)
+        #expect(d.count == 2, "\(d)")
+        #expect(d.first?.contains("chunk_size: expected at most the data section") == true, "\(d)")
+        #expect(d.last?.contains("unknown key 'foo' in dirty") == true, "\(d)")
+        #expect(Set(d).count == d.count, "each diagnostic once")
+    }
+}

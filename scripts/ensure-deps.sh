@@ -2,17 +2,20 @@
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
 # pkg-config file (to build), fusermount3 (to mount), pkg-config; with --with-qemu also QEMU
 # (qemu-system-x86_64, which the QEMU migration tests and scripts/qemu-migrate.sh run with
-# libmdevsim-vfio.so).
+# libmdevsim-vfio.so); with --with-test-tools also the report validators the tests run
+# (xmllint from libxml2-utils for the JUnit XSD, python3's jsonschema for the JSON schema).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
-#   scripts/ensure-deps.sh [--with-qemu]
+#   scripts/ensure-deps.sh [--with-qemu] [--with-test-tools]
 set -euo pipefail
 
 with_qemu=0
+with_tools=0
 for arg in "$@"; do
     case "$arg" in
         --with-qemu) with_qemu=1 ;;
-        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu])" >&2; exit 2 ;;
+        --with-test-tools) with_tools=1 ;;
+        *) echo "ensure-deps: unknown argument $arg (usage: scripts/ensure-deps.sh [--with-qemu] [--with-test-tools])" >&2; exit 2 ;;
     esac
 done
 
@@ -23,7 +26,13 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 qemu_missing=0
 [ $with_qemu -eq 0 ] || [ -x /usr/bin/qemu-system-x86_64 ] || qemu_missing=1
 
-if [ ${#missing[@]} -eq 0 ] && [ $qemu_missing -eq 0 ]; then
+tools=()
+if [ $with_tools -eq 1 ]; then
+    command -v xmllint >/dev/null 2>&1 || tools+=(libxml2-utils)
+    python3 -c 'import jsonschema' >/dev/null 2>&1 || tools+=(python3-jsonschema)
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $qemu_missing -eq 0 ] && [ ${#tools[@]} -eq 0 ]; then
     exit 0
 fi
 
@@ -41,10 +50,16 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "ensure-deps: installing QEMU ($qemu_command)" >&2
         $qemu_command -qq >/dev/null
     fi
+    if [ ${#tools[@]} -ne 0 ]; then
+        echo "ensure-deps: installing ${tools[*]} (apt-get install -y --no-install-recommends ${tools[*]})" >&2
+        apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null
+    fi
 else
     [ ${#missing[@]} -eq 0 ] || echo "ensure-deps: missing ${missing[*]}. Run, as root:" >&2
     [ ${#missing[@]} -eq 0 ] || echo "    apt-get update && apt-get install -y $packages" >&2
     [ $qemu_missing -eq 0 ] || echo "ensure-deps: missing qemu-system-x86_64. Run, as root:" >&2
     [ $qemu_missing -eq 0 ] || echo "    apt-get update && $qemu_command" >&2
+    [ ${#tools[@]} -eq 0 ] || echo "ensure-deps: missing ${tools[*]}. Run, as root:" >&2
+    [ ${#tools[@]} -eq 0 ] || echo "    apt-get update && apt-get install -y --no-install-recommends ${tools[*]}" >&2
     exit 1
 fi

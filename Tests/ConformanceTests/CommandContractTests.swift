@@ -155,6 +155,8 @@ import Testing
         #expect(check.status == 1)
         #expect(check.stderr.split(separator: "\n").allSatisfy { $0.hasPrefix("::error file=bad.yaml,line=") && $0.contains(",col=") }, "\(check.stderr)")
 
+        #expect(ReportSchemas.junitProblem(dir + "/r.xml") == nil)
+        #expect(ReportSchemas.jsonProblem(dir + "/r.json") == nil)
         let document = try XMLDocument(data: Data(contentsOf: URL(fileURLWithPath: dir + "/r.xml")))
         let suite = try #require(document.rootElement()?.elements(forName: "testsuite").first)
         #expect(suite.attribute(forName: "errors")?.stringValue == "1")
@@ -183,6 +185,7 @@ import Testing
         let r = try Self.mdevsim(["run", "--in-process", "--max-memory", "1MiB", "--json", "r.json", libraryDirectory + "/small-converges.yaml"], in: dir)
         #expect(r.status == 0, "\(r.stdout)")
         let json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as? [String: Any])
+        #expect(ReportSchemas.jsonProblem(dir + "/r.json") == nil)
         let entry = try #require((json["scenarios"] as? [[String: Any]])?.first)
         #expect(entry["status"] as? String == "skipped")
         #expect(entry["verdict"] == nil)

@@ -49,6 +49,10 @@ import Testing
         let second = try Self.run([], tmp: tmp, name: "fuse2")
         let local = try Self.run(["--in-process"], tmp: tmp, name: "local")
         #expect(first.status == 0, "\(first.stdout)")
+        for outputs in [first, local] {
+            #expect(ReportSchemas.jsonProblem(data: outputs.json) == nil)
+            #expect(ReportSchemas.junitProblem(text: String(decoding: outputs.junit, as: UTF8.self)) == nil)
+        }
         #expect(first.traces.count == Self.files.count)
         #expect(first.stdout == second.stdout)
         #expect(first.json == second.json, "JSON reports of two runs through FUSE differ")
@@ -84,6 +88,7 @@ import Testing
             return text
         }
         let a = try migrate([]), b = try migrate([]), c = try migrate(["--in-process"])
+        #expect(ReportSchemas.jsonProblem(data: Data(a.utf8), definition: "migration_report") == nil)
         #expect(a == b, "two migrations of the built-in default through FUSE differ")
         #expect(a == c)
         // Other identities are other devices: other power-on memory, other dirtying.

@@ -41,6 +41,8 @@ import Testing
     }
 
     static func check(tmp: String, stdout: String, errorPrefix: String, skipped: String) throws {
+        #expect(ReportSchemas.junitProblem(tmp + "/r.xml") == nil)
+        #expect(ReportSchemas.jsonProblem(tmp + "/r.json") == nil)
         let document = try XMLDocument(data: Data(contentsOf: URL(fileURLWithPath: tmp + "/r.xml")))
         let suite = try #require(document.rootElement()?.elements(forName: "testsuite").first)
         let cases = suite.elements(forName: "testcase")

@@ -125,45 +125,43 @@ public enum RunReports {
     /// `<system-out>`.
     public static func junit(_ summary: RunSummary) -> String {
         let time = seconds(summary.durationSeconds)
-        let counts = "tests=\"\(summary.results.count)\" failures=\"\(summary.failed)\" errors=\"\(summary.errors)\" skipped=\"\(summary.skipped)\""
-        var x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        x += "<testsuites name=\"mdevsim\" \(counts) time=\"\(time)\">\n"
         var suiteName = "mdevsim"
         if let shard = summary.shard { suiteName += " (shard \(shard))" }
-        x += "  <testsuite name=\"\(XML.escape(suiteName))\" \(counts) time=\"\(time)\" timestamp=\"\(XML.escape(summary.timestamp))\" hostname=\"\(XML.escape(summary.hostname))\">\n"
-        x += "    <properties>\n"
-        x += "      <property name=\"mode\" value=\"\(summary.mode.rawValue)\"/>\n"
-        if let shard = summary.shard { x += "      <property name=\"shard\" value=\"\(XML.escape(shard))\"/>\n" }
-        x += "      <property name=\"ended\" value=\"\(summary.ended.rawValue)\"/>\n"
-        x += "    </properties>\n"
-        for r in summary.results {
-            x += "    <testcase classname=\"mdevsim.scenarios\" name=\"\(XML.escape(r.name))\" file=\"\(XML.escape(r.file))\" time=\"\(seconds(r.durationSeconds))\">\n"
-            x += "      <properties>\n"
-            for (name, value) in properties(r, mode: summary.mode) {
-                x += "        <property name=\"\(name)\" value=\"\(XML.escape(value))\"/>\n"
-            }
-            x += "      </properties>\n"
+        var suiteProperties = [JUnitReport.Property(name: "mode", value: summary.mode.rawValue)]
+        if let shard = summary.shard { suiteProperties.append(.init(name: "shard", value: shard)) }
+        suiteProperties.append(.init(name: "ended", value: summary.ended.rawValue))
+        let cases = summary.results.map { r -> JUnitReport.Case in
             var body = r.verdict.mismatches
             if !r.diagnostics.isEmpty { body += ["diagnostics:"] + r.diagnostics }
             if let v = r.report?.violations, !v.isEmpty { body += ["violations:"] + v }
             if let f = r.report?.failure { body += ["client failure: \(f.step)\(f.errno.map { " (\($0))" } ?? ""): \(f.message)"] }
+            var c = JUnitReport.Case(
+                classname: "mdevsim.scenarios", name: XML.text(r.name), file: XML.text(r.file), time: seconds(r.durationSeconds),
+                properties: .init(property: properties(r, mode: summary.mode).map { .init(name: $0.0, value: XML.text($0.1)) }),
+                systemOut: stepLog(r).map(XML.text))
             switch r.status {
             case .skipped:
-                x += "      <skipped message=\"\(XML.escape(r.skipped ?? ""))\"/>\n"
+                c.skipped = .init(message: XML.text(r.skipped ?? ""))
             case .error:
                 let message = r.error ?? "error"
                 if let step = r.lastStep { body.append("last step: \(step)") }
-                x += "      <error message=\"\(XML.escape(message))\" type=\"\(errorType(r))\">\(XML.escape(([message] + body).joined(separator: "\n")))</error>\n"
+                c.error = .init(message: XML.text(message), type: errorType(r), text: XML.text(([message] + body).joined(separator: "\n")))
             case .failed:
-                x += "      <failure message=\"\(XML.escape(r.verdict.mismatches.first ?? "failed"))\" type=\"verdict\">\(XML.escape(body.joined(separator: "\n")))</failure>\n"
+                c.failure = .init(message: XML.text(r.verdict.mismatches.first ?? "failed"), type: "verdict", text: XML.text(body.joined(separator: "\n")))
             case .passed:
                 break
             }
-            if let out = stepLog(r) { x += "      <system-out>\(XML.escape(out))</system-out>\n" }
-            x += "    </testcase>\n"
+            return c
         }
-        x += "  </testsuite>\n</testsuites>\n"
-        return x
+        let suite = JUnitReport.Suite(
+            name: suiteName, tests: summary.results.count, failures: summary.failed, errors: summary.errors, skipped: summary.skipped,
+            time: time, timestamp: summary.timestamp, hostname: XML.text(summary.hostname),
+            properties: .init(property: suiteProperties.map { .init(name: $0.name, value: XML.text($0.value)) }), testcase: cases)
+        let document = JUnitReport(name: "mdevsim", tests: suite.tests, failures: suite.failures, errors: suite.errors,
+                                   skipped: suite.skipped, time: time, testsuite: [suite])
+        // Encoding plain strings and numbers cannot fail; should it ever, say so in the report's place.
+        let data = (try? document.encoded()) ?? Data("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mdevsim\"/>\n".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// A testcase's `<properties>`: what a CI reader needs to reproduce it.
@@ -220,6 +218,18 @@ public enum RunReports {
 
 /// XML 1.0 text and attribute escaping.
 public enum XML {
+    /// `text` with the characters XML 1.0 cannot carry at all (C0 controls but tab, newline and
+    /// carriage return; U+FFFE, U+FFFF) replaced with U+FFFD; the encoder escapes the rest.
+    public static func text(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            let allowed = v >= 0x20 ? v != 0xFFFE && v != 0xFFFF : (v == 0x09 || v == 0x0A || v == 0x0D)
+            out.append(allowed ? scalar : "\u{FFFD}")
+        }
+        return String(out)
+    }
+
     /// Escapes `&`, `<`, `>`, `"`, `'`; writes tab, newline and carriage return as character
     /// references (so attribute values keep them); replaces characters XML 1.0 cannot carry at
     /// all (other C0 controls, U+FFFE, U+FFFF, lone surrogates cannot occur in a String) with
@@ -227,7 +237,7 @@ public enum XML {
     public static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
+        for scalar in Self.text(text).unicodeScalars {
             switch scalar {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
@@ -237,13 +247,7 @@ public enum XML {
             case "\t": out += "&#9;"
             case "\n": out += "&#10;"
             case "\r": out += "&#13;"
-            default:
-                let v = scalar.value
-                if v < 0x20 || v == 0xFFFE || v == 0xFFFF {
-                    out.unicodeScalars.append("\u{FFFD}")
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+            default: out.unicodeScalars.append(scalar)
             }
         }
         return out

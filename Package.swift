@@ -59,8 +59,12 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // scenarios/*.yaml embedded as Scenario.bundledLibrary: the command runs them from any directory.
+            plugins: ["EmbedScenarios"]
         ),
+        .executableTarget(name: "mdevsim-embed-scenarios", path: "Sources/mdevsim-embed-scenarios"),
+        .plugin(name: "EmbedScenarios", capability: .buildTool(), dependencies: ["mdevsim-embed-scenarios"]),
         // Only the C compiler's view of <linux/vfio.h>, so tests can prove the Swift layout equals it.
         .target(name: "CVFIOHeader", path: "Sources/CVFIOHeader"),
         // libmdevsim-vfio.so: emulates /dev/vfio/* for the mount's devices inside a VMM process.

@@ -94,21 +94,21 @@ public enum ScenarioCatalog {
         }
     }
 
-    /// The bundled library: `$MDEVSIM_SCENARIOS`, else `./scenarios`, else a `scenarios`
-    /// directory holding `default.yaml` beside the executable or in one of its parents (a build
-    /// directory inside the repository).
-    public static func bundledDirectory(executable: String = CommandLine.arguments.first ?? "") -> String? {
-        func holdsLibrary(_ dir: String) -> Bool {
-            FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("default.yaml"))
+    /// How a bundled scenario's file is named in results, diagnostics and traces.
+    public static let builtinPrefix = "builtin:"
+
+    /// The bundled library, embedded in the binary at build time (`Scenario.bundledLibrary`,
+    /// from the repository's scenarios/): works from any directory. Files are `builtin:NAME.yaml`.
+    public static func bundled() -> [ScenarioEntry] {
+        Scenario.bundledLibrary.map { file, text in
+            let name = builtinPrefix + file
+            return ScenarioEntry(file: name, scenario: Result { () throws(ScenarioError) in try ScenarioLoader.parse(text, file: name) })
         }
-        if let env = ProcessInfo.processInfo.environment["MDEVSIM_SCENARIOS"], !env.isEmpty { return env }
-        if holdsLibrary("scenarios") { return "scenarios" }
-        var dir = (URL(fileURLWithPath: executable).resolvingSymlinksInPath().path as NSString).deletingLastPathComponent
-        while !dir.isEmpty, dir != "/" {
-            let candidate = (dir as NSString).appendingPathComponent("scenarios")
-            if holdsLibrary(candidate) { return candidate }
-            dir = (dir as NSString).deletingLastPathComponent
-        }
+    }
+
+    /// The bundled scenario named `name` (its `name:`), if there is one.
+    public static func bundledScenario(named name: String) -> Scenario? {
+        for entry in bundled() { if case .success(let s) = entry.scenario, s.name == name { return s } }
         return nil
     }
 }
@@ -278,7 +278,9 @@ public struct ScenarioRunner: Sendable {
             var trace: TraceWriter?
             if let traceDirectory {
                 let path = Self.tracePath(directory: traceDirectory, scenario: scenario.name)
-                let header = TraceHeader(scenario: scenario, scenarioPath: entry.file, strict: false,
+                // A bundled scenario has no file: a replay finds it by name (`ScenarioCatalog.bundledScenario`).
+                let file = entry.file.hasPrefix(ScenarioCatalog.builtinPrefix) ? nil : entry.file
+                let header = TraceHeader(scenario: scenario, scenarioPath: file, strict: false,
                                          recorder: mode == .fuse ? "run" : "in-process", mdevsimVersion: mdevsimVersion)
                 do {
                     trace = try TraceWriter(path: path, header: header, reproducible: reproducible)

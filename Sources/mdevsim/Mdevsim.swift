@@ -19,7 +19,7 @@ struct Mdevsim: ParsableCommand {
             \(ExitStatus.help(ExitStatus.allCases))
             """,
         version: "0.1.0",
-        subcommands: [Mount.self, Unmount.self, Migrate.self, Check.self, Run.self, Replay.self, QemuArgs.self]
+        subcommands: [Mount.self, Unmount.self, Migrate.self, Check.self, Run.self, ScenariosCommand.self, Replay.self, QemuArgs.self]
     )
 
     /// Parses, runs, and turns every way a command can end into one line and one status of the

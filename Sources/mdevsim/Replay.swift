@@ -17,7 +17,7 @@ struct Replay: ParsableCommand {
             difference and prints its trace line, the access, and expected against got.
 
             The scenario is --scenario, else the scenario file the trace header names, else the \
-            built-in default when the trace was made with it. Scenarios with `clock: wall` cannot \
+            bundled scenario of the trace's name (`mdevsim run --builtin` traces name no file). Scenarios with `clock: wall` cannot \
             be replayed (their dirtying depends on timing).
 
             Exits 0 when every record matched, 1 at a divergence, 2 on a malformed trace (with \
@@ -72,7 +72,10 @@ struct Replay: ParsableCommand {
                 throw CommandError("cannot use the scenario \(path)", cause: error.diagnostics.map(\.description).joined(separator: "\n"), status: .badInput)
             }
         }
-        if header.scenarioPath == nil, header.scenario == Scenario.builtInDefault.name { return Scenario.builtInDefault }
+        if header.scenarioPath == nil {
+            if header.scenario == Scenario.builtInDefault.name { return Scenario.builtInDefault }
+            if let bundled = ScenarioCatalog.bundledScenario(named: header.scenario) { return bundled }
+        }
         throw CommandError("no scenario for the trace", cause: "the trace names scenario '\(header.scenario)'\(header.scenarioPath.map { " at \($0), which does not exist" } ?? "")",
                            fix: "give the scenario the trace was recorded with: --scenario FILE", status: .badInput)
     }

@@ -19,9 +19,10 @@ struct Run: ParsableCommand {
             or --timeout); --in-process runs them inside this process instead. The devices' \
             UUIDs derive from each scenario's seed and name, so a run repeats byte for byte.
 
-            With no argument, runs the bundled library (scenarios/ in the current directory, \
-            beside the executable, or $MDEVSIM_SCENARIOS). A directory stands for its *.yaml \
-            and *.yml files. Scenarios run in path order; two with the same name are refused.
+            With no argument (or --builtin), runs the bundled library, which is built into the \
+            executable and works from any directory (`mdevsim scenarios` lists it; \
+            $MDEVSIM_SCENARIOS, when set, names a directory to run instead). A directory stands \
+            for its *.yaml and *.yml files. Scenarios run in path order; two with the same name are refused.
 
             Prints one line per scenario (PASS, FAIL, ERROR when it could not be judged, SKIP), \
             the protocol violations the devices recorded, and the closing line \
@@ -43,6 +44,9 @@ struct Run: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Scenario files, or directories of *.yaml/*.yml files (default: the bundled scenarios/).", valueName: "scenario|dir"))
     var paths: [String] = []
+
+    @Flag(help: "Run the bundled library built into the executable (also the default with no scenario argument).")
+    var builtin = false
 
     @Flag(name: .customLong("in-process"), help: "Run the devices inside this process (no FUSE mount).")
     var inProcess = false
@@ -207,16 +211,12 @@ struct Run: ParsableCommand {
     /// The entries to run: the paths (or the bundled library), checked for duplicate names, sliced by --shard.
     private func select() throws -> [ScenarioEntry] {
         var sources = paths
-        if sources.isEmpty {
-            guard let bundled = ScenarioCatalog.bundledDirectory() else {
-                throw CommandError("cannot find the bundled scenarios", cause: "no scenarios/ directory here or beside the executable",
-                                   fix: "pass scenario files, or set MDEVSIM_SCENARIOS", status: .badInput)
-            }
-            sources = [bundled]
-        }
+        let environment = ProcessInfo.processInfo.environment["MDEVSIM_SCENARIOS"].flatMap { $0.isEmpty ? nil : $0 }
+        if sources.isEmpty, !builtin, let environment { sources = [environment] }
+        let embedded = builtin || sources.isEmpty
         var entries: [ScenarioEntry]
         do {
-            entries = try ScenarioCatalog.collect(sources)
+            entries = try (sources.isEmpty ? [] : ScenarioCatalog.collect(sources)) + (embedded ? ScenarioCatalog.bundled() : [])
         } catch {
             if error.isEmptyDirectory { throw CommandError("no scenario selected", cause: "\(error)", status: .emptySelection) }
             throw CommandError("cannot read \(error.path)", cause: error.reason, status: .badInput)

@@ -3,6 +3,8 @@ import Foundation
 import FoundationXML
 #endif
 import Glibc
+import Conformance
+import Scenarios
 import Testing
 
 /// The built `mdevsim` as a CI job meets it: one error line format and one exit-status table
@@ -189,5 +191,36 @@ import Testing
         let entry = try #require((json["scenarios"] as? [[String: Any]])?.first)
         #expect(entry["status"] as? String == "skipped")
         #expect(entry["verdict"] == nil)
+    }
+}
+
+/// The bundled library is built into the executable: it runs from any directory.
+@Suite struct BundledLibraryTests {
+    @Test func theEmbeddedLibraryIsTheRepositorysScenariosDirectory() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: libraryDirectory)
+            .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+        #expect(Scenario.bundledLibrary.map(\.file) == files)
+        for (file, text) in Scenario.bundledLibrary {
+            #expect(text == (try String(contentsOfFile: libraryDirectory + "/" + file, encoding: .utf8)), "\(file)")
+        }
+        #expect(ScenarioCatalog.bundled().allSatisfy { if case .success = $0.scenario { true } else { false } })
+    }
+
+    @Test func runAndScenariosWorkOutsideTheRepository() throws {
+        let dir = try CommandContractTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let list = try CommandContractTests.mdevsim(["scenarios"], in: dir)
+        #expect(list.status == 0)
+        #expect(list.stdout.split(separator: "\n").count == Scenario.bundledLibrary.count)
+        #expect(list.stdout.contains("small-converges"))
+        // Sorted by file name, shard 1/30 is cancel-in-precopy: a small device.
+        let count = Scenario.bundledLibrary.count
+        let r = try CommandContractTests.mdevsim(["run", "--in-process", "--shard", "1/\(count)", "--junit", "j.xml"], in: dir)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("PASS cancel-in-precopy"), "\(r.stdout)")
+        let junit = try String(contentsOfFile: dir + "/j.xml", encoding: .utf8)
+        #expect(junit.contains("file=\"builtin:cancel-in-precopy.yaml\""))
+        let same = try CommandContractTests.mdevsim(["run", "--in-process", "--builtin", "--shard", "1/\(count)"], in: dir)
+        #expect(same.stdout == r.stdout)
     }
 }

@@ -215,12 +215,12 @@ import Testing
         #expect(list.stdout.contains("small-converges"))
         // Sorted by file name, shard 1/30 is cancel-in-precopy: a small device.
         let count = Scenario.bundledLibrary.count
-        let r = try CommandContractTests.mdevsim(["run", "--in-process", "--shard", "1/\(count)", "--junit", "j.xml"], in: dir)
+        let r = try CommandContractTests.mdevsim(["run", "--in-process", "--reproducible", "--shard", "1/\(count)", "--junit", "j.xml"], in: dir)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("PASS cancel-in-precopy"), "\(r.stdout)")
         let junit = try String(contentsOfFile: dir + "/j.xml", encoding: .utf8)
         #expect(junit.contains("file=\"builtin:cancel-in-precopy.yaml\""))
-        let same = try CommandContractTests.mdevsim(["run", "--in-process", "--builtin", "--shard", "1/\(count)"], in: dir)
+        let same = try CommandContractTests.mdevsim(["run", "--in-process", "--reproducible", "--builtin", "--shard", "1/\(count)"], in: dir)
         #expect(same.stdout == r.stdout)
     }
 }

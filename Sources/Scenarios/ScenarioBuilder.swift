@@ -363,6 +363,17 @@ struct ScenarioBuilder {
             reader.expected(entry, grammar + ", where <field> is one of " + HeaderField.allCases.map(\.rawValue).joined(separator: ", "))
             return nil
         }
-        return .access(field: field, operation: operation, state: state)
+        let step = FailureStep.access(field: field, operation: operation, state: state)
+        guard step.isReportable else {
+            if field == .deviceState, operation == .write {
+                reader.error(at: entry.value, "step: a device_state write is reported as its transition: expected '<state> -> <state>' (e.g. 'running -> pre-copy'), got '\(text)'")
+            } else {
+                let steps = FailureStep.reportableAccesses.sorted { $0.key.rawValue < $1.key.rawValue }
+                    .flatMap { field, ops in ops.map(\.rawValue).sorted().map { "\(field.rawValue) \($0)" } }
+                reader.error(at: entry.value, "step: the client never does '\(field.rawValue) \(operation.rawValue)', so it can never fail there: expected one of \(steps.joined(separator: ", ")), data read|write, or '<state> -> <state>'")
+            }
+            return nil
+        }
+        return step
     }
 }

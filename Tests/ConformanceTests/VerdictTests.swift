@@ -138,3 +138,26 @@ typealias Expect = Scenarios.Expectation
         return step
     }
 }
+
+/// The steps the reference client reports are the ones the `step:` grammar accepts: one definition.
+@Suite struct ReportedStepTests {
+    @Test func everyFailureStepOfTheLibraryIsReportable() throws {
+        let entries = try ScenarioCatalog.collect([libraryDirectory]).filter { entry in
+            guard case .success(let s) = entry.scenario, case .failure = s.expectation.outcome else { return false }
+            return (s.sourceType?.configuration.memorySize ?? 0) <= 64 << 20
+        }
+        #expect(entries.count >= 8)
+        for entry in entries {
+            let result = ScenarioRunner(mode: .inProcess).run(entry)
+            let step = try #require(result.report?.failure?.step, "\(entry.name) failed somewhere")
+            switch StepMatcher.parse(step).subject {
+            case .access(let field, let op):
+                #expect(FailureStep.reportableAccesses[field]?.contains(op) == true, "\(entry.name): '\(step)' is outside the grammar's set")
+            case .data, .transition:
+                break
+            case .other(let text):
+                Issue.record("\(entry.name): '\(step)' (\(text)) is no step the grammar can name")
+            }
+        }
+    }
+}

@@ -241,3 +241,23 @@ func oneType(_ extra: String, tail: String = "") -> String {
         #expect(Set(d).count == d.count, "each diagnostic once")
     }
 }
+
+/// The step grammar accepts only steps a run can report (`FailureStep.reportableAccesses`).
+@Suite struct StepGrammarTests {
+    static func expecting(_ step: String) -> String {
+        oneType("faults:\n  - {name: f, when: {chunk: 1, phase: stop-and-copy}, action: {fail: EIO}}",
+                tail: "expect:\n  outcome: failure\n  errno: EIO\n  step: \(step)\n")
+    }
+
+    @Test func stepsTheRunnerCannotReportAreRefused() {
+        let write = diagnose(Self.expecting("device_state write in running"))
+        #expect(write.count == 1 && write[0].contains("a device_state write is reported as its transition"), "\(write)")
+        let never = diagnose(Self.expecting("pending_bytes write"))
+        #expect(never.count == 1 && never[0].contains("the client never does 'pending_bytes write'"), "\(never)")
+        #expect(diagnose(Self.expecting("reserved read")).first?.contains("never does 'reserved read'") == true)
+        for ok in ["data_offset read in stop-and-copy", "data_size write in resuming", "running -> pre-copy", "data read"] {
+            let d = diagnose(Self.expecting(ok))
+            #expect(!d.contains { $0.contains("step:") }, "\(ok): \(d)")
+        }
+    }
+}

@@ -229,6 +229,8 @@ public struct ScenarioRunner: Sendable {
     /// Writes what wall time decides as 0 (durations, trace `time_ns`), so that the same scenario
     /// gives byte-identical reports and traces run after run (`--reproducible`).
     public var reproducible = false
+    /// The level of the mount's own log (device created/removed...): warnings and up by default.
+    public var logLevel: Logger.Level = .warning
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -313,7 +315,9 @@ public struct ScenarioRunner: Sendable {
             return try migration.run(progress: progress).0
         case .fuse:
             guard let mountpoint else { throw RunError("no mountpoint for the FUSE mode") }
-            return try FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer).run(progress: progress)
+            var migration = FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer)
+            migration.logLevel = logLevel
+            return try migration.run(progress: progress)
         }
     }
 
@@ -340,6 +344,8 @@ public struct FUSEMigration {
     public let observer: (any AccessObserver)?
     /// The UUIDs of the devices it creates (derived from the scenario unless given).
     public let identities: DeviceIdentities
+    /// The level of the mount's own log.
+    public var logLevel: Logger.Level = .warning
 
     public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil, identities: DeviceIdentities? = nil) {
         self.scenario = scenario
@@ -351,9 +357,9 @@ public struct FUSEMigration {
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
         guard let sourceType = scenario.sourceType else { throw InProcessMigration.UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw InProcessMigration.UnknownType(name: scenario.migration.destination) }
-        // The mount's own log (device created/removed) is noise in a run: warnings and up only.
+        // The mount's own log (device created/removed) is noise in a run: warnings and up unless asked.
         var logger = Logger(label: "mdevsim.run")
-        logger.logLevel = .warning
+        logger.logLevel = logLevel
         let watch = observer.map { ReleaseWatch(forwardingTo: $0) }
         let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: watch, logger: logger)
         let token = ActiveMounts.shared.register(mount)

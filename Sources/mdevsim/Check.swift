@@ -29,7 +29,10 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Diagnostics as 'text' (FILE:LINE:COLUMN: error: ...) or 'github' (workflow commands). Default: github when GITHUB_ACTIONS=true, else text.", valueName: "format"))
     var format: DiagnosticFormat?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let files: [String]
         do {
             files = try ScenarioCatalog.files(paths)

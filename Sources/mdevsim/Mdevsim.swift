@@ -47,13 +47,16 @@ struct Mdevsim: ParsableCommand {
                 CommandError.printLine(CommandError("\(error)", status: .environment).line(command: command))
                 Glibc.exit(ExitStatus.environment.rawValue)
             }
-            // A usage error: our line, then ArgumentParser's usage of the right subcommand.
-            var lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            let message = message(for: error).replacingOccurrences(of: "Error: ", with: "")
-            if lines.first?.hasPrefix("Error:") == true { lines.removeFirst() }
-            CommandError.printLine(CommandError(message, status: .usage).line(command: command))
-            let rest = lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
-            if !rest.isEmpty { CommandError.printLine(rest) }
+            // A usage error: our line, then ArgumentParser's help of the option and usage of the right subcommand.
+            let full = fullMessage(for: error)
+            let text = message(for: error)
+            var rest = Substring(full)
+            if rest.hasPrefix("Error: ") { rest = rest.dropFirst(7) }
+            if rest.hasPrefix(text) { rest = rest.dropFirst(text.count) }
+            let what = text.hasPrefix("Error: ") ? String(text.dropFirst(7)) : text
+            CommandError.printLine(CommandError(what, status: .usage).line(command: command))
+            let usage = rest.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !usage.isEmpty { CommandError.printLine(usage) }
             Glibc.exit(ExitStatus.usage.rawValue)
         }
     }

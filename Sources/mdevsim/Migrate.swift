@@ -54,7 +54,10 @@ struct Migrate: ParsableCommand {
         do { _ = try DeviceIdentities.parse(uuid) } catch { throw ValidationError("--uuid: \(error)") }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         var loaded: Scenario
         if let scenario {
             do {
@@ -102,7 +105,9 @@ struct Migrate: ParsableCommand {
                 mountpoint.remove()
             }
             do {
-                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, identities: migration.identities).run(progress: progress)
+                var fuse = FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, identities: migration.identities)
+                fuse.logLevel = logging.level(default: .warning)
+                report = try fuse.run(progress: progress)
             } catch {
                 throw CommandError("the migration through the mount could not run", cause: "\(error)", status: .environment)
             }

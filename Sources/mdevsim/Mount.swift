@@ -45,8 +45,10 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Log file of the daemon (default: none once detached; stderr with --foreground).", valueName: "file"))
     var log: String?
 
-    @Flag(name: .long, help: "Log every device event (debug level).")
+    @Flag(name: .long, help: "Log every device event (debug level; the same as --log-level debug).")
     var verbose = false
+
+    @OptionGroup var logging: LoggingOptions
 
     @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted.", valueName: "file"))
     var trace: String?
@@ -63,6 +65,7 @@ struct Mount: ParsableCommand {
     var allowOther: Bool { options.contains { $0.split(separator: ",").contains("allow_other") } }
 
     func run() throws {
+        logging.bootstrap(default: verbose ? .debug : .info)
         let scenario = try Self.loadScenario(self.scenario)
         try preflight()
         if foreground || readyFD != nil {
@@ -109,6 +112,8 @@ struct Mount: ParsableCommand {
         for o in options { args += ["-o", o] }
         if strict { args.append("--strict") }
         if verbose { args.append("--verbose") }
+        // The daemon logs at the level this command was given (option or MDEVSIM_LOG_LEVEL).
+        args += ["--log-level", logging.level(default: .info).rawValue]
         if let log { args += ["--log", URL(fileURLWithPath: log).standardizedFileURL.path] }
         // The daemon's working directory is not ours to rely on: absolute paths only.
         if let trace { args += ["--trace", URL(fileURLWithPath: trace).standardizedFileURL.path] }
@@ -164,7 +169,7 @@ struct Mount: ParsableCommand {
     }
 
     private func makeLogger() -> Logger {
-        let level: Logger.Level = verbose ? .debug : .info
+        let level: Logger.Level = verbose ? .debug : logging.level(default: .info)
         let file = log
         let detached = readyFD != nil
         var logger = Logger(label: "mdevsim") { label in
@@ -172,7 +177,7 @@ struct Mount: ParsableCommand {
                 handle.seekToEndOfFile()
                 return FileLogHandler(label: label, handle: handle)
             }
-            return detached ? SwiftLogNoOpLogHandler() : StreamLogHandler.standardError(label: label)
+            return detached ? SwiftLogNoOpLogHandler() : FileLogHandler(label: label, handle: .standardError)
         }
         logger.logLevel = level
         return logger
@@ -186,23 +191,5 @@ struct Mount: ParsableCommand {
     /// `mdevsim <command>: error: message` on stderr, for errors printed before the command ends.
     static func fail(_ message: String, command: String = "mount") {
         CommandError.printLine("mdevsim \(command): error: \(message)")
-    }
-}
-
-/// A log handler appending lines to a file.
-struct FileLogHandler: LogHandler, @unchecked Sendable {
-    let label: String
-    let handle: FileHandle
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        handle.write(Data("\(stamp) \(event.level) \(label): \(event.message)\n".utf8))
     }
 }

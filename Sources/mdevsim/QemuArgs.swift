@@ -42,7 +42,10 @@ struct QemuArgs: ParsableCommand {
         if envOnly && deviceOnly { throw ValidationError("--env-only and --device-only exclude each other") }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         guard let mountpoint = try resolveMount() else {
             throw CommandError("no mdevsim mount found", fix: "give --mount", status: .badInput)
         }

@@ -38,7 +38,10 @@ struct Replay: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Scenario file whose types the trace's devices have (default: the one the trace header names).", valueName: "file"))
     var scenario: String?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let file: TraceFile
         do {
             file = try TraceFile.load(path: trace)

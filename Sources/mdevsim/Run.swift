@@ -90,7 +90,10 @@ struct Run: ParsableCommand {
         }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let started = ContinuousClock.now
         let timestamp = reproducible ? RunSummary.timestamp(Date(timeIntervalSince1970: 0)) : RunSummary.timestamp(Date())
         let entries = try select()
@@ -102,6 +105,7 @@ struct Run: ParsableCommand {
         let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
         var runner = ScenarioRunner(mode: inProcess ? .inProcess : .fuse, maxMemory: limit)
         runner.reproducible = reproducible
+        runner.logLevel = logging.level(default: .warning)
         if let trace {
             do {
                 try FileManager.default.createDirectory(atPath: trace, withIntermediateDirectories: true)

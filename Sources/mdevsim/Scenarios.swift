@@ -20,7 +20,10 @@ struct ScenariosCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Print this bundled scenario's file (by name) instead of the list.", valueName: "name"))
     var show: String?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         if let show {
             guard let (_, text) = Scenario.bundledLibrary.first(where: { file, text in
                 (try? ScenarioLoader.parse(text, file: file))?.name == show

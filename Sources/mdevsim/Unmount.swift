@@ -21,7 +21,10 @@ struct Unmount: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait for the daemon to exit.")
     var timeout: Double = 10
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let status = MountHelpers.status(of: mountpoint)
         // realpath stats the mountpoint: only on a live (served) or absent mount.
         let pidFile = MountRegistry.pidFile(for: status == .stale ? URL(fileURLWithPath: mountpoint).standardizedFileURL.path : mountpoint)

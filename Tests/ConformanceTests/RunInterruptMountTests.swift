@@ -83,4 +83,26 @@ import Testing
         #expect(code == 124, "\(stdout)")
         try Self.check(tmp: tmp, stdout: stdout, errorPrefix: "timed out after 3 s (--timeout)", skipped: "interrupted: the run stopped at a timeout")
     }
+
+    /// --log-level and MDEVSIM_LOG_LEVEL reach the mount's log, in the one line format.
+    @Test func theLogLevelReachesTheMountsLogInOneFormat() throws {
+        try MountHelpers.checkFUSEDevice()
+        let tmp = try RunnerMountTests.privateTmp()
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let file = libraryDirectory + "/small-converges.yaml"
+        let quiet = try CommandContractTests.mdevsim(["run", "--quiet", file], environment: ["TMPDIR": tmp])
+        #expect(quiet.status == 0)
+        #expect(quiet.stderr.isEmpty, "warnings only by default: \(quiet.stderr)")
+        for (arguments, environment) in [(["run", "--quiet", "--log-level", "info", file], [String: String]()),
+                                         (["run", "--quiet", file], ["MDEVSIM_LOG_LEVEL": "info"])] {
+            let r = try CommandContractTests.mdevsim(arguments, environment: environment.merging(["TMPDIR": tmp]) { a, _ in a })
+            #expect(r.status == 0, "\(r.stderr)")
+            let lines = r.stderr.split(separator: "\n").map(String.init)
+            #expect(lines.contains { $0.contains(" info mdevsim.run: created mdevsim-small device ") }, "\(r.stderr)")
+            let format = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z (trace|debug|info|notice|warning|error|critical) [a-z.]+: .+$/
+            #expect(lines.allSatisfy { $0.wholeMatch(of: format) != nil }, "one log line format: \(r.stderr)")
+        }
+        #expect(try CommandContractTests.mdevsim(["run", "--log-level", "loud", file]).status == 64)
+        #expect(RunnerMountTests.mountsUnder(tmp).isEmpty)
+    }
 }

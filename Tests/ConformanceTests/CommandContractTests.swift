@@ -224,3 +224,18 @@ import Testing
         #expect(same.stdout == r.stdout)
     }
 }
+
+/// docs/ci/github-actions.yml uses only options `mdevsim run` has.
+@Suite struct WorkflowExampleTests {
+    @Test func theWorkflowExampleUsesRealOptions() throws {
+        let path = URL(fileURLWithPath: libraryDirectory).deletingLastPathComponent().appendingPathComponent("docs/ci/github-actions.yml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains("matrix:") && text.contains("--shard ${{ matrix.shard }}/4") && text.contains("upload-artifact"))
+        let help = try CommandContractTests.mdevsim(["run", "--help"]).stdout
+        let options = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).filter { $0.hasPrefix("--") }.map(String.init)
+        #expect(Set(options) == ["--builtin", "--format", "--shard", "--junit", "--json", "--timeout", "--product"])
+        for option in options where option != "--product" {
+            #expect(help.contains(option), "\(option) is no option of mdevsim run")
+        }
+    }
+}

@@ -103,7 +103,8 @@ typealias Expect = Scenarios.Expectation
     @Test(arguments: [
         ("source pending_bytes read in pre-copy", "pending_bytes read in pre-copy", true),
         ("source pending_bytes read in pre-copy", "pending_bytes read", true),
-        ("source pending_bytes read in pre-copy", "pending_bytes write", false),
+        // Was "pending_bytes write": the step grammar now refuses steps the client never reports.
+        ("source pending_bytes read in pre-copy", "data_offset read", false),
         ("source data_size read in stop-and-copy", "data_size read in stop-and-copy", true),
         ("source data_size read in stop-and-copy", "data_size read in pre-copy", false),
         ("destination data_size write in pre-copy", "data_size write in resuming", true),

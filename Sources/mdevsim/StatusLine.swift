@@ -19,7 +19,14 @@ final class StatusLine: Sendable {
     let command: String
     private let state = Mutex(State())
 
-    init(command: String, quiet: Bool, plainInterval: Duration = .seconds(10)) {
+    /// `MDEVSIM_PROGRESS_INTERVAL` seconds (default 10) between plain lines off a terminal.
+    static var defaultPlainInterval: Duration {
+        guard let text = ProcessInfo.processInfo.environment["MDEVSIM_PROGRESS_INTERVAL"], let seconds = Double(text),
+              seconds >= 0, seconds.isFinite else { return .seconds(10) }
+        return .milliseconds(Int(seconds * 1000))
+    }
+
+    init(command: String, quiet: Bool, plainInterval: Duration = StatusLine.defaultPlainInterval) {
         self.command = command
         self.quiet = quiet
         self.plainInterval = plainInterval

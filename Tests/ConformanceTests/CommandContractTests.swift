@@ -239,3 +239,41 @@ import Testing
         }
     }
 }
+
+/// Progress: a live line on a terminal that leaves the result lines intact, a plain line every
+/// MDEVSIM_PROGRESS_INTERVAL seconds off a terminal, nothing with --quiet.
+@Suite struct ProgressTests {
+    @Test func offATerminalPlainLinesComeAtTheInterval() throws {
+        let file = libraryDirectory + "/hot-set.yaml"
+        let r = try CommandContractTests.mdevsim(["run", "--in-process", file], environment: ["MDEVSIM_PROGRESS_INTERVAL": "0"])
+        #expect(r.status == 0)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count > 3, "\(r.stderr)")
+        #expect(lines.allSatisfy { $0.hasPrefix("mdevsim run: [1/1] hot-set: ") }, "\(r.stderr)")
+        #expect(lines.contains { $0.contains("pre-copy iteration 1: ") && $0.contains("MiB moved") && $0.contains("/s, ") && $0.hasSuffix(" s") }, "\(r.stderr)")
+        #expect(!r.stderr.contains("\u{1B}"), "no terminal control off a terminal")
+        let quiet = try CommandContractTests.mdevsim(["run", "--in-process", "--quiet", file], environment: ["MDEVSIM_PROGRESS_INTERVAL": "0"])
+        #expect(quiet.stderr.isEmpty, "\(quiet.stderr)")
+        #expect(quiet.stdout.contains("PASS hot-set") && quiet.stdout.hasSuffix("1 passed, 0 failed\n"), "\(quiet.stdout)")
+    }
+
+    @Test func onATerminalOneLiveLineLeavesTheResultLinesIntact() throws {
+        // script(1) gives the command a pseudo-terminal as stdin, stdout and stderr.
+        let command = try RunnerMountTests.command()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qec", "\(command) run --in-process --reproducible \(libraryDirectory)/hot-set.yaml", "/dev/null"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("\r\u{1B}[K[1/1] hot-set: setting up the devices"), "\(text.debugDescription)")
+        #expect(text.contains("\r\u{1B}[K[1/1] hot-set: pre-copy iteration 1: "), "\(text.debugDescription)")
+        // The live line is cleared before the result line, which stands alone on its line.
+        #expect(text.contains("\r\u{1B}[KPASS hot-set  completed"), "\(text.debugDescription)")
+        #expect(text.contains("1 passed, 0 failed"))
+    }
+}

@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/JohnSundell/Plot.git", from: "0.14.0"),
+        .package(url: "https://github.com/CoreOffice/XMLCoder.git", from: "0.18.2"), // JUnit reports
     ],
     targets: [
         .target(
@@ -61,8 +62,12 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // scenarios/*.yaml embedded as Scenario.bundledLibrary: the command runs them from any directory.
+            plugins: ["EmbedScenarios"]
         ),
+        .executableTarget(name: "mdevsim-embed-scenarios", path: "Sources/mdevsim-embed-scenarios"),
+        .plugin(name: "EmbedScenarios", capability: .buildTool(), dependencies: ["mdevsim-embed-scenarios"]),
         // Only the C compiler's view of <linux/vfio.h>, so tests can prove the Swift layout equals it.
         .target(name: "CVFIOHeader", path: "Sources/CVFIOHeader"),
         // libmdevsim-vfio.so: emulates /dev/vfio/* for the mount's devices inside a VMM process.
@@ -108,6 +113,7 @@ let package = Package(
                 "DeviceSimulator", "MigrationProtocol", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "XMLCoder", package: "XMLCoder"),
             ],
             swiftSettings: swiftSettings
         ),

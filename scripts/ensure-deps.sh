@@ -5,22 +5,25 @@
 # scripts/qemu-migrate.sh run with libmdevsim-vfio.so) and QEMU 10.0 (the v2 client, unpacked
 # next to it by scripts/install-qemu10.sh into /opt/mdevsim-qemu10 or $MDEVSIM_QEMU10_ROOT).
 # The test script's tools come with their own flags: --with-browser (Debian's chromium, for the
-# HTML report's browser test), --with-mdevctl (Debian's mdevctl, for LinuxToolsTests).
+# HTML report's browser test), --with-mdevctl (Debian's mdevctl, for LinuxToolsTests),
+# --with-test-tools (the report validators: xmllint from libxml2-utils for the JUnit XSD,
+# python3's jsonschema for the JSON schema).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
-#   scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl]
+#   scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl] [--with-test-tools]
 set -euo pipefail
 
-usage="usage: scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl]"
+usage="usage: scripts/ensure-deps.sh [--with-qemu] [--with-browser] [--with-mdevctl] [--with-test-tools]"
 with_qemu=0
-tools=()   # "command package" pairs the flags ask for
+tools=()   # "package check..." entries the flags ask for: the check is a command that succeeds when present
 for arg in "$@"; do
     case "$arg" in
         --with-qemu) with_qemu=1 ;;
         # Headless chromium loads the page of `mdevsim run --html`; without recommends it is the
         # browser alone.
-        --with-browser) tools+=("chromium chromium") ;;
-        --with-mdevctl) tools+=("mdevctl mdevctl") ;;
+        --with-browser) tools+=("chromium command -v chromium") ;;
+        --with-mdevctl) tools+=("mdevctl command -v mdevctl") ;;
+        --with-test-tools) tools+=("libxml2-utils command -v xmllint" "python3-jsonschema python3 -c 'import jsonschema'") ;;
         *) echo "ensure-deps: unknown argument $arg ($usage)" >&2; exit 2 ;;
     esac
 done
@@ -33,16 +36,16 @@ apt_update() {
 }
 
 # One tool of the test script: installed without recommends, or the command to run printed.
-for pair in "${tools[@]}"; do
-    read -r tool package <<<"$pair"
-    command -v "$tool" >/dev/null 2>&1 && continue
+for entry in "${tools[@]}"; do
+    read -r package check <<<"$entry"
+    eval "$check" >/dev/null 2>&1 && continue
     command_line="apt-get install -y --no-install-recommends $package"
     if is_root; then
         echo "ensure-deps: installing $package ($command_line)" >&2
         apt_update
         DEBIAN_FRONTEND=noninteractive $command_line -qq >/dev/null
     else
-        echo "ensure-deps: missing $tool. Run, as root:" >&2
+        echo "ensure-deps: missing $package. Run, as root:" >&2
         echo "    apt-get update && $command_line" >&2
         exit 1
     fi

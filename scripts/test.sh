@@ -3,7 +3,7 @@
 # tests that need /dev/fuse did not really run (they must never be skipped in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh --with-qemu --with-browser --with-mdevctl
+scripts/ensure-deps.sh --with-qemu --with-browser --with-mdevctl --with-test-tools
 
 if [ ! -e /dev/fuse ]; then
     echo "test: /dev/fuse is missing: the mount tests cannot run. Load the module (modprobe fuse) or run in a machine/container with /dev/fuse." >&2

@@ -13,6 +13,7 @@ public final class FileTransport: RegionTransport {
     public private(set) var mappedDataSection: UnsafeMutableRawBufferPointer?
     public private(set) var mappedOffset: UInt64 = 0
     private let fd: FileDescriptor
+    private var closed = false
 
     /// Opens `directory/migration` (e.g. `MOUNT/devices/<uuid>`).
     /// - Parameter map: map the data section when the region offers an mmap area.
@@ -40,7 +41,13 @@ public final class FileTransport: RegionTransport {
         }
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Unmaps the data section and closes the descriptor (once; later calls do nothing). The
+    /// device's RELEASE reaches the daemon asynchronously after this returns.
+    public func close() {
+        guard !closed else { return }
+        closed = true
         if let map = mappedDataSection {
             // Write the dirty pages back first: munmap flushes them while holding this process's
             // mmap lock, and when the mount is served by this same process (`mdevsim migrate`,
@@ -49,6 +56,7 @@ public final class FileTransport: RegionTransport {
             // sections of 4 MiB and more. msync(MS_SYNC) waits for the writeback without it.
             msync(map.baseAddress, map.count, MS_SYNC)
             munmap(map.baseAddress, map.count)
+            mappedDataSection = nil
         }
         try? fd.close()
     }

@@ -8,6 +8,8 @@ public struct InProcessMigration {
     public var options: ClientOptions
     /// Told every access and event of both devices (a trace), if set.
     public var observer: (any AccessObserver)?
+    /// The devices' identities: the same as a mount's devices get, so both paths migrate the same devices.
+    public var identities: DeviceIdentities
 
     /// A scenario whose migration names types it does not define.
     public struct UnknownType: Error, CustomStringConvertible {
@@ -18,25 +20,35 @@ public struct InProcessMigration {
     public init(scenario: Scenario) {
         self.scenario = scenario
         options = ClientOptions(plan: scenario.migration.client)
+        identities = DeviceIdentities(scenario: scenario)
     }
 
     /// Creates both devices, migrates, and reports, with the devices' violations and deviations.
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws(UnknownType) -> (MigrationReport, source: MigrationRegion, destination: MigrationRegion) {
         guard let sourceType = scenario.sourceType else { throw UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw UnknownType(name: scenario.migration.destination) }
-        let source = MigrationRegion(configuration: sourceType.configuration, identity: "\(scenario.name)/source")
-        let destination = MigrationRegion(configuration: destinationType.configuration, identity: "\(scenario.name)/destination")
+        let source = MigrationRegion(configuration: sourceType.configuration, identity: identities.source)
+        let destination = MigrationRegion(configuration: destinationType.configuration, identity: identities.destination)
+        // The events a mount's devices report for the same migration (FUSEMigration), in its
+        // order: create both, open both, then release and remove the destination, then the source.
         if let observer {
             for (region, type) in [(source, sourceType), (destination, destinationType)] {
                 observer.deviceEvent(.create, device: region.device.identity, type: type.name, errno: nil)
                 region.observer = observer
             }
+            for region in [source, destination] { observer.deviceEvent(.open, device: region.device.identity, type: nil, errno: nil) }
         }
         var client = ReferenceClient(options: options, linkBandwidth: sourceType.configuration.linkBandwidth)
         client.progress = progress
         var report = client.migrate(
             from: InProcessTransport(region: source, name: "source"),
             to: InProcessTransport(region: destination, name: "destination"))
+        if let observer {
+            for region in [destination, source] {
+                observer.deviceEvent(.release, device: region.device.identity, type: nil, errno: nil)
+                observer.deviceEvent(.remove, device: region.device.identity, type: nil, errno: nil)
+            }
+        }
         report.attach(source: source, destination: destination)
         return (report, source, destination)
     }

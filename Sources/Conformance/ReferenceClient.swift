@@ -130,6 +130,7 @@ public struct ReferenceClient {
                         return true
                     }
                     precopyIterations += 1
+                    client.progress?("pre-copy iteration \(precopyIterations): \(precopyBytes) bytes moved, pending \(p)")
                     // One pass: move what was pending when it began.
                     var moved: UInt64 = 0
                     while moved < p {
@@ -138,12 +139,12 @@ public struct ReferenceClient {
                         moved += size
                         precopyBytes += size
                         precopyChunks += 1
+                        client.progress?("pre-copy iteration \(precopyIterations): \(precopyBytes) bytes moved, pending \(p - min(p, moved))")
                         let next = try readPending()
                         if next == 0 { p = 0; break }
                         if moved >= p { p = next; break }
                     }
                     if moved == 0 { p = try readPending() }
-                    client.progress?("pre-copy iteration \(precopyIterations): pending \(p)")
                 }
                 phase = "stop-and-copy"
                 try setState(source, "source", mask: ~DeviceState.runningBit, value: 0)
@@ -161,7 +162,7 @@ public struct ReferenceClient {
                 stopChunks += 1
                 rounds += 1
                 p = try readPending()
-                if rounds % 64 == 0 { client.progress?("stop-and-copy: \(stopBytes) bytes, pending \(p)") }
+                client.progress?("stop-and-copy: \(precopyBytes + stopBytes) bytes moved, pending \(p)")
             }
             try setState(source, "source", mask: ~DeviceState.savingBit, value: 0)
             return false

@@ -22,24 +22,35 @@ public struct ScenarioEntry: Sendable {
     public var name: String {
         if case .success(let s) = scenario { return s.name }
         var base = (file as NSString).lastPathComponent
-        if base.hasSuffix(".yaml") { base.removeLast(5) }
+        for suffix in ScenarioCatalog.suffixes where base.hasSuffix(suffix) { base.removeLast(suffix.count) }
         return base
     }
 }
 
 /// Finds and loads scenario files.
 public enum ScenarioCatalog {
-    /// A path that is neither a file nor a directory with `*.yaml` files.
+    /// What a scenario file's name ends with (a directory stands for these files).
+    public static let suffixes = [".yaml", ".yml"]
+
+    /// A path that cannot be used: missing, or a directory without scenario files.
     public struct NotFound: Error, CustomStringConvertible {
         public var path: String
         public var reason: String
+        /// A directory without scenario files: an empty selection rather than a missing input.
+        public var isEmptyDirectory = false
         public var description: String { "\(path): \(reason)" }
     }
 
-    /// Files named by `paths` (a directory stands for its `*.yaml` files, not recursively),
-    /// sorted by path and without duplicates, each loaded. A file that does not load is an entry
-    /// with its diagnostics; a path that does not exist, or a directory without scenarios, throws.
-    public static func collect(_ paths: [String]) throws(NotFound) -> [ScenarioEntry] {
+    /// Two files whose scenarios have the same `name:` (their traces and JUnit testcases would collide).
+    public struct DuplicateName: Error, CustomStringConvertible {
+        public var name: String
+        public var files: [String]
+        public var description: String { "scenario name '\(name)' is used by \(files.joined(separator: " and "))" }
+    }
+
+    /// The files `paths` name, sorted, without duplicates: a file as it is, a directory as its
+    /// `*.yaml` and `*.yml` files (not recursively). `check` and `run` both select with this.
+    public static func files(_ paths: [String]) throws(NotFound) -> [String] {
         var files: Set<String> = []
         for path in paths {
             var isDirectory: ObjCBool = false
@@ -48,33 +59,56 @@ public enum ScenarioCatalog {
             }
             if isDirectory.boolValue {
                 let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-                let yaml = names.filter { $0.hasSuffix(".yaml") }
-                if yaml.isEmpty { throw NotFound(path: path, reason: "no *.yaml scenario files in the directory") }
-                for name in yaml { files.insert(path.hasSuffix("/") ? path + name : path + "/" + name) }
+                let scenarios = names.filter { name in suffixes.contains { name.hasSuffix($0) } }
+                if scenarios.isEmpty {
+                    throw NotFound(path: path, reason: "no *.yaml or *.yml scenario files in the directory", isEmptyDirectory: true)
+                }
+                for name in scenarios { files.insert(path.hasSuffix("/") ? path + name : path + "/" + name) }
             } else {
                 files.insert(path)
             }
         }
-        return files.sorted().map { file in
+        return files.sorted()
+    }
+
+    /// Files named by `paths` (see `files`), each loaded. A file that does not load is an entry
+    /// with its diagnostics; a path that does not exist, or a directory without scenarios, throws.
+    public static func collect(_ paths: [String]) throws(NotFound) -> [ScenarioEntry] {
+        try files(paths).map { file in
             ScenarioEntry(file: file, scenario: Result { () throws(ScenarioError) in try ScenarioLoader.load(contentsOf: FilePath(file)) })
         }
     }
 
-    /// The bundled library: `$MDEVSIM_SCENARIOS`, else `./scenarios`, else a `scenarios`
-    /// directory holding `default.yaml` beside the executable or in one of its parents (a build
-    /// directory inside the repository).
-    public static func bundledDirectory(executable: String = CommandLine.arguments.first ?? "") -> String? {
-        func holdsLibrary(_ dir: String) -> Bool {
-            FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("default.yaml"))
+    /// Every name two or more loaded entries share, with all their files, in file order.
+    public static func duplicateNames(_ entries: [ScenarioEntry]) -> [DuplicateName] {
+        var byName: [String: [String]] = [:]
+        var order: [String] = []
+        for entry in entries {
+            guard case .success(let scenario) = entry.scenario else { continue }
+            if byName[scenario.name] == nil { order.append(scenario.name) }
+            byName[scenario.name, default: []].append(entry.file)
         }
-        if let env = ProcessInfo.processInfo.environment["MDEVSIM_SCENARIOS"], !env.isEmpty { return env }
-        if holdsLibrary("scenarios") { return "scenarios" }
-        var dir = (URL(fileURLWithPath: executable).resolvingSymlinksInPath().path as NSString).deletingLastPathComponent
-        while !dir.isEmpty, dir != "/" {
-            let candidate = (dir as NSString).appendingPathComponent("scenarios")
-            if holdsLibrary(candidate) { return candidate }
-            dir = (dir as NSString).deletingLastPathComponent
+        return order.compactMap { name in
+            guard let files = byName[name], files.count > 1 else { return nil }
+            return DuplicateName(name: name, files: files)
         }
+    }
+
+    /// How a bundled scenario's file is named in results, diagnostics and traces.
+    public static let builtinPrefix = "builtin:"
+
+    /// The bundled library, embedded in the binary at build time (`Scenario.bundledLibrary`,
+    /// from the repository's scenarios/): works from any directory. Files are `builtin:NAME.yaml`.
+    public static func bundled() -> [ScenarioEntry] {
+        Scenario.bundledLibrary.map { file, text in
+            let name = builtinPrefix + file
+            return ScenarioEntry(file: name, scenario: Result { () throws(ScenarioError) in try ScenarioLoader.parse(text, file: name) })
+        }
+    }
+
+    /// The bundled scenario named `name` (its `name:`), if there is one.
+    public static func bundledScenario(named name: String) -> Scenario? {
+        for entry in bundled() { if case .success(let s) = entry.scenario, s.name == name { return s } }
         return nil
     }
 }
@@ -90,14 +124,28 @@ public struct ScenarioResult: Sendable, Codable {
     public var diagnostics: [String]
     /// Wall-clock seconds the scenario took, mount and device set-up included.
     public var durationSeconds: Double
-    /// Why the scenario was not run (it exceeds the run's memory limit); counted neither as
-    /// passed nor as failed, and always listed.
+    /// Why the scenario was not run (it exceeds the run's memory limit, the run was
+    /// interrupted first); counted neither as passed nor as failed, and always listed.
     public var skipped: String?
     /// The migration's header accesses with their times, when the runner kept them (HTML reports).
     public var accessLog: AccessLog?
+    /// Why the scenario could not be judged: its file is invalid, its devices could not be set
+    /// up, the run was interrupted or timed out while it ran. An error, not a failure (JUnit
+    /// `<error>`): nothing was learnt about the client.
+    public var error: String?
+    /// The last thing the scenario's migration reported doing (its progress), for an error.
+    public var lastStep: String?
+    /// The scenario's seed and source device type, when its file loaded.
+    public var seed: UInt64?
+    public var sourceType: String?
+
+    /// How a scenario ended, as CI tools count it.
+    public enum Status: String, Sendable, Codable {
+        case passed, failed, error, skipped
+    }
 
     public init(name: String, file: String, verdict: Verdict, report: MigrationReport?, diagnostics: [String] = [],
-                durationSeconds: Double, skipped: String? = nil) {
+                durationSeconds: Double, skipped: String? = nil, error: String? = nil, lastStep: String? = nil) {
         self.name = name
         self.file = file
         self.verdict = verdict
@@ -105,12 +153,61 @@ public struct ScenarioResult: Sendable, Codable {
         self.diagnostics = diagnostics
         self.durationSeconds = durationSeconds
         self.skipped = skipped
+        self.error = error
+        self.lastStep = lastStep
+    }
+
+    public var status: Status {
+        if skipped != nil { return .skipped }
+        if error != nil { return .error }
+        return verdict.passed ? .passed : .failed
     }
 
     /// Ran and met its expectation.
-    public var passed: Bool { skipped == nil && verdict.passed }
-    /// Ran (or could not) and did not meet its expectation.
-    public var failed: Bool { skipped == nil && !verdict.passed }
+    public var passed: Bool { status == .passed }
+    /// Ran and did not meet its expectation.
+    public var failed: Bool { status == .failed }
+    /// Could not be judged (see `error`).
+    public var errored: Bool { status == .error }
+
+    enum CodingKeys: String, CodingKey {
+        case name, file, status, seed, sourceType, verdict, report, diagnostics, durationSeconds, skipped, error, lastStep, accessLog
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        file = try c.decode(String.self, forKey: .file)
+        verdict = try c.decodeIfPresent(Verdict.self, forKey: .verdict) ?? .pass
+        report = try c.decodeIfPresent(MigrationReport.self, forKey: .report)
+        diagnostics = try c.decode([String].self, forKey: .diagnostics)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        skipped = try c.decodeIfPresent(String.self, forKey: .skipped)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        lastStep = try c.decodeIfPresent(String.self, forKey: .lastStep)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        sourceType = try c.decodeIfPresent(String.self, forKey: .sourceType)
+        accessLog = try c.decodeIfPresent(AccessLog.self, forKey: .accessLog)
+    }
+
+    /// A skipped scenario has no verdict: it was not judged, so it must not read as passing.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(file, forKey: .file)
+        try c.encode(status, forKey: .status)
+        try c.encodeIfPresent(seed, forKey: .seed)
+        try c.encodeIfPresent(sourceType, forKey: .sourceType)
+        if status != .skipped { try c.encode(verdict, forKey: .verdict) }
+        try c.encodeIfPresent(report, forKey: .report)
+        try c.encode(diagnostics, forKey: .diagnostics)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encodeIfPresent(skipped, forKey: .skipped)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encodeIfPresent(lastStep, forKey: .lastStep)
+        // Only with `run --html`: what the page draws, so that `mdevsim report` can draw it again.
+        try c.encodeIfPresent(accessLog, forKey: .accessLog)
+    }
 }
 
 /// Runs scenarios: two fresh devices per scenario, the reference client with the scenario's
@@ -136,6 +233,11 @@ public struct ScenarioRunner: Sendable {
     public var mdevsimVersion: String?
     /// Keep each scenario's `AccessLog` in its result (what `run --html` draws).
     public var keepsAccessLog = false
+    /// Writes what wall time decides as 0 (durations, trace `time_ns`), so that the same scenario
+    /// gives byte-identical reports and traces run after run (`--reproducible`).
+    public var reproducible = false
+    /// The level of the mount's own log (device created/removed...): warnings and up by default.
+    public var logLevel: Logger.Level = .warning
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -148,10 +250,20 @@ public struct ScenarioRunner: Sendable {
         self.maxMemory = maxMemory
     }
 
-    /// Runs one entry. Never throws: every problem is a failed verdict with its reason.
+    /// Runs one entry. Never throws: every problem is a failed verdict or an error with its reason.
     public func run(_ entry: ScenarioEntry, progress: (@Sendable (String) -> Void)? = nil) -> ScenarioResult {
+        var result = judge(entry, progress: progress)
+        if case .success(let scenario) = entry.scenario {
+            result.seed = scenario.seed
+            result.sourceType = scenario.sourceType?.name ?? scenario.migration.source
+        }
+        return result
+    }
+
+    private func judge(_ entry: ScenarioEntry, progress: (@Sendable (String) -> Void)?) -> ScenarioResult {
         let start = ContinuousClock.now
         func seconds() -> Double {
+            if reproducible { return 0 }
             let d = ContinuousClock.now - start
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
@@ -159,10 +271,11 @@ public struct ScenarioRunner: Sendable {
         switch entry.scenario {
         case .failure(let error):
             let diagnostics = error.diagnostics.map(\.description)
-            return ScenarioResult(
-                name: entry.name, file: entry.file,
-                verdict: Verdict(mismatches: ["invalid scenario file: \(error.diagnostics.first.map(\.description) ?? "invalid")\(diagnostics.count > 1 ? " (and \(diagnostics.count - 1) more)" : "")"]),
-                report: nil, diagnostics: diagnostics, durationSeconds: seconds())
+            let first = "invalid scenario file: \(diagnostics.first ?? "invalid")\(diagnostics.count > 1 ? " (and \(diagnostics.count - 1) more)" : "")"
+            // `error` only counts the diagnostics, which follow it once each.
+            let reason = "invalid scenario file \(entry.file) (\(diagnostics.count) diagnostic\(diagnostics.count == 1 ? "" : "s"))"
+            return ScenarioResult(name: entry.name, file: entry.file, verdict: Verdict(mismatches: [first]),
+                                  report: nil, diagnostics: diagnostics, durationSeconds: seconds(), error: reason)
         case .success(let s):
             scenario = s
         }
@@ -174,10 +287,12 @@ public struct ScenarioRunner: Sendable {
             var trace: TraceWriter?
             if let traceDirectory {
                 let path = Self.tracePath(directory: traceDirectory, scenario: scenario.name)
-                let header = TraceHeader(scenario: scenario, scenarioPath: entry.file, strict: false,
+                // A bundled scenario has no file: a replay finds it by name (`ScenarioCatalog.bundledScenario`).
+                let file = entry.file.hasPrefix(ScenarioCatalog.builtinPrefix) ? nil : entry.file
+                let header = TraceHeader(scenario: scenario, scenarioPath: file, strict: false,
                                          recorder: mode == .fuse ? "run" : "in-process", mdevsimVersion: mdevsimVersion)
                 do {
-                    trace = try TraceWriter(path: path, header: header)
+                    trace = try TraceWriter(path: path, header: header, reproducible: reproducible)
                 } catch {
                     throw RunError("cannot write the trace \(path): \(error)")
                 }
@@ -196,7 +311,7 @@ public struct ScenarioRunner: Sendable {
         } catch {
             let reason = "could not run: \(error)"
             return ScenarioResult(name: scenario.name, file: entry.file, verdict: Verdict(mismatches: [reason]), report: nil,
-                                  diagnostics: [reason], durationSeconds: seconds())
+                                  diagnostics: [], durationSeconds: seconds(), error: reason)
         }
     }
 
@@ -210,7 +325,9 @@ public struct ScenarioRunner: Sendable {
             return try migration.run(progress: progress).0
         case .fuse:
             guard let mountpoint else { throw RunError("no mountpoint for the FUSE mode") }
-            return try FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer).run(progress: progress)
+            var migration = FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer)
+            migration.logLevel = logLevel
+            return try migration.run(progress: progress)
         }
     }
 
@@ -235,44 +352,61 @@ public struct FUSEMigration {
     public let mountpoint: String
     /// Told every access and event of the mount's devices (a trace), if set.
     public let observer: (any AccessObserver)?
+    /// The UUIDs of the devices it creates (derived from the scenario unless given).
+    public let identities: DeviceIdentities
+    /// The level of the mount's own log.
+    public var logLevel: Logger.Level = .warning
 
-    public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil) {
+    public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil, identities: DeviceIdentities? = nil) {
         self.scenario = scenario
         self.mountpoint = mountpoint
         self.observer = observer
+        self.identities = identities ?? DeviceIdentities(scenario: scenario)
     }
 
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws -> MigrationReport {
         guard let sourceType = scenario.sourceType else { throw InProcessMigration.UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw InProcessMigration.UnknownType(name: scenario.migration.destination) }
-        // The mount's own log (device created/removed) is noise in a run: warnings and up only.
+        // The mount's own log (device created/removed) is noise in a run: warnings and up unless asked.
         var logger = Logger(label: "mdevsim.run")
-        logger.logLevel = .warning
-        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: observer, logger: logger)
+        logger.logLevel = logLevel
+        let watch = observer.map { ReleaseWatch(forwardingTo: $0) }
+        let mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, observer: watch, logger: logger)
         let token = ActiveMounts.shared.register(mount)
         defer {
             mount.stop()
             ActiveMounts.shared.unregister(token)
         }
         try mount.start()
-        let sourceUUID = UUID().uuidString.lowercased(), destinationUUID = UUID().uuidString.lowercased()
+        let sourceUUID = identities.source, destinationUUID = identities.destination
         try create(sourceUUID, type: sourceType.name)
-        defer { remove(destinationUUID) }
-        defer { remove(sourceUUID) }
+        var removed = false
+        defer {
+            if !removed {
+                remove(destinationUUID)
+                remove(sourceUUID)
+            }
+        }
         try create(destinationUUID, type: destinationType.name)
-        var report: MigrationReport
-        do {
-            let map = scenario.migration.client.access == .mmap
-            let source = try transport(sourceUUID, name: "source", map: map)
-            let destination = try transport(destinationUUID, name: "destination", map: map)
-            var client = ReferenceClient(options: ClientOptions(plan: scenario.migration.client), linkBandwidth: sourceType.configuration.linkBandwidth)
-            client.progress = progress
-            report = client.migrate(from: source, to: destination)
-            // The transports close their descriptors (and unmap) here, before the devices go.
-        }
         guard let s = mount.filesystem.device(sourceUUID), let d = mount.filesystem.device(destinationUUID) else {
-            throw RunError("the devices disappeared from the mount during the migration")
+            throw RunError("the devices disappeared from the mount before the migration")
         }
+        let map = scenario.migration.client.access == .mmap
+        let source = try transport(sourceUUID, name: "source", map: map)
+        let destination = try transport(destinationUUID, name: "destination", map: map)
+        var client = ReferenceClient(options: ClientOptions(plan: scenario.migration.client), linkBandwidth: sourceType.configuration.linkBandwidth)
+        client.progress = progress
+        var report = client.migrate(from: source, to: destination)
+        // One device at a time: close, wait for its RELEASE, remove. The daemon serves requests
+        // on several threads, so two RELEASEs in flight could reach a trace in either order; this
+        // order is InProcessMigration's.
+        destination.close()
+        _ = watch?.waitForRelease(of: destinationUUID)
+        remove(destinationUUID)
+        source.close()
+        _ = watch?.waitForRelease(of: sourceUUID)
+        remove(sourceUUID)
+        removed = true
         report.attach(source: s, destination: d)
         return report
     }

@@ -17,7 +17,8 @@ public struct TraceFile: Sendable {
         public var path: String
         public var line: Int
         public var reason: String
-        public var description: String { "\(path):\(line): \(reason)" }
+        /// `FILE:LINE: reason`; a file that cannot be read at all has no line to name.
+        public var description: String { line > 0 ? "\(path):\(line): \(reason)" : "\(path): \(reason)" }
     }
 
     public var path: String

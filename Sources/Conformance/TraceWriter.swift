@@ -24,6 +24,8 @@ public final class TraceWriter: TraceSink {
     private let state: Mutex<State>
     private let start: UInt64
     private let token: Int
+    /// Writes every `time_ns` as 0 (`--reproducible`): the only field of a trace that wall time decides.
+    private let reproducible: Bool
 
     private static let flushSize = 64 << 10
     private static let flushInterval: UInt64 = 1_000_000_000
@@ -31,8 +33,10 @@ public final class TraceWriter: TraceSink {
     private static let nextToken = Atomic<Int>(0)
 
     /// Creates (or truncates) `path` and writes `header` as its first line.
-    public init(path: String, header: TraceHeader) throws(Errno) {
+    /// - Parameter reproducible: write every `time_ns` as 0, so the same run gives the same bytes.
+    public init(path: String, header: TraceHeader, reproducible: Bool = false) throws(Errno) {
         self.path = path
+        self.reproducible = reproducible
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Errno(rawValue: errno) }
         start = Self.monotonicNow()
@@ -80,7 +84,7 @@ public final class TraceWriter: TraceSink {
             guard s.fd >= 0 else { return }
             let now = Self.monotonicNow()
             var stamp: [UInt8] = Array("{\"time_ns\":".utf8)
-            TraceRecord.appendNumber(now &- start, to: &stamp)
+            TraceRecord.appendNumber(reproducible ? 0 : now &- start, to: &stamp)
             for tail in tails {
                 s.buffer.append(contentsOf: stamp)
                 s.buffer.append(contentsOf: tail)

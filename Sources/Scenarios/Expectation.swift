@@ -55,3 +55,25 @@ public enum FailureStep: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension FailureStep {
+    /// The header accesses a migration can fail at as the reference client reports them (its
+    /// steps are `<role> <field> <op> [in <phase>]`): the one definition that the `step:`
+    /// grammar accepts and the client's steps are tested against. A `device_state` write is
+    /// reported as its transition (`FROM -> TO`), never as an access; the client never writes
+    /// `pending_bytes`, `data_offset` or `reserved` (read-only or ignored) nor reads `reserved`.
+    public static let reportableAccesses: [HeaderField: Set<AccessOperation>] = [
+        .deviceState: [.read],
+        .pendingBytes: [.read],
+        .dataOffset: [.read],
+        .dataSize: [.read, .write],
+    ]
+
+    /// Whether a run can ever report this step (false: an expectation naming it never matches).
+    public var isReportable: Bool {
+        switch self {
+        case .access(let field, let operation, _): return Self.reportableAccesses[field]?.contains(operation) == true
+        case .data, .transition: return true
+        }
+    }
+}

@@ -26,7 +26,7 @@ enum FaultSpec {
     /// Parses the `index`-th (from 0) fault of a device type configured as `device`.
     static func parse(_ node: Node, index: Int, device: DeviceConfiguration, reader: NodeReader) -> (fault: Fault, nameNode: Node?)? {
         guard let fields = reader.mapping(node, what: "a fault", keys: keys) else { return nil }
-        let errorsBefore = reader.diagnostics.count
+        let errorsBefore = reader.valueErrorCount
         let name = fields["name"].flatMap { reader.string($0) } ?? "fault-\(index + 1)"
         let role = fields["role"].flatMap { reader.choice($0, roles) } ?? .any
         var times: Int? = 1
@@ -40,11 +40,11 @@ enum FaultSpec {
         let action = reader.required(fields, "action", what: "a fault").flatMap {
             parseAction($0, device: device, reader: reader)
         }
-        guard let trigger, let action, reader.diagnostics.count == errorsBefore else { return nil }
+        guard let trigger, let action, reader.valueErrorCount == errorsBefore else { return nil }
         if let whenEntry = fields["when"], let actionEntry = fields["action"] {
             checkCombination(trigger: trigger, action: action, when: whenEntry, actionEntry: actionEntry, reader: reader)
         }
-        guard reader.diagnostics.count == errorsBefore else { return nil }
+        guard reader.valueErrorCount == errorsBefore else { return nil }
         return (Fault(name: name, trigger: trigger, action: action, times: times, role: role), fields["name"]?.value)
     }
 

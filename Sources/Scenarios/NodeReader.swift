@@ -34,6 +34,13 @@ final class NodeReader {
 
     var hasErrors: Bool { !diagnostics.isEmpty }
 
+    /// Diagnostics about values, not counting unknown keys. The builders skip the checks that
+    /// combine values (cross checks, the engine's validation) after a bad value, but an unknown
+    /// key says nothing about the values beside it: gating on it made the semantic errors appear
+    /// only after the key was fixed (diagnostics "in rounds").
+    var valueErrorCount: Int { diagnostics.count - unknownKeyCount }
+    private var unknownKeyCount = 0
+
     func error(line: Int, column: Int, _ message: String) {
         diagnostics.append(Diagnostic(file: file, line: line, column: column, message: message))
     }
@@ -77,6 +84,7 @@ final class NodeReader {
                 if let near = Self.closest(to: name, among: keys) { message += "; did you mean '\(near)'?" }
                 else { message += "; expected one of \(keys.joined(separator: ", "))" }
                 error(at: key, message)
+                unknownKeyCount += 1
                 continue
             }
             entries[name] = Entry(key: key, value: value, name: name, label: labelPrefix + name)

@@ -69,7 +69,7 @@ struct ScenarioBuilder {
     /// One entry of `types:`, and the node of its name for duplicate diagnostics.
     func deviceType(_ node: Node, seed: UInt64) -> (DeviceTypeSpec, Node)? {
         guard let f = reader.mapping(node, what: "a device type", keys: Self.typeKeys) else { return nil }
-        let errorsBefore = reader.diagnostics.count
+        let errorsBefore = reader.valueErrorCount
         var c = DeviceConfiguration(dirtyRate: 0)
         var entries: [String: Entry] = [:]
         for (name, entry) in f.entries { entries[name] = entry }
@@ -108,10 +108,10 @@ struct ScenarioBuilder {
         let pci = f["pci"].map { self.pci($0) } ?? .default
         let dma = f["dma"].flatMap { self.dma($0, seed: c.contentSeed) }
 
-        if reader.diagnostics.count == errorsBefore {
+        if reader.valueErrorCount == errorsBefore {
             crossCheck(c, f: f, entries: entries)
         }
-        if reader.diagnostics.count == errorsBefore {
+        if reader.valueErrorCount == errorsBefore {
             do throws(ConfigurationError) {
                 try c.validate()
             } catch {
@@ -136,7 +136,7 @@ struct ScenarioBuilder {
                 reader.expected(e, "a list of faults")
             }
         }
-        guard reader.diagnostics.count == errorsBefore, let instances, let nameEntry else { return nil }
+        guard reader.valueErrorCount == errorsBefore, let instances, let nameEntry else { return nil }
         return (DeviceTypeSpec(configuration: c, instances: instances, pci: pci, dma: dma), nameEntry.value)
     }
 
@@ -298,7 +298,7 @@ struct ScenarioBuilder {
         let cancelPlanned = plan?.client.cancelInPrecopyAfter != nil
         guard let entry else { return Expectation(cancelled: cancelPlanned) }
         guard let f = reader.mapping(entry.value, what: "expect", keys: Self.expectKeys) else { return nil }
-        let errorsBefore = reader.diagnostics.count
+        let errorsBefore = reader.valueErrorCount
         let kinds = [("success", "success"), ("failure", "failure"), ("error-state", "error-state")]
         let kind = f["outcome"].map { reader.choice($0, kinds) } ?? "success"
         var outcome = Expectation.Outcome.success
@@ -333,7 +333,7 @@ struct ScenarioBuilder {
             }
             cancelled = v
         }
-        guard reader.diagnostics.count == errorsBefore, let minimum, let converges, kind != nil else { return nil }
+        guard reader.valueErrorCount == errorsBefore, let minimum, let converges, kind != nil else { return nil }
         return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled)
     }
 
@@ -372,6 +372,17 @@ struct ScenarioBuilder {
             reader.expected(entry, grammar + ", where <field> is one of " + HeaderField.allCases.map(\.rawValue).joined(separator: ", "))
             return nil
         }
-        return .access(field: field, operation: operation, state: state)
+        let step = FailureStep.access(field: field, operation: operation, state: state)
+        guard step.isReportable else {
+            if field == .deviceState, operation == .write {
+                reader.error(at: entry.value, "step: a device_state write is reported as its transition: expected '<state> -> <state>' (e.g. 'running -> pre-copy'), got '\(text)'")
+            } else {
+                let steps = FailureStep.reportableAccesses.sorted { $0.key.rawValue < $1.key.rawValue }
+                    .flatMap { field, ops in ops.map(\.rawValue).sorted().map { "\(field.rawValue) \($0)" } }
+                reader.error(at: entry.value, "step: the client never does '\(field.rawValue) \(operation.rawValue)', so it can never fail there: expected one of \(steps.joined(separator: ", ")), data read|write, or '<state> -> <state>'")
+            }
+            return nil
+        }
+        return step
     }
 }

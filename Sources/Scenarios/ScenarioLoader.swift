@@ -49,9 +49,11 @@ public enum ScenarioLoader {
         let reader = NodeReader(file: file)
         let scenario = ScenarioBuilder(reader: reader).scenario(root)
         if let scenario, !reader.hasErrors { return scenario }
+        // All of them in one pass, by position, each once (two checks can reach the same finding).
+        var seen: Set<Diagnostic> = []
         let sorted = reader.diagnostics.enumerated().sorted {
             ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset)
-        }.map(\.element)
+        }.map(\.element).filter { seen.insert($0).inserted }
         throw ScenarioError(diagnostics: sorted.isEmpty ? [Diagnostic(file: file, line: 1, column: 1, message: "invalid scenario")] : sorted)
     }
 

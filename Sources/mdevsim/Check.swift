@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conformance
 import Foundation
 import Scenarios
 import SystemPackage
@@ -8,48 +9,56 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate scenario files.",
         discussion: """
-            Prints 'ok FILE' for each valid file and 'FILE:LINE:COLUMN: error: ...' on stderr for \
-            each problem. A directory stands for every *.yaml file directly in it. Exits non-zero \
-            if any file is invalid. The format is described in scenarios/README.md.
+            Prints 'ok FILE' for each valid file and, on stderr, every problem of every file in \
+            one pass, each once, in file and position order: 'FILE:LINE:COLUMN: error: ...' \
+            (--format github: '::error file=FILE,line=LINE,col=COLUMN::...', the default when \
+            GITHUB_ACTIONS=true). A directory stands for every *.yaml and *.yml file directly in \
+            it. Two files whose scenarios share a name are refused with both files. The format \
+            is described in scenarios/README.md.
+
+            \(ExitStatus.help([.success, .failed, .badInput, .emptySelection, .usage]))
             """
     )
 
-    @Argument(help: "Scenario files, or directories whose *.yaml files are checked.")
+    @Argument(help: "Scenario files, or directories whose *.yaml and *.yml files are checked.")
     var paths: [String]
 
     @Flag(name: .shortAndLong, help: "Print only the diagnostics, not the 'ok FILE' lines.")
     var quiet = false
 
-    func run() throws {
-        var files: [String] = []
-        var failed = false
-        for path in paths {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-                let yaml = names.filter { $0.hasSuffix(".yaml") }.sorted()
-                if yaml.isEmpty {
-                    printError("\(path): error: no *.yaml files in the directory")
-                    failed = true
-                }
-                files += yaml.map { path.hasSuffix("/") ? path + $0 : path + "/" + $0 }
-            } else {
-                files.append(path)
-            }
-        }
-        for file in files {
-            let diagnostics = ScenarioLoader.check(contentsOf: FilePath(file))
-            if diagnostics.isEmpty {
-                if !quiet { print("ok \(file)") }
-            } else {
-                failed = true
-                for diagnostic in diagnostics { printError(diagnostic.description) }
-            }
-        }
-        if failed { throw ExitCode.failure }
-    }
+    @Option(name: .long, help: ArgumentHelp("Diagnostics as 'text' (FILE:LINE:COLUMN: error: ...) or 'github' (workflow commands). Default: github when GITHUB_ACTIONS=true, else text.", valueName: "format"))
+    var format: DiagnosticFormat?
 
-    private func printError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let files: [String]
+        do {
+            files = try ScenarioCatalog.files(paths)
+        } catch {
+            if error.isEmptyDirectory { throw CommandError("no scenario selected", cause: "\(error)", status: .emptySelection) }
+            throw CommandError("cannot read \(error.path)", cause: error.reason, status: .badInput)
+        }
+        let style = format ?? .automatic
+        var failed = false
+        var entries: [ScenarioEntry] = []
+        for file in files {
+            let entry = ScenarioEntry(file: file, scenario: Result { () throws(ScenarioError) in try ScenarioLoader.load(contentsOf: FilePath(file)) })
+            entries.append(entry)
+            switch entry.scenario {
+            case .success:
+                if !quiet { print("ok \(file)") }
+            case .failure(let error):
+                failed = true
+                for diagnostic in error.diagnostics { CommandError.printLine(style.render(diagnostic)) }
+            }
+        }
+        let duplicates = ScenarioCatalog.duplicateNames(entries)
+        if !duplicates.isEmpty {
+            throw CommandError("duplicate scenario names", cause: duplicates.map(\.description).joined(separator: "; "),
+                               fix: "give each scenario its own name", status: .badInput)
+        }
+        if failed { throw ExitStatus.failed.code }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Conformance
 import DeviceSimulator
 import Foundation
+import Glibc
 import Report
 import Scenarios
 import SystemPackage
@@ -16,8 +17,12 @@ struct Migrate: ParsableCommand {
             migration with the reference VMM client (pre-copy, stop-and-copy, resume) and \
             compares the devices' digests. By default the devices live in a private FUSE mount \
             (mounted in a temporary directory and always unmounted) and are reached through their \
-            region files, as a VMM reaches them; --in-process skips the mount. Exits 0 when the \
-            migration completed with equal digests, 1 otherwise.
+            region files, as a VMM reaches them; --in-process skips the mount. The devices' UUIDs \
+            derive from the scenario's seed and name (--uuid twice gives them), so the same \
+            scenario gives the same report every time. The report is judged against the \
+            scenario's `expect:` exactly as `mdevsim run` judges it.
+
+            \(ExitStatus.help([.success, .failed, .badInput, .environment, .usage, .interrupted, .terminated]))
 
             Examples:
               mdevsim migrate
@@ -41,20 +46,29 @@ struct Migrate: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also write one self-contained HTML page of the migration (charts) to this file and print its path (to stderr with --json).", valueName: "file"))
     var html: String?
 
+    @Flag(name: .shortAndLong, help: "No progress on stderr.")
+    var quiet = false
+
+    @Option(name: .long, help: ArgumentHelp("UUID of the source, given a second time: of the destination (default: derived from the scenario's seed and name, so runs repeat).", valueName: "uuid"))
+    var uuid: [String] = []
+
     func validate() throws {
         if let access, DataAccessMode(rawValue: access) == nil {
             throw ValidationError("--access must be mmap, pread or pread8, got '\(access)'")
         }
+        do { _ = try DeviceIdentities.parse(uuid) } catch { throw ValidationError("--uuid: \(error)") }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         var loaded: Scenario
         if let scenario {
             do {
                 loaded = try ScenarioLoader.load(contentsOf: FilePath(scenario))
             } catch {
-                FileHandle.standardError.write(Data("\(error)\n".utf8))
-                throw ExitCode(2)
+                throw Self.loadError(scenario, error)
             }
         } else {
             loaded = Scenario.builtInDefault
@@ -66,35 +80,49 @@ struct Migrate: ParsableCommand {
         let log = html.map { _ in AccessLogRecorder(stopThreshold: loaded.migration.client.stopThreshold) }
         var migration = InProcessMigration(scenario: loaded)
         migration.observer = log
-        var progress: (@Sendable (String) -> Void)?
-        if isatty(STDERR_FILENO) == 1, !json {
-            progress = { line in FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
+        if let given = (try? DeviceIdentities.parse(uuid)) ?? nil {
+            migration.identities = DeviceIdentities(source: given[0], destination: given[1])
         }
+        let statusLine = StatusLine(command: "migrate", quiet: quiet)
+        let name = loaded.name
+        let progress: @Sendable (String) -> Void = { line in statusLine.update(name, line) }
         let report: MigrationReport
         if inProcess {
-            report = try migration.run(progress: progress).0
+            do {
+                report = try migration.run(progress: progress).0
+            } catch {
+                throw CommandError("cannot migrate", cause: "\(error)", status: .badInput)
+            }
         } else {
             let scenario = loaded
             let mountpoint: RunMountpoint
             do {
                 mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-migrate.")
             } catch {
-                FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
-                throw ExitCode(2)
+                throw CommandError("cannot mount", cause: "\(error)", fix: "run where /dev/fuse exists (modprobe fuse), or use --in-process", status: .environment)
             }
-            let interrupts = Run.handleInterrupts(mountpoint: mountpoint)
+            let signals = SignalStop.install { sig in
+                CommandError.printLine(CommandError("interrupted (\(SignalStop.name(sig)))", cause: "unmounting", status: SignalStop.status(for: sig)).line(command: "migrate"))
+                ActiveMounts.shared.unmountAll()
+                TraceWriter.flushAll()
+                mountpoint.remove()
+                Glibc.exit(SignalStop.status(for: sig).rawValue)
+            }
             defer {
-                interrupts.forEach { $0.cancel() }
+                signals.forEach { $0.cancel() }
                 mountpoint.remove()
             }
             do {
-                report = try FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, observer: log).run(progress: progress)
+                var fuse = FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, observer: log, identities: migration.identities)
+                fuse.logLevel = logging.level(default: .warning)
+                report = try fuse.run(progress: progress)
             } catch {
-                FileHandle.standardError.write(Data("mdevsim migrate: \(error)\n".utf8))
-                throw ExitCode(2)
+                throw CommandError("the migration through the mount could not run", cause: "\(error)", status: .environment)
             }
         }
-        if progress != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        statusLine.clear()
+        // Judged as `run` judges it: against the scenario's `expect:` (one Judge for both).
+        let verdict = Judge.judge(report, against: loaded.expectation)
         if json {
             let encoder = JSONEncoder()
             encoder.keyEncodingStrategy = .convertToSnakeCase
@@ -102,6 +130,8 @@ struct Migrate: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(ReportText.render(report, scenario: loaded.name))
+            print(verdict.passed ? "PASS: meets the scenario's expectation" : "FAIL: does not meet the scenario's expectation")
+            for m in verdict.mismatches { print("    - \(m)") }
         }
         if let html, let log {
             let elapsed = ContinuousClock.now - started
@@ -109,8 +139,21 @@ struct Migrate: ParsableCommand {
                                   mode: inProcess ? "in process" : "through a FUSE mount",
                                   durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                                   generator: HTMLOutput.generator)
-            guard HTMLOutput.write(page, to: html, command: "migrate", toStderr: json) else { throw ExitCode(2) }
+            guard HTMLOutput.write(page, to: html, command: "migrate", toStderr: json) else { throw ExitStatus.badInput.code }
         }
-        if !report.succeeded { throw ExitCode(1) }
+        if !verdict.passed { throw ExitStatus.failed.code }
+    }
+
+    /// A scenario file that cannot be used: missing or unreadable (2), or invalid (1, as `check`).
+    static func loadError(_ path: String, _ error: ScenarioError) -> CommandError {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            return CommandError("cannot read the scenario \(path)", cause: "no such file", status: .badInput)
+        }
+        if isDirectory.boolValue {
+            return CommandError("cannot read the scenario \(path)", cause: "it is a directory", fix: "give one scenario file", status: .badInput)
+        }
+        let diagnostics = error.diagnostics.map(\.description)
+        return CommandError("invalid scenario \(path)", cause: diagnostics.joined(separator: "\n"), status: .failed)
     }
 }

@@ -16,7 +16,7 @@ struct Mount: ParsableCommand {
             mdevsim mount MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]... [--scenario FILE] [--strict] [--trace FILE] [--log FILE] [--verbose]
             mdevsim SCENARIO MOUNTPOINT -o OPTIONS      (the form mount -t fuse.mdevsim runs; SCENARIO may be `default`)
             """,
-        discussion: MountHelp.discussion
+        discussion: MountHelp.discussion + "\n\n" + ExitStatus.help([.success, .failed, .badInput, .environment, .usage])
     )
 
     @Argument(help: ArgumentHelp("Directory to mount on (must exist and have nothing mounted on it).", valueName: "mountpoint"))
@@ -49,8 +49,10 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Log file of the daemon (default: none once detached; stderr with -f). Also -o log=FILE.", valueName: "file"))
     var log: String?
 
-    @Flag(name: .long, help: "Log every device event (debug level). Also -o verbose.")
+    @Flag(name: .long, help: "Log every device event (debug level; the same as --log-level debug). Also -o verbose.")
     var verbose = false
+
+    @OptionGroup var logging: LoggingOptions
 
     @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted. Also -o trace=FILE.", valueName: "file"))
     var trace: String?
@@ -79,8 +81,7 @@ struct Mount: ParsableCommand {
         do {
             line = try FUSECommandLine.parse(args, ownTemplates: Self.ownTemplates)
         } catch {
-            Self.fail("mdevsim: cannot mount: \(error.message)")
-            throw ExitCode.validationFailure
+            throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: .usage)
         }
         var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, line: line)
         for o in line.ownOptions {
@@ -100,6 +101,7 @@ struct Mount: ParsableCommand {
 
     func run() throws {
         let inherited = FUSEDaemon.inheritedDescriptors()
+        logging.bootstrap(default: verbose ? .debug : .info)
         // Before libfuse sees the mountpoint (it resolves it, which hangs on some stale mounts).
         try preflight()
         let settings = try settings()
@@ -112,8 +114,7 @@ struct Mount: ParsableCommand {
         do {
             return try ScenarioLoader.load(contentsOf: FilePath(path))
         } catch {
-            fail("\(error)")
-            throw ExitCode(2)
+            throw Migrate.loadError(path, error)
         }
     }
 
@@ -122,30 +123,26 @@ struct Mount: ParsableCommand {
         do {
             try MountHelpers.checkFUSEDevice()
         } catch {
-            Self.fail("cannot mount: \(error.message)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount", cause: error.message, fix: "load the module (modprobe fuse) or run where /dev/fuse exists", status: .environment)
         }
         switch MountHelpers.status(of: mountpoint) {
         case .notMounted:
             break
         case .missing:
-            Self.fail("cannot mount: \(mountpoint) does not exist. Create it: mkdir -p \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it does not exist", fix: "mkdir -p \(mountpoint)", status: .badInput)
         case .notADirectory:
-            Self.fail("cannot mount: \(mountpoint) is not a directory")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is not a directory", status: .badInput)
         case .mounted(let type):
-            Self.fail("cannot mount: \(mountpoint) is busy: already a mount (\(type)). Unmount it first: mdevsim unmount \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is busy: already a mount (\(type))", fix: "unmount it first: mdevsim unmount \(mountpoint)", status: .environment)
         case .stale:
-            Self.fail("cannot mount: \(mountpoint) is a stale mount left by a killed daemon (Transport endpoint is not connected). Clear it: mdevsim unmount \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: "it is a stale mount left by a killed daemon (Transport endpoint is not connected)",
+                               fix: "clear it: mdevsim unmount \(mountpoint)", status: .environment)
         }
         // libfuse 3 mounts over a non-empty directory (it dropped fuse 2's `nonempty` check), as
         // the kernel allows: do the same, but say what disappears until the unmount.
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: mountpoint), !entries.isEmpty {
             let shown = entries.sorted().prefix(5).joined(separator: ", ")
-            Self.fail("mdevsim: warning: \(mountpoint) is not empty: the mount hides its \(entries.count) entr\(entries.count == 1 ? "y" : "ies") (\(shown)\(entries.count > 5 ? ", ..." : "")) until it is unmounted")
+            CommandError.printLine("mdevsim mount: warning: \(mountpoint) is not empty: the mount hides its \(entries.count) entr\(entries.count == 1 ? "y" : "ies") (\(shown)\(entries.count > 5 ? ", ..." : "")) until it is unmounted")
         }
     }
 
@@ -164,8 +161,7 @@ struct Mount: ParsableCommand {
                     mdevsimVersion: Mdevsim.configuration.version))
             }
         } catch {
-            Self.fail("cannot write the trace \(settings.trace ?? ""): \(error)")
-            throw ExitCode(1)
+            throw CommandError("cannot write the trace \(settings.trace ?? "")", cause: "\(error)", status: .badInput)
         }
         // Runs after the loop has ended (unmount, or a signal's clean exit): nothing is lost.
         defer {
@@ -176,8 +172,7 @@ struct Mount: ParsableCommand {
             mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: settings.strict, handleSignals: true,
                                   observer: writer.map { TraceRecorder(sink: $0) }, commandLine: settings.line, logger: logger)
         } catch {
-            Self.fail("mdevsim: cannot mount \(mountpoint): \(error.message)")
-            throw error.kind == .invalidOption ? ExitCode.validationFailure : ExitCode(1)
+            throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: error.kind == .invalidOption ? .usage : .environment)
         }
         defer { MountRegistry.forget(pidFile: pidFile) }
         if detach {
@@ -192,8 +187,7 @@ struct Mount: ParsableCommand {
                     _ = Array(line.utf8).withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
                 }
             } catch {
-                Self.fail("mdevsim: cannot detach: \(error.message)")
-                throw ExitCode(1)
+                throw CommandError("cannot detach", cause: error.message, status: .environment)
             }
         } else {
             MountRegistry.record(pid: getpid(), pidFile: pidFile)
@@ -207,20 +201,19 @@ struct Mount: ParsableCommand {
             let outcome = try mount.run()
             logger.info("mount at \(mountpoint) ended: \(outcome)")
         } catch {
-            Self.fail("mdevsim: the mount at \(mountpoint) failed: \(error.message)")
-            throw ExitCode(1)
+            throw CommandError("the mount at \(mountpoint) failed", cause: error.message, status: .environment)
         }
     }
 
     private func makeLogger(_ settings: Settings, detached: Bool) -> Logger {
-        let level: Logger.Level = settings.verbose ? .debug : .info
+        let level: Logger.Level = settings.verbose ? .debug : logging.level(default: .info)
         let file = settings.log
         var logger = Logger(label: "mdevsim") { label in
             if let file, let handle = FileHandle(forWritingAtPath: file) ?? Self.create(file) {
                 handle.seekToEndOfFile()
                 return FileLogHandler(label: label, handle: handle)
             }
-            return detached ? SwiftLogNoOpLogHandler() : StreamLogHandler.standardError(label: label)
+            return detached ? SwiftLogNoOpLogHandler() : FileLogHandler(label: label, handle: .standardError)
         }
         logger.logLevel = level
         return logger
@@ -231,25 +224,8 @@ struct Mount: ParsableCommand {
         return FileHandle(forWritingAtPath: path)
     }
 
-    static func fail(_ message: String) {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-    }
-}
-
-/// A log handler appending lines to a file.
-struct FileLogHandler: LogHandler, @unchecked Sendable {
-    let label: String
-    let handle: FileHandle
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        handle.write(Data("\(stamp) \(event.level) \(label): \(event.message)\n".utf8))
+    /// `mdevsim <command>: error: message` on stderr, for errors printed before the command ends.
+    static func fail(_ message: String, command: String = "mount") {
+        CommandError.printLine("mdevsim \(command): error: \(message)")
     }
 }

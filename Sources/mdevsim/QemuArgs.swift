@@ -12,6 +12,8 @@ struct QemuArgs: ParsableCommand {
             Prints two lines: the environment (LD_PRELOAD of libmdevsim-vfio.so, found next to \
             this executable, and MDEVSIM_VFIO_MOUNT) and the -device argument. For scripts: \
             env $(mdevsim qemu-args UUID --env-only) qemu-system-x86_64 ... $(mdevsim qemu-args UUID --device-only)
+
+            \(ExitStatus.help([.success, .badInput, .environment, .usage]))
             """
     )
 
@@ -40,9 +42,12 @@ struct QemuArgs: ParsableCommand {
         if envOnly && deviceOnly { throw ValidationError("--env-only and --device-only exclude each other") }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         guard let mountpoint = try resolveMount() else {
-            throw ValidationError("no mdevsim mount found: give --mount")
+            throw CommandError("no mdevsim mount found", fix: "give --mount", status: .badInput)
         }
         let library = try Self.libraryPath()
         var env = ["LD_PRELOAD=\(library)", "MDEVSIM_VFIO_MOUNT=\(mountpoint)"]
@@ -58,7 +63,7 @@ struct QemuArgs: ParsableCommand {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(libraryName).path
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ValidationError("\(path) is missing: build it with swift build --product mdevsim-vfio (same configuration as mdevsim)")
+            throw CommandError("the shim \(path) is missing", fix: "build it with swift build --product mdevsim-vfio (same configuration as mdevsim)", status: .environment)
         }
         return path
     }
@@ -81,13 +86,13 @@ struct QemuArgs: ParsableCommand {
         }
         guard let chosen = given ?? candidates.first else { return nil }
         if given == nil, candidates.count > 1 {
-            throw ValidationError("\(candidates.count) mdevsim mounts (\(candidates.joined(separator: ", "))): give --mount")
+            throw CommandError("\(candidates.count) mdevsim mounts", cause: candidates.joined(separator: ", "), fix: "give --mount", status: .badInput)
         }
         var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard realpath(chosen, &resolved) != nil else { throw ValidationError("\(chosen): \(String(cString: strerror(errno)))") }
+        guard realpath(chosen, &resolved) != nil else { throw CommandError("cannot use the mount \(chosen)", cause: String(cString: strerror(errno)), status: .badInput) }
         let path = String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/devices/\(uuid)/iommu_group")) != nil else {
-            throw ValidationError("\(path)/devices/\(uuid) does not exist (or is not an mdevsim device)")
+            throw CommandError("no device \(uuid)", cause: "\(path)/devices/\(uuid) does not exist (or is not an mdevsim device)", status: .badInput)
         }
         return path
     }

@@ -17,11 +17,13 @@ struct Replay: ParsableCommand {
             difference and prints its trace line, the access, and expected against got.
 
             The scenario is --scenario, else the scenario file the trace header names, else the \
-            built-in default when the trace was made with it. Scenarios with `clock: wall` cannot \
+            bundled scenario of the trace's name (`mdevsim run --builtin` traces name no file). Scenarios with `clock: wall` cannot \
             be replayed (their dirtying depends on timing).
 
             Exits 0 when every record matched, 1 at a divergence, 2 on a malformed trace (with \
             FILE:LINE: reason) or a scenario that does not fit the trace.
+
+            \(ExitStatus.help([.success, .failed, .badInput, .usage]))
 
             Example:
               mdevsim mount /tmp/mdev --trace /tmp/vmm.trace.jsonl --scenario scenarios/mmap-on.yaml
@@ -36,30 +38,31 @@ struct Replay: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Scenario file whose types the trace's devices have (default: the one the trace header names).", valueName: "file"))
     var scenario: String?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let file: TraceFile
         do {
             file = try TraceFile.load(path: trace)
         } catch {
-            Mount.fail("mdevsim replay: \(error)")
-            throw ExitCode(2)
+            throw CommandError("cannot replay the trace \(trace)", cause: error.line > 0 ? "line \(error.line): \(error.reason)" : error.reason, status: .badInput)
         }
         let loaded = try loadScenario(file.header)
         if loaded.seed != file.header.seed || loaded.name != file.header.scenario {
-            Mount.fail("mdevsim replay: note: the trace was recorded with scenario '\(file.header.scenario)' seed \(file.header.seed); replaying with '\(loaded.name)' seed \(loaded.seed)")
+            CommandError.printLine("mdevsim replay: note: the trace was recorded with scenario '\(file.header.scenario)' seed \(file.header.seed); replaying with '\(loaded.name)' seed \(loaded.seed)")
         }
         let replay: TraceReplay
         do {
             replay = try TraceReplay(trace: file, scenario: loaded)
         } catch {
-            Mount.fail("mdevsim replay: the scenario does not fit the trace: \(error)")
-            throw ExitCode(2)
+            throw CommandError("the scenario does not fit the trace", cause: "\(error)", status: .badInput)
         }
         let outcome = replay.run()
         if let divergence = outcome.divergence {
             print("replay: diverged at \(trace):\(divergence.line) after \(outcome.matched) accesses matched")
             for line in divergence.details { print(line) }
-            throw ExitCode(1)
+            throw ExitStatus.failed.code
         }
         print("replay: \(outcome.matched) accesses matched (\(outcome.recordsMatched) records, \(outcome.devices) device\(outcome.devices == 1 ? "" : "s"))")
     }
@@ -69,12 +72,14 @@ struct Replay: ParsableCommand {
             do {
                 return try ScenarioLoader.load(contentsOf: FilePath(path))
             } catch {
-                Mount.fail("mdevsim replay: \(error)")
-                throw ExitCode(2)
+                throw CommandError("cannot use the scenario \(path)", cause: error.diagnostics.map(\.description).joined(separator: "\n"), status: .badInput)
             }
         }
-        if header.scenarioPath == nil, header.scenario == Scenario.builtInDefault.name { return Scenario.builtInDefault }
-        Mount.fail("mdevsim replay: give the scenario the trace was recorded with: --scenario FILE (the trace names scenario '\(header.scenario)'\(header.scenarioPath.map { " at \($0), which does not exist" } ?? ""))")
-        throw ExitCode(2)
+        if header.scenarioPath == nil {
+            if header.scenario == Scenario.builtInDefault.name { return Scenario.builtInDefault }
+            if let bundled = ScenarioCatalog.bundledScenario(named: header.scenario) { return bundled }
+        }
+        throw CommandError("no scenario for the trace", cause: "the trace names scenario '\(header.scenario)'\(header.scenarioPath.map { " at \($0), which does not exist" } ?? "")",
+                           fix: "give the scenario the trace was recorded with: --scenario FILE", status: .badInput)
     }
 }

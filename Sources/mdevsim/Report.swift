@@ -15,8 +15,9 @@ struct ReportCommand: ParsableCommand {
             convergence of pending_bytes, the chunks and, for a failure, the expected and \
             observed step and the last accesses before it. A JSON report holds the accesses the \
             charts need only when its run had --html too; a trace holds no verdict. Inline CSS \
-            and SVG: it opens from file:// with no network. Prints the page's path. Exits 2 when \
-            INPUT cannot be read or the page cannot be written.
+            and SVG: it opens from file:// with no network. Prints the page's path.
+
+            \(ExitStatus.help([.success, .badInput, .usage]))
 
             Examples:
               mdevsim report traces/mmap-on.trace.jsonl -o mmap-on.html
@@ -35,10 +36,9 @@ struct ReportCommand: ParsableCommand {
         do {
             page = try ReportInput.page(path: input, generator: HTMLOutput.generator)
         } catch {
-            Run.printError("mdevsim report: \(error)")
-            throw ExitCode(2)
+            throw CommandError("cannot draw \(input)", cause: "\(error)", status: .badInput)
         }
-        guard HTMLOutput.write(page, to: output, command: "report") else { throw ExitCode(2) }
+        guard HTMLOutput.write(page, to: output, command: "report") else { throw ExitStatus.badInput.code }
     }
 }
 
@@ -52,11 +52,11 @@ enum HTMLOutput {
         do {
             try Data(page.html().utf8).write(to: URL(fileURLWithPath: path))
         } catch {
-            Run.printError("mdevsim \(command): cannot write \(path): \(error.localizedDescription)")
+            CommandError.printLine(CommandError("cannot write the HTML report \(path)", cause: error.localizedDescription, status: .badInput).line(command: command))
             return false
         }
         let line = "HTML report: \(URL(fileURLWithPath: path).standardizedFileURL.path)"
-        if toStderr { Run.printError(line) } else { print(line) }
+        if toStderr { CommandError.printLine(line) } else { print(line) }
         return true
     }
 }

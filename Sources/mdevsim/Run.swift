@@ -2,10 +2,10 @@ import ArgumentParser
 import Conformance
 import Dispatch
 import Foundation
-import Synchronization
 import Glibc
 import Report
 import Scenarios
+import Synchronization
 
 /// `mdevsim run`: the conformance run of scenario files.
 struct Run: ParsableCommand {
@@ -16,30 +16,39 @@ struct Run: ParsableCommand {
             types, migrates with the reference VMM client (pre-copy, stop-and-copy, resume, \
             digests compared) and judges the report against the scenario's `expect:` section. \
             By default the devices live in a real FUSE mount that this command mounts on a \
-            private temporary directory and always unmounts (also on failure, SIGINT or \
-            SIGTERM); --in-process runs them inside this process instead.
+            private temporary directory and always unmounts (also on failure, SIGINT, SIGTERM \
+            or --timeout); --in-process runs them inside this process instead. The devices' \
+            UUIDs derive from each scenario's seed and name, so a run repeats byte for byte.
 
-            With no argument, runs the bundled library (scenarios/ in the current directory, \
-            beside the executable, or $MDEVSIM_SCENARIOS). A directory stands for its *.yaml \
-            files. Scenarios run in path order.
+            With no argument (or --builtin), runs the bundled library, which is built into the \
+            executable and works from any directory (`mdevsim scenarios` lists it; \
+            $MDEVSIM_SCENARIOS, when set, names a directory to run instead). A directory stands \
+            for its *.yaml and *.yml files. Scenarios run in path order; two with the same name are refused.
 
-            Prints one line per scenario (PASS/FAIL/SKIP, key figures, and one line per \
-            mismatch), the protocol violations the devices recorded, and the closing line \
-            'N passed, N failed' (with --html, the page's path just before it). Exits 1 if any scenario failed, 2 on a usage problem, 130 when \
-            interrupted. Scenarios whose device memory is above --max-memory are listed as \
-            skipped, never silently.
+            Prints one line per scenario (PASS, FAIL, ERROR when it could not be judged, SKIP), \
+            the protocol violations the devices recorded, and the closing line \
+            'N passed, N failed' (errors count as failed; with --html, the page's path just before \
+            it). The report paths are checked before the first scenario starts. On SIGINT, SIGTERM \
+            or --timeout the reports are still written: what ran, the running scenario as an error \
+            with its last step, the rest skipped ('interrupted'). Scenarios whose device memory is \
+            above --max-memory are listed as skipped, never silently.
+
+            \(ExitStatus.help([.success, .failed, .badInput, .environment, .emptySelection, .usage, .timeout, .interrupted, .terminated]))
 
             Examples:
               mdevsim run
               mdevsim run --in-process scenarios/fault-stall.yaml
-              mdevsim run --shard 2/4 --junit junit.xml --json run.json
+              mdevsim run --shard 2/4 --junit junit.xml --json run.json --timeout 120
               mdevsim run --html run.html scenarios/small-converges.yaml scenarios/never-converges.yaml
               mdevsim run --trace traces/ scenarios/mmap-on.yaml   # then: mdevsim replay traces/mmap-on.trace.jsonl --scenario scenarios/mmap-on.yaml
             """
     )
 
-    @Argument(help: ArgumentHelp("Scenario files, or directories of *.yaml files (default: the bundled scenarios/).", valueName: "scenario|dir"))
+    @Argument(help: ArgumentHelp("Scenario files, or directories of *.yaml/*.yml files (default: the bundled scenarios/).", valueName: "scenario|dir"))
     var paths: [String] = []
+
+    @Flag(help: "Run the bundled library built into the executable (also the default with no scenario argument).")
+    var builtin = false
 
     @Flag(name: .customLong("in-process"), help: "Run the devices inside this process (no FUSE mount).")
     var inProcess = false
@@ -47,7 +56,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write a JUnit XML report to this file.", valueName: "file"))
     var junit: String?
 
-    @Option(name: .long, help: ArgumentHelp("Write a JSON report (every scenario's report and verdict) to this file.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Write a JSON report (docs/run-report.schema.json) to this file.", valueName: "file"))
     var json: String?
 
     @Option(name: .long, help: ArgumentHelp("Run only slice I of N of the sorted scenario list (1-based I), for CI matrices.", valueName: "I/N"))
@@ -62,6 +71,18 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl, one file per scenario (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
     var trace: String?
 
+    @Flag(help: "Write what wall time decides as 0 (durations in the reports, time_ns in traces) and the JUnit timestamp as 1970-01-01T00:00:00Z, so the same scenarios give byte-identical files run after run.")
+    var reproducible = false
+
+    @Option(name: .long, help: ArgumentHelp("Also print each failure and error as 'text' (nothing more) or 'github' (an '::error file=,line=,col=::' workflow command per problem). Default: github when GITHUB_ACTIONS=true, else text.", valueName: "format"))
+    var format: DiagnosticFormat?
+
+    @Flag(name: .shortAndLong, help: "No progress on stderr (the result lines and reports are unchanged).")
+    var quiet = false
+
+    @Option(name: .long, help: ArgumentHelp("Stop the run when one scenario has run this many seconds: it is an error, the rest are skipped, the reports are written, the status is 124.", valueName: "seconds"))
+    var timeout: Double?
+
     func validate() throws {
         if let shard {
             do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
@@ -69,37 +90,33 @@ struct Run: ParsableCommand {
         if maxMemory != "none", case .failure(let e) = Units.parseSize(maxMemory) {
             throw ValidationError("--max-memory: expected a size such as 4GiB, or none (\(e.expected)), got '\(maxMemory)'")
         }
+        if let timeout, !(timeout > 0) || !timeout.isFinite {
+            throw ValidationError("--timeout: expected a number of seconds above 0, got \(timeout)")
+        }
     }
 
-    func run() throws {
-        let started = ContinuousClock.now
-        var sources = paths
-        if sources.isEmpty {
-            guard let bundled = ScenarioCatalog.bundledDirectory() else {
-                Self.printError("mdevsim run: cannot find the bundled scenarios/ directory: run from the repository, or pass scenario files or set MDEVSIM_SCENARIOS")
-                throw ExitCode(2)
-            }
-            sources = [bundled]
-        }
-        var entries: [ScenarioEntry]
-        do {
-            entries = try ScenarioCatalog.collect(sources)
-        } catch {
-            Self.printError("mdevsim run: \(error)")
-            throw ExitCode(2)
-        }
-        let shardValue = try shard.map { text throws in try Shard(parsing: text) }
-        if let shardValue { entries = shardValue.slice(entries) }
-        let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
+    @OptionGroup var logging: LoggingOptions
 
+    func run() throws {
+        logging.bootstrap()
+        let started = ContinuousClock.now
+        let timestamp = reproducible ? RunSummary.timestamp(Date(timeIntervalSince1970: 0)) : RunSummary.timestamp(Date())
+        let entries = try select()
+        for (path, what) in [(junit, "the JUnit report"), (json, "the JSON report"), (html, "the HTML report")] {
+            if let path, let cause = Self.cannotWrite(path) {
+                throw CommandError("cannot write \(what) \(path)", cause: cause, status: .badInput)
+            }
+        }
+        let limit: UInt64? = maxMemory == "none" ? nil : (try? Units.parseSize(maxMemory).get())
         var runner = ScenarioRunner(mode: inProcess ? .inProcess : .fuse, maxMemory: limit)
         runner.keepsAccessLog = html != nil
+        runner.reproducible = reproducible
+        runner.logLevel = logging.level(default: .warning)
         if let trace {
             do {
                 try FileManager.default.createDirectory(atPath: trace, withIntermediateDirectories: true)
             } catch {
-                Self.printError("mdevsim run: cannot create the trace directory \(trace): \(error.localizedDescription)")
-                throw ExitCode(2)
+                throw CommandError("cannot create the trace directory \(trace)", cause: error.localizedDescription, status: .badInput)
             }
             runner.traceDirectory = trace
             runner.mdevsimVersion = Mdevsim.configuration.version
@@ -109,131 +126,213 @@ struct Run: ParsableCommand {
             do {
                 mountpoint = try RunMountpoint()
             } catch {
-                Self.printError("mdevsim run: \(error)")
-                throw ExitCode(2)
+                throw CommandError("cannot mount", cause: "\(error)", fix: "run where /dev/fuse exists (modprobe fuse), or use --in-process", status: .environment)
             }
             runner.mountpoint = mountpoint?.path
         }
-        let interrupts = Self.handleInterrupts(mountpoint: mountpoint)
+
+        let mounted = mountpoint
+        let journal = RunJournal(entries: entries)
+        let width = entries.map(\.name.count).max() ?? 0
+        let statusLine = StatusLine(command: "run", quiet: quiet)
+        let style = format ?? .automatic
+        let mode = runner.mode
+        let shardText = shard.flatMap { try? Shard(parsing: $0).description }
+        let scenarios = Dictionary(entries.compactMap { e in (try? e.scenario.get()).map { (e.file, $0) } }, uniquingKeysWith: { a, _ in a })
+        let reports = Reports(junit: junit, json: json, html: html, scenarios: scenarios)
+        let reproducible = reproducible
+        @Sendable func summary(_ results: [ScenarioResult], ended: RunSummary.Ending) -> RunSummary {
+            let elapsed = ContinuousClock.now - started
+            return RunSummary(
+                mode: mode, shard: shardText, results: results,
+                durationSeconds: reproducible ? 0 : Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                ended: ended, timestamp: timestamp)
+        }
+        // Whoever stops the run first (a signal, the timeout) writes the reports and exits.
+        let stop: @Sendable (RunSummary.Ending, ExitStatus, String, String) -> Void = { ending, status, error, skipped in
+            guard let results = journal.close(error: error, skipped: skipped, reproducible: reproducible) else { return }
+            statusLine.clear()
+            CommandError.printLine(CommandError(error, cause: "unmounting and writing the reports", status: status).line(command: "run"))
+            ActiveMounts.shared.unmountAll()
+            TraceWriter.flushAll()
+            let done = journal.results.count
+            for r in results.dropFirst(done).prefix(1) { print(Self.line(r, width: width)) }
+            let s = summary(results, ended: ending)
+            _ = reports.write(s)
+            print(s.summaryLine)
+            fflush(nil)
+            mounted?.remove()
+            Glibc.exit(status.rawValue)
+        }
+        let signals = SignalStop.install { sig in
+            stop(sig == SIGINT ? .interrupted : .terminated, SignalStop.status(for: sig), "interrupted (\(SignalStop.name(sig)))", "interrupted")
+        }
+        var watchdog: DispatchSourceTimer?
+        if let timeout {
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + 0.1, repeating: 0.1)
+            timer.setEventHandler {
+                if let seconds = journal.runningSeconds(), seconds > timeout {
+                    stop(.timeout, .timeout, "timed out after \(Self.seconds(timeout)) s (--timeout)", "interrupted: the run stopped at a timeout")
+                }
+            }
+            timer.resume()
+            watchdog = timer
+        }
         defer {
-            interrupts.forEach { $0.cancel() }
+            watchdog?.cancel()
+            signals.forEach { $0.cancel() }
             mountpoint?.remove()
         }
 
-        let terminal = isatty(STDERR_FILENO) == 1
-        let width = entries.map(\.name.count).max() ?? 0
-        var results: [ScenarioResult] = []
         for (i, entry) in entries.enumerated() {
             let prefix = "[\(i + 1)/\(entries.count)] \(entry.name)"
-            var progress: (@Sendable (String) -> Void)?
-            if terminal {
-                Self.status("\(prefix): starting")
-                progress = { line in Self.status("\(prefix): \(line)") }
+            journal.begin(i)
+            statusLine.begin()
+            statusLine.update(prefix, "setting up the devices")
+            let progress: @Sendable (String) -> Void = { line in
+                journal.step(line)
+                statusLine.update(prefix, line)
             }
             let result = runner.run(entry, progress: progress)
-            // An interrupt unmounted under this scenario: its failure is the interrupt's doing,
-            // and the handler is about to exit 130 (it must not lose that race to exit 1).
-            if Self.interrupted.load(ordering: .acquiring) { Self.waitForTheInterruptHandler() }
-            if terminal { Self.status("") }
+            // Closed meanwhile: a signal or the timeout stopped the run (and unmounted under this
+            // scenario); its handler reports and exits with its status, which must not lose the race.
+            guard journal.finish(result) else { SignalStop.waitForTheHandler() }
+            statusLine.clear()
             print(Self.line(result, width: width))
+            if style == .github { for line in Self.annotations(result, entry: entry) { print(line) } }
             fflush(nil)
-            results.append(result)
         }
 
-        let elapsed = ContinuousClock.now - started
-        let summary = RunSummary(
-            mode: runner.mode, shard: shardValue?.description, results: results,
-            durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        let violations = summary.violations
+        let s = summary(journal.results, ended: .completed)
+        let violations = s.violations
         if !violations.isEmpty {
             print("protocol violations recorded by the devices (\(violations.count)):")
             for v in violations { print("  \(v)") }
         }
-        for r in results where r.skipped != nil {
+        for r in s.results where r.skipped != nil {
             print("skipped \(r.name): \(r.skipped ?? "")")
         }
-        var reportFailed = false
-        if let junit {
-            reportFailed = !Self.write(Data(RunReports.junit(summary).utf8), to: junit) || reportFailed
-        }
-        if let json {
-            do {
-                reportFailed = !Self.write(try RunReports.json(summary), to: json) || reportFailed
-            } catch {
-                Self.printError("mdevsim run: cannot encode the JSON report: \(error)")
-                reportFailed = true
-            }
-        }
-        if let html {
-            let scenarios = Dictionary(entries.compactMap { e in (try? e.scenario.get()).map { (e.file, $0) } }, uniquingKeysWith: { a, _ in a })
-            let page = ReportPage(run: summary, scenarios: scenarios, generator: HTMLOutput.generator)
-            reportFailed = !HTMLOutput.write(page, to: html, command: "run") || reportFailed
-        }
-        print(summary.summaryLine)
-        if summary.failed > 0 { throw ExitCode(1) }
-        if reportFailed { throw ExitCode(2) }
+        let written = reports.write(s)
+        print(s.summaryLine)
+        if s.failed + s.errors > 0 { throw ExitStatus.failed.code }
+        if !written { throw ExitStatus.environment.code }
     }
 
-    /// `PASS name  figures  [1.23 s]`, then one indented line per mismatch (and per diagnostic).
+    /// The entries to run: the paths (or the bundled library), checked for duplicate names, sliced by --shard.
+    private func select() throws -> [ScenarioEntry] {
+        var sources = paths
+        let environment = ProcessInfo.processInfo.environment["MDEVSIM_SCENARIOS"].flatMap { $0.isEmpty ? nil : $0 }
+        if sources.isEmpty, !builtin, let environment { sources = [environment] }
+        let embedded = builtin || sources.isEmpty
+        var entries: [ScenarioEntry]
+        do {
+            entries = try (sources.isEmpty ? [] : ScenarioCatalog.collect(sources)) + (embedded ? ScenarioCatalog.bundled() : [])
+        } catch {
+            if error.isEmptyDirectory { throw CommandError("no scenario selected", cause: "\(error)", status: .emptySelection) }
+            throw CommandError("cannot read \(error.path)", cause: error.reason, status: .badInput)
+        }
+        let duplicates = ScenarioCatalog.duplicateNames(entries)
+        if !duplicates.isEmpty {
+            throw CommandError("duplicate scenario names", cause: duplicates.map(\.description).joined(separator: "; "),
+                               fix: "give each scenario its own name (its trace and JUnit testcase are named after it)", status: .badInput)
+        }
+        if let shard, let value = try? Shard(parsing: shard) {
+            let all = entries.count
+            entries = value.slice(entries)
+            if entries.isEmpty {
+                throw CommandError("no scenario selected", cause: "shard \(value) of \(all) scenario\(all == 1 ? "" : "s") is empty",
+                                   fix: "use at most \(all) shards", status: .emptySelection)
+            }
+        }
+        return entries
+    }
+
+    /// Why `path` cannot be written, or nil: checked before anything runs, so a typo does not
+    /// cost a whole run's results.
+    static func cannotWrite(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return "it is a directory" }
+            return access(path, W_OK) == 0 ? nil : "it is not writable"
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        let directory = parent.isEmpty ? "." : parent
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "no such directory \(directory)"
+        }
+        return access(directory, W_OK) == 0 ? nil : "the directory \(directory) is not writable"
+    }
+
+    /// The report files of a run.
+    struct Reports: Sendable {
+        var junit: String?
+        var json: String?
+        var html: String?
+        /// The scenarios by file, for the HTML page's expectations.
+        var scenarios: [String: Scenario] = [:]
+
+        /// Writes both; false (after saying why) when one could not be written.
+        func write(_ summary: RunSummary) -> Bool {
+            var ok = true
+            if let junit { ok = Run.write(Data(RunReports.junit(summary).utf8), to: junit) && ok }
+            if let json {
+                do {
+                    ok = Run.write(try RunReports.json(summary), to: json) && ok
+                } catch {
+                    CommandError.printLine(CommandError("cannot encode the JSON report", cause: "\(error)", status: .environment).line(command: "run"))
+                    ok = false
+                }
+            }
+            if let html {
+                ok = HTMLOutput.write(ReportPage(run: summary, scenarios: scenarios, generator: HTMLOutput.generator), to: html, command: "run") && ok
+            }
+            return ok
+        }
+    }
+
+    /// `PASS name  figures  [1.23 s]`, then one indented line per mismatch; `ERROR name  reason`
+    /// then each diagnostic once.
     static func line(_ r: ScenarioResult, width: Int) -> String {
         let name = r.name.padding(toLength: max(width, r.name.count), withPad: " ", startingAt: 0)
-        if let reason = r.skipped { return "SKIP \(name)  \(reason)" }
-        let figures = r.report.map(RunReports.figures) ?? (r.diagnostics.isEmpty ? "not run" : "not run")
-        var lines = ["\(r.passed ? "PASS" : "FAIL") \(name)  \(figures)  [\(String(format: "%.2f", r.durationSeconds)) s]"]
-        for m in r.verdict.mismatches { lines.append("    - \(m)") }
-        if r.report == nil, r.diagnostics.count > 1 {
+        switch r.status {
+        case .skipped:
+            return "SKIP \(name)  \(r.skipped ?? "")"
+        case .error:
+            var lines = ["ERROR \(name)  \(r.error ?? "error")  [\(String(format: "%.2f", r.durationSeconds)) s]"]
             for d in r.diagnostics { lines.append("      \(d)") }
-        }
-        return lines.joined(separator: "\n")
-    }
-
-    /// Set first thing by the interrupt handler.
-    static let interrupted = Atomic<Bool>(false)
-
-    /// The handler ends the process with status 130 once it has cleaned up.
-    static func waitForTheInterruptHandler() -> Never {
-        while true { pause() }
-    }
-
-    /// SIGINT/SIGTERM: unmount whatever is mounted, remove the mountpoint, exit 130.
-    static func handleInterrupts(mountpoint: RunMountpoint?) -> [DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                interrupted.store(true, ordering: .releasing)
-                if isatty(STDERR_FILENO) == 1 { status("") }
-                printError("mdevsim run: interrupted (\(sig == SIGINT ? "SIGINT" : "SIGTERM")): unmounting")
-                ActiveMounts.shared.unmountAll()
-                TraceWriter.flushAll()
-                mountpoint?.remove()
-                Glibc.exit(130)
-            }
-            source.resume()
-            return source
+            return lines.joined(separator: "\n")
+        case .passed, .failed:
+            let figures = r.report.map(RunReports.figures) ?? "not run"
+            var lines = ["\(r.passed ? "PASS" : "FAIL") \(name)  \(figures)  [\(String(format: "%.2f", r.durationSeconds)) s]"]
+            for m in r.verdict.mismatches { lines.append("    - \(m)") }
+            return lines.joined(separator: "\n")
         }
     }
 
-    /// Replaces the progress line on stderr (terminal only).
-    static func status(_ text: String) {
-        var columns = 120
-        var size = winsize()
-        if ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { columns = Int(size.ws_col) }
-        let shown = text.count >= columns ? String(text.prefix(columns - 1)) : text
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(shown)".utf8))
+    /// GitHub annotations of a scenario that did not pass: each diagnostic of an invalid file
+    /// at its position; a failure or an error at the top of its file.
+    static func annotations(_ r: ScenarioResult, entry: ScenarioEntry) -> [String] {
+        if case .failure(let error) = entry.scenario { return error.diagnostics.map(DiagnosticFormat.github.render) }
+        switch r.status {
+        case .failed:
+            return r.verdict.mismatches.map { DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) failed", message: $0) }
+        case .error:
+            return [DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) could not run", message: r.error ?? "error")]
+        case .passed, .skipped:
+            return []
+        }
     }
+
+    static func seconds(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(s) }
 
     static func write(_ data: Data, to path: String) -> Bool {
         do {
             try data.write(to: URL(fileURLWithPath: path))
             return true
         } catch {
-            printError("mdevsim run: cannot write \(path): \(error.localizedDescription)")
+            CommandError.printLine(CommandError("cannot write \(path)", cause: error.localizedDescription, status: .environment).line(command: "run"))
             return false
         }
-    }
-
-    static func printError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 }

@@ -11,7 +11,10 @@ struct Unmount: ParsableCommand {
             Like fusermount3 -u: refused while a process holds a file of the mount (an open file, \
             a mapping, its working directory), naming each holder by pid and command as fuser -m \
             does; --lazy (-z) detaches it anyway, and the daemon exits once the last holder lets go. \
-            Waits (up to --timeout seconds) for the daemon serving the mount to exit.
+            Waits (up to --timeout seconds) for the daemon serving the mount to exit. Also clears \
+            a stale mount of a killed daemon.
+
+            \(ExitStatus.help([.success, .badInput, .environment, .usage]))
             """
     )
 
@@ -24,7 +27,10 @@ struct Unmount: ParsableCommand {
     @Flag(name: [.customShort("z"), .customLong("lazy")], help: "Detach the mount even while it is busy (fusermount3 -u -z).")
     var lazy = false
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.bootstrap()
         let status = MountHelpers.status(of: mountpoint)
         // realpath stats the mountpoint: only on a live (served) or absent mount.
         let pidFile = MountRegistry.pidFile(for: status == .stale ? URL(fileURLWithPath: mountpoint).standardizedFileURL.path : mountpoint)
@@ -38,8 +44,7 @@ struct Unmount: ParsableCommand {
         case .mounted:
             break
         case .notMounted, .missing, .notADirectory:
-            Mount.fail("mdevsim: nothing is mounted at \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("nothing is mounted at \(mountpoint)", status: .badInput)
         }
         if !lazy {
             try unmountUnlessBusy()
@@ -68,8 +73,7 @@ struct Unmount: ParsableCommand {
     /// Waits for the daemon to exit once its mount is gone, then forgets its pid file.
     private func finish(pid: pid_t?, pidFile: String, state: String) throws {
         if let pid, !waitGone(pid: pid) {
-            Mount.fail("mdevsim: \(mountpoint) is \(state) but daemon \(pid) has not exited yet (files still open?)")
-            throw ExitCode(1)
+            throw CommandError("\(mountpoint) is \(state) but daemon \(pid) has not exited yet", cause: "files still open?", status: .environment)
         }
         MountRegistry.forget(pidFile: pidFile)
         print("mdevsim: unmounted \(mountpoint)")
@@ -80,18 +84,17 @@ struct Unmount: ParsableCommand {
     private func unmountUnlessBusy() throws {
         let holders = MountHelpers.holders(of: mountpoint)
         if !holders.isEmpty {
-            Mount.fail("mdevsim: cannot unmount \(mountpoint): busy: held by \(holders.map(\.description).joined(separator: "; ")). "
-                       + "Stop them, or detach it anyway: mdevsim unmount --lazy \(mountpoint)")
-            throw ExitCode(1)
+            throw CommandError("cannot unmount \(mountpoint)", cause: "busy: held by \(holders.map(\.description).joined(separator: "; "))",
+                               fix: "stop them, or detach it anyway: mdevsim unmount --lazy \(mountpoint)", status: .environment)
         }
         do {
             try MountHelpers.unmount(mountpoint, lazy: false)
         } catch {
-            let busy = error.errno == .resourceBusy
-            Mount.fail(busy
-                ? "mdevsim: cannot unmount \(mountpoint): busy (the holder is not visible here: another user's process, or another mount namespace). Detach it anyway: mdevsim unmount --lazy \(mountpoint)"
-                : "mdevsim: cannot unmount \(mountpoint): \(error.message)")
-            throw ExitCode(1)
+            if error.errno == .resourceBusy {
+                throw CommandError("cannot unmount \(mountpoint)", cause: "busy (the holder is not visible here: another user's process, or another mount namespace)",
+                                   fix: "detach it anyway: mdevsim unmount --lazy \(mountpoint)", status: .environment)
+            }
+            throw CommandError("cannot unmount \(mountpoint)", cause: error.message, status: .environment)
         }
     }
 
@@ -99,8 +102,7 @@ struct Unmount: ParsableCommand {
         do {
             try MountHelpers.unmount(mountpoint)
         } catch {
-            Mount.fail("mdevsim: cannot unmount \(mountpoint): \(error.message)")
-            throw ExitCode(1)
+            throw CommandError("cannot unmount \(mountpoint)", cause: error.message, status: .environment)
         }
     }
 

@@ -89,6 +89,8 @@ import Testing
         #expect(text.contains("\u{1B}") == false, "no progress output when stderr is not a terminal")
         #expect(FileManager.default.fileExists(atPath: tmp + "/junit.xml"))
         #expect(FileManager.default.fileExists(atPath: tmp + "/run.json"))
+        #expect(ReportSchemas.junitProblem(tmp + "/junit.xml") == nil)
+        #expect(ReportSchemas.jsonProblem(tmp + "/run.json") == nil)
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted() == ["junit.xml", "run.json"], "the mountpoint is removed")
         #expect(Self.mountsUnder(tmp).isEmpty)
     }

@@ -229,3 +229,35 @@ func oneType(_ extra: String, tail: String = "") -> String {
         }
     }
 }
+
+/// Every diagnostic in one pass: an unknown key does not hold back the checks of the values beside it.
+@Suite struct OnePassDiagnosticTests {
+    @Test func anUnknownKeyAndASemanticErrorAreReportedTogetherInOrder() {
+        let yaml = oneType("data_section: 1MiB\nchunk_size: 3MiB\ndirty:\n  rate: 1MiB/s\n  foo: 1")
+        let d = diagnose(yaml)
+        #expect(d.count == 2, "\(d)")
+        #expect(d.first?.contains("chunk_size: expected at most the data section") == true, "\(d)")
+        #expect(d.last?.contains("unknown key 'foo' in dirty") == true, "\(d)")
+        #expect(Set(d).count == d.count, "each diagnostic once")
+    }
+}
+
+/// The step grammar accepts only steps a run can report (`FailureStep.reportableAccesses`).
+@Suite struct StepGrammarTests {
+    static func expecting(_ step: String) -> String {
+        oneType("faults:\n  - {name: f, when: {chunk: 1, phase: stop-and-copy}, action: {fail: EIO}}",
+                tail: "expect:\n  outcome: failure\n  errno: EIO\n  step: \(step)\n")
+    }
+
+    @Test func stepsTheRunnerCannotReportAreRefused() {
+        let write = diagnose(Self.expecting("device_state write in running"))
+        #expect(write.count == 1 && write[0].contains("a device_state write is reported as its transition"), "\(write)")
+        let never = diagnose(Self.expecting("pending_bytes write"))
+        #expect(never.count == 1 && never[0].contains("the client never does 'pending_bytes write'"), "\(never)")
+        #expect(diagnose(Self.expecting("reserved read")).first?.contains("never does 'reserved read'") == true)
+        for ok in ["data_offset read in stop-and-copy", "data_size write in resuming", "running -> pre-copy", "data read"] {
+            let d = diagnose(Self.expecting(ok))
+            #expect(!d.contains { $0.contains("step:") }, "\(ok): \(d)")
+        }
+    }
+}

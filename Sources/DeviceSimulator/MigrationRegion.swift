@@ -20,17 +20,17 @@ public final class MigrationRegion {
     public var strict: Bool
     public var logger: Logger
 
-    private var save: SaveSession?
-    private var resume: ResumeSession?
-    private var clock: DeviceClock
-    private var faults: FaultInjector
+    var save: SaveSession?
+    var resume: ResumeSession?
+    var clock: DeviceClock
+    var faults: FaultInjector
     /// Resume: `data_offset` was read since the last `data_size` write.
     private var resumeOffsetRead = false
     private var lastDataSizeWritten: UInt64 = 0
     /// Stop-and-copy fault modifiers of the current session.
-    private var pendingFloor: UInt64?
-    private var pendingGrowth: UInt64 = 0
-    private var pendingGrowthStep: UInt64 = 0
+    var pendingFloor: UInt64?
+    var pendingGrowth: UInt64 = 0
+    var pendingGrowthStep: UInt64 = 0
     /// The last `pending_bytes` value reported in this session.
     private var lastPending: UInt64?
     /// Save figures kept after the session ends, for reports.
@@ -38,7 +38,7 @@ public final class MigrationRegion {
     public private(set) var lastResume: ResumeFigures?
     public private(set) var violations: [ProtocolViolation] = []
     /// The last failure the device logged (incompatible or corrupted stream, injected fault).
-    public private(set) var lastError: String?
+    public internal(set) var lastError: String?
     /// Header and data accesses answered.
     public private(set) var accessCount: UInt64 = 0
     /// Told every access and reset (traces). Nil, the default, costs one check per access.
@@ -191,7 +191,7 @@ public final class MigrationRegion {
         }
         var result = AccessResult(count: buffer.count)
         let actions = faults.fire(.access(field, .read), role: role)
-        if let failure = applyFaults(actions, to: &result) { return failure }
+        if let e = interpret(actions, at: .access("access"), result: &result) { return AccessResult(e, stall: result.stallNanoseconds) }
 
         let value: UInt64
         switch readField(field, result: &result) {
@@ -270,34 +270,27 @@ public final class MigrationRegion {
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
         let size = session.stage(into: dataSection, phase: phase, device: device)
         var staged = SaveSession.Staged(offset: RegionLayout.dataSectionOffset, size: size, phase: phase)
-        for action in pendingModifiers { apply(action, to: &staged, result: &result) }
+        for action in pendingModifiers { modify(&staged, action) }
         pendingModifiers = []
-        if size > 0 {
-            let index = session.chunksStaged[phase, default: 0]
-            let phaseBytes = session.bytesConsumed[phase, default: 0] + size
-            let total = session.bytesConsumed.values.reduce(0, +) + size
-            let actions = faults.fire(.chunk(phase: phase, index: index, phaseBytes: phaseBytes, totalBytes: total), role: role)
-            for action in actions {
-                switch action {
-                case .fail(let e), .failToErrorState(let e):
-                    // The driver could not produce the chunk: nothing is staged, the pages stay owed.
-                    if case .failToErrorState = action { enterError("fault: staging chunk \(index) of \(phase.rawValue) failed") }
-                    else { restartSaveAfterFailedStage(phase: phase) }
-                    return .failure(e)
-                default:
-                    apply(action, to: &staged, result: &result)
-                }
-            }
-        }
         session.staged = staged
-        save = session
-        result.staged = size > 0 ? staged.offset..<(staged.offset + size) : nil
-        return .success(staged.reportedOffset)
+        let index = session.chunksStaged[phase, default: 0]
+        let phaseBytes = session.bytesConsumed[phase, default: 0] + size
+        let total = session.bytesConsumed.values.reduce(0, +) + size
+        // Back in place before the chunk's faults act: a stall lets the running device work,
+        // and the pages it writes meanwhile are owed by this session.
+        save = consume session
+        if size > 0 {
+            let actions = faults.fire(.chunk(phase: phase, index: index, phaseBytes: phaseBytes, totalBytes: total), role: role)
+            if let e = interpret(actions, at: .saveChunk(phase, index: index), result: &result) { return .failure(e) }
+        }
+        let reported = save?.staged ?? staged
+        result.staged = size > 0 ? reported.offset..<(reported.offset + size) : nil
+        return .success(reported.reportedOffset)
     }
 
     /// After an injected staging failure the session goes on, but the chunk's pages are owed
     /// again: the simplest faithful model is a fresh pass over all memory.
-    private func restartSaveAfterFailedStage(phase: MigrationPhase) {
+    func restartSaveAfterFailedStage(phase: MigrationPhase) {
         save = SaveSession(configuration: configuration)
         lastError = "fault: staging a \(phase.rawValue) chunk failed"
     }
@@ -314,7 +307,7 @@ public final class MigrationRegion {
         let access = RegionAccessRecord(operation: .write, offset: offset, count: buffer.count, value: value)
         var result = AccessResult(count: buffer.count)
         let actions = faults.fire(.access(field, .write), role: role)
-        if let failure = applyFaults(actions, to: &result) { return failure }
+        if let e = interpret(actions, at: .access("access"), result: &result) { return AccessResult(e, stall: result.stallNanoseconds) }
 
         switch field.access {
         case .reserved:
@@ -353,9 +346,7 @@ public final class MigrationRegion {
             return .failure(.invalidArgument)
         }
         let transition = "transition \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to))"
-        if let failure = applyFaults(actions, to: &result, what: transition), let e = failure.errno {
-            return .failure(e)
-        }
+        if let e = interpret(actions, at: .access(transition), result: &result) { return .failure(e) }
         if decision == .unchanged { return .success(()) }
 
         // Leaving stop-and-copy for stop with bytes still pending.
@@ -414,7 +405,7 @@ public final class MigrationRegion {
         resume = nil
     }
 
-    private func enterError(_ message: String) {
+    func enterError(_ message: String) {
         lastError = message
         logger.error("\(message)")
         endSave()
@@ -444,23 +435,7 @@ public final class MigrationRegion {
         let actions = faults.fire(.chunk(phase: .resuming, index: session.writes + 1,
                                          phaseBytes: session.bytesApplied + size, totalBytes: session.bytesApplied + size),
                                   role: .destination)
-        for action in actions {
-            switch action {
-            case .fail(let e):
-                lastError = "fault: applying resume transaction \(session.writes + 1) failed"
-                return .failure(e)
-            case .failToErrorState(let e):
-                enterError("fault: applying resume transaction \(session.writes + 1) failed, device in error state")
-                return .failure(e)
-            case .corruptChunk(let offset, let count):
-                corrupt(offset: offset, count: count, limit: size)
-            case .stall(let ns):
-                result.stallNanoseconds += ns
-                _ = clock.advance(by: ns)
-            default:
-                break
-            }
-        }
+        if let e = interpret(actions, at: .resumeChunk(index: session.writes + 1, size: size), result: &result) { return .failure(e) }
         let deviationsBefore = session.deviations.count
         // Unique while applying, so its buffers are mutated in place.
         resume = nil
@@ -533,65 +508,10 @@ public final class MigrationRegion {
 
     // MARK: - Faults
 
-    /// Applies the faults fired by a header access or a state write (`what`, for messages);
-    /// returns the failure to answer, if any. Chunk modifiers change the staged chunk, or the
-    /// next one staged when none is.
-    private func applyFaults(_ actions: [FaultAction], to result: inout AccessResult, what: String = "access") -> AccessResult? {
-        for action in actions {
-            switch action {
-            case .fail(let e):
-                lastError = "fault: \(what) failed with \(e)"
-                return AccessResult(e, stall: result.stallNanoseconds)
-            case .failToErrorState(let e):
-                enterError("fault: \(what) failed with \(e), device in error state")
-                return AccessResult(e, stall: result.stallNanoseconds)
-            case .stall(let ns):
-                result.stallNanoseconds += ns
-                runDevice(nanoseconds: clock.advance(by: ns))
-            case .pendingNeverZero(let remaining):
-                pendingFloor = remaining
-            case .pendingGrows(let bytes):
-                pendingGrowthStep = bytes
-            case .corruptChunk, .oversizeDataSize, .misalignedDataOffset, .overlappingDataOffset, .shortRead:
-                if var session = save, var staged = session.staged {
-                    apply(action, to: &staged, result: &result)
-                    session.staged = staged
-                    save = session
-                } else {
-                    pendingModifiers.append(action)
-                }
-            }
-        }
-        return nil
-    }
-
     /// Chunk modifiers fired before a chunk was staged (e.g. on the `data_offset` read that stages it).
-    private var pendingModifiers: [FaultAction] = []
+    var pendingModifiers: [FaultAction] = []
 
-    private func apply(_ action: FaultAction, to staged: inout SaveSession.Staged, result: inout AccessResult) {
-        switch action {
-        case .corruptChunk(let offset, let count):
-            corrupt(offset: offset, count: count, limit: staged.size)
-        case .oversizeDataSize:
-            staged.reportedSize = configuration.dataSectionSize + RegionLayout.hostPageSize
-        case .misalignedDataOffset:
-            staged.reportedOffset = staged.offset + 8
-        case .overlappingDataOffset:
-            staged.reportedOffset = HeaderField.dataOffset.offset
-        case .shortRead(let bytes):
-            staged.shortRead = bytes
-        case .stall(let ns):
-            result.stallNanoseconds += ns
-        case .pendingNeverZero(let remaining):
-            pendingFloor = remaining
-        case .pendingGrows(let bytes):
-            pendingGrowthStep = bytes
-        case .fail, .failToErrorState:
-            break
-        }
-    }
-
-    private func corrupt(offset: UInt64, count: UInt64, limit: UInt64) {
+    func corrupt(offset: UInt64, count: UInt64, limit: UInt64) {
         guard offset < limit else { return }
         let end = Int(min(offset + count, limit))
         for i in Int(offset)..<end { dataSection[i] ^= 0xFF }
@@ -611,7 +531,7 @@ public final class MigrationRegion {
         return role
     }
 
-    private func runDevice(nanoseconds: UInt64) {
+    func runDevice(nanoseconds: UInt64) {
         guard state.isRunning, !state.isError, nanoseconds > 0 else { return }
         device.run(nanoseconds: nanoseconds) { page in
             save?.markDirty(page)

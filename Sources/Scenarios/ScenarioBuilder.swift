@@ -17,7 +17,7 @@ struct ScenarioBuilder {
     static let dirtyKeys = ["rate", "pattern", "hot_fraction", "hot_share"]
     static let migrationKeys = ["source", "destination", "client"]
     static let clientKeys = ["max_precopy_iterations", "stop_threshold", "access", "paused", "cancel_in_precopy_after"]
-    static let expectKeys = ["outcome", "errno", "step", "recovers_by_reset", "min_precopy_iterations", "converges", "cancelled"]
+    static let expectKeys = ["outcome", "errno", "step", "recovers_by_reset", "min_precopy_iterations", "converges", "cancelled", "min_source_time"]
 
     /// Defaults of a type's keys that the file may leave out.
     static let defaultInstances = 16
@@ -315,6 +315,7 @@ struct ScenarioBuilder {
         }
         let minimum = f["min_precopy_iterations"].map { reader.count($0, in: 0...1_000_000) } ?? .some(nil)
         let converges = f["converges"].map { reader.bool($0) } ?? .some(nil)
+        let minTime = f["min_source_time"].map { reader.duration($0, in: 0...(1 << 62)) } ?? .some(nil)
         var cancelled = cancelPlanned
         if let e = f["cancelled"], let v = reader.bool(e) {
             if v != cancelPlanned {
@@ -324,8 +325,9 @@ struct ScenarioBuilder {
             }
             cancelled = v
         }
-        guard reader.diagnostics.count == errorsBefore, let minimum, let converges, kind != nil else { return nil }
-        return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled)
+        guard reader.diagnostics.count == errorsBefore, let minimum, let converges, let minTime, kind != nil else { return nil }
+        return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled,
+                           minSourceTimeNs: minTime)
     }
 
     /// `data_offset read in stop-and-copy`, `data write`, `pre-copy -> stop-and-copy`.

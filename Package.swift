@@ -38,7 +38,6 @@ let package = Package(
     targets: [
         .target(
             name: "MigrationProtocol",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 import DeviceSimulator
+import MdevFS
 import Scenarios
 
 /// One migration of a scenario between two in-process devices: the scenario's source and
@@ -8,6 +9,8 @@ public struct InProcessMigration {
     public var options: ClientOptions
     /// Told every access and event of both devices (a trace), if set.
     public var observer: (any AccessObserver)?
+    /// Where both devices' memory extents come from (plain allocations unless a pool is given).
+    public var extents: any ExtentProvider = HeapExtents.standard
 
     /// A scenario whose migration names types it does not define.
     public struct UnknownType: Error, CustomStringConvertible {
@@ -24,8 +27,11 @@ public struct InProcessMigration {
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws(UnknownType) -> (MigrationReport, source: MigrationRegion, destination: MigrationRegion) {
         guard let sourceType = scenario.sourceType else { throw UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw UnknownType(name: scenario.migration.destination) }
-        let source = MigrationRegion(configuration: sourceType.configuration, identity: "\(scenario.name)/source")
-        let destination = MigrationRegion(configuration: destinationType.configuration, identity: "\(scenario.name)/destination")
+        let clock = HostClock()
+        let source = MigrationRegion(configuration: sourceType.configuration, identity: "\(scenario.name)/source",
+                                     wallClock: clock, extents: extents)
+        let destination = MigrationRegion(configuration: destinationType.configuration, identity: "\(scenario.name)/destination",
+                                          wallClock: clock, extents: extents)
         if let observer {
             for (region, type) in [(source, sourceType), (destination, destinationType)] {
                 observer.deviceEvent(.create, device: region.device.identity, type: type.name, errno: nil)

@@ -84,14 +84,26 @@ enum MdevNode: Hashable, Sendable {
 
 /// Stable inode numbers. Static nodes are fixed; each device gets a block of numbers that is
 /// never reused after `remove`, so a kernel holding an old inode can never reach a new device.
+/// Block sizes follow from the nodes a block holds, and device blocks start above the last
+/// type block, so no two nodes can share a number whatever the number of types or files.
 struct InodeTable {
     static let typesDirectory = FUSEInode(2)
     static let devicesDirectory = FUSEInode(3)
     static let iommuGroupsDirectory = FUSEInode(4)
     private static let typeBase: UInt64 = 16
-    private static let typeStride: UInt64 = 16
-    private static let deviceBase: UInt64 = 1 << 20
-    private static let deviceStride: UInt64 = 16
+    /// A type's directory and its attributes.
+    static let typeStride = blockSize(holding: 1 + MdevNode.TypeAttribute.allCases.count)
+    /// A device's directory, its files and its IOMMU group directory (the block's last number).
+    static let deviceStride = blockSize(holding: 1 + MdevNode.DeviceFile.allCases.count + 1)
+    /// Where device blocks start: 2^20 unless the types need more room.
+    let deviceBase: UInt64
+
+    /// The smallest power of two, at least 16, that holds `count` numbers.
+    static func blockSize(holding count: Int) -> UInt64 {
+        var size: UInt64 = 16
+        while size < UInt64(count) { size <<= 1 }
+        return size
+    }
 
     private var byInode: [FUSEInode: MdevNode] = [
         .root: .root, typesDirectory: .typesDirectory, devicesDirectory: .devicesDirectory,
@@ -104,6 +116,8 @@ struct InodeTable {
     private var nextDeviceBlock: UInt64 = 0
 
     init(typeCount: Int) {
+        let typesEnd = Self.typeBase + UInt64(typeCount) * Self.typeStride
+        deviceBase = max(1 << 20, (typesEnd + Self.deviceStride - 1) / Self.deviceStride * Self.deviceStride)
         for t in 0..<typeCount {
             let base = Self.typeBase + UInt64(t) * Self.typeStride
             insert(.typeDirectory(type: t), FUSEInode(base))
@@ -122,7 +136,7 @@ struct InodeTable {
     func inode(_ node: MdevNode) -> FUSEInode? { byNode[node] }
 
     mutating func addDevice(_ uuid: String) {
-        let base = Self.deviceBase + nextDeviceBlock * Self.deviceStride
+        let base = deviceBase + nextDeviceBlock * Self.deviceStride
         nextDeviceBlock += 1
         insert(.deviceDirectory(uuid: uuid), FUSEInode(base))
         for (i, f) in MdevNode.DeviceFile.allCases.enumerated() {

@@ -1,6 +1,7 @@
 import FUSEKit
 @testable import MdevFS
 import Testing
+import TestSupport
 
 /// Inode numbers: blocks sized by what they hold, device blocks above every type block, no
 /// number ever shared.

@@ -6,6 +6,7 @@ import MdevFS
 import MigrationProtocol
 import SystemPackage
 import Testing
+import TestSupport
 
 /// Migrations through the kernel: the region files as a VMM uses them.
 @Suite struct MountMigrationTests {

@@ -6,6 +6,7 @@ import MdevFS
 import MigrationProtocol
 import SystemPackage
 import Testing
+import TestSupport
 
 /// The tree, the device lifecycle files, and the header rules once more through the kernel.
 @Suite struct MountTreeTests {

@@ -1,6 +1,7 @@
 import Foundation
 import MdevFS
 import Testing
+import TestSupport
 
 /// The shim and the command that hands it to QEMU, without running QEMU.
 @Suite struct ShimBuildTests {
@@ -22,8 +23,8 @@ import Testing
         let scenario = try loadScenario("default.yaml")
         let mount = try QEMUMount(scenario)
         defer { mount.close() }
-        let uuid = try mount.create(type: "mdevsim-default")
-        let mdevsim = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim").path
+        let uuid = try mount.createDevice(type: "mdevsim-default")
+        let mdevsim = try BuiltProducts.mdevsim()
         let lines = try run(mdevsim, ["qemu-args", uuid, "--mount", mount.path, "--bounce"]).split(separator: "\n").map(String.init)
         #expect(lines == [
             "LD_PRELOAD=\(try shimLibrary()) MDEVSIM_VFIO_MOUNT=\(mount.path) MDEVSIM_VFIO_BOUNCE=1",
@@ -40,8 +41,8 @@ import Testing
         let scenario = try loadScenario("default.yaml")
         let mount = try QEMUMount(scenario)
         defer { mount.close() }
-        let uuid = try mount.create(type: "mdevsim-default")
-        let probe = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim-vfio-probe").path
+        let uuid = try mount.createDevice(type: "mdevsim-default")
+        let probe = try BuiltProducts.path("mdevsim-vfio-probe")
         let output = try run(probe, [mount.path, uuid],
                              environment: ["LD_PRELOAD": try shimLibrary(), "MDEVSIM_VFIO_MOUNT": mount.path])
         #expect(output.hasSuffix("all checks passed\n"), "\(output)")
@@ -57,7 +58,7 @@ import Testing
         let scenario = try loadScenario(file)
         let mount = try QEMUMount(scenario)
         defer { mount.close() }
-        let uuid = try mount.create(type: scenario.types[0].name)
+        let uuid = try mount.createDevice(type: scenario.types[0].name)
         let dir = "\(mount.path)/devices/\(uuid)"
         let info = try RegionInfo.read(directory: dir)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mdevsim-shim-parse-\(UUID().uuidString)").path

@@ -1,6 +1,7 @@
 import Conformance
 import Crypto
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import PropertyBased
 import Synchronization

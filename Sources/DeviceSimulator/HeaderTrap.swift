@@ -113,9 +113,8 @@ extension MigrationRegion {
         let actions = faults.fire(.stateWrite(from: from, to: to), role: to == DeviceState.resumingBit ? .destination : role(for: to))
         if decision == .rejected || decision == .unreachable {
             let reason = TransitionTable.reason(from: from, to: to)
-            if !written.isValid || state.isError {
-                violation(.invalidState, access, "device_state \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)): \(reason)")
-            }
+            // Every refused transition names itself, from and to: the VMM author sees why.
+            violation(.invalidState, access, "device_state \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)): \(reason)")
             logger.info("device_state write \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to)) rejected: \(reason)")
             return .failure(.invalidArgument)
         }
@@ -133,6 +132,8 @@ extension MigrationRegion {
         if to == DeviceState.running.bits, from == DeviceState.resuming.bits, let session = resume, session.started, !session.complete {
             lastError = "resuming -> running with an incomplete stream (\(session.chunksApplied) chunks, no end marker)"
             logger.warning("\(lastError ?? "")")
+            // Refused whatever `strict` says: a device cannot run on part of its state.
+            violation(.incompleteResume, access, lastError ?? "")
             return .failure(.invalidArgument)
         }
         perform(from: from, to: to)

@@ -18,12 +18,15 @@ extension MigrationRegion {
 
     func writeDataSize(_ size: UInt64, access: RegionAccessRecord, result: inout AccessResult) -> Result<Void, Errno> {
         if state.isError { return .failure(.ioError) }
+        // Both refused whatever `strict` says: there is nothing the device could apply.
         guard state.isResuming, var session = resume else {
             logger.info("data_size write outside _RESUMING rejected")
+            violation(.dataSizeOutsideResume, access, "data_size written in \(state.name): the field is written only while resuming")
             return .failure(.invalidArgument)
         }
         guard size <= configuration.dataSectionSize else {
             lastError = "data_size \(size) exceeds the data section (\(configuration.dataSectionSize) bytes)"
+            violation(.dataSizeTooLarge, access, lastError ?? "")
             return .failure(.invalidArgument)
         }
         // Strict: the mixed chunk is refused, as the checker's other rules refuse their access.

@@ -42,7 +42,6 @@ let package = Package(
     targets: [
         .target(
             name: "MigrationProtocol",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -158,6 +157,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Engine fixtures (a small configuration, field and state helpers): they need only the
+        // engine, so the engine's tests depend on nothing above it.
+        .target(
+            name: "EngineFixtures",
+            dependencies: ["DeviceSimulator", "MigrationProtocol", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/EngineFixtures",
+            swiftSettings: swiftSettings
+        ),
+        // The helpers every test target that mounts or runs built products shares: polling,
+        // temporary directories, the built-products lookup, the mount fixture. Engine tests
+        // (DeviceSimulatorTests, MigrationProtocolTests) do not use it.
+        .target(
+            name: "TestSupport",
+            dependencies: ["MdevFS", "Scenarios", "DeviceSimulator", "FUSEKit", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MigrationProtocolTests",
             dependencies: ["MigrationProtocol", "CVFIOHeader", .product(name: "SystemPackage", package: "swift-system")],
@@ -166,8 +182,7 @@ let package = Package(
         .testTarget(
             name: "DeviceSimulatorTests",
             dependencies: [
-                "DeviceSimulator", "MigrationProtocol", "Conformance", "Scenarios",
-                .product(name: "PropertyBased", package: "swift-property-based"),
+                "DeviceSimulator", "MigrationProtocol", "EngineFixtures",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
@@ -179,18 +194,18 @@ let package = Package(
         ),
         .testTarget(
             name: "FUSEKitTests",
-            dependencies: ["FUSEKit", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["FUSEKit", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MdevFSTests",
-            dependencies: ["MdevFS", "FUSEKit", "DeviceSimulator", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["MdevFS", "FUSEKit", "DeviceSimulator", "Conformance", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         // Needs qemu-system-x86_64 (7.2) and libmdevsim-vfio.so built next to the test bundle.
         .testTarget(
             name: "QEMUTests",
-            dependencies: ["MdevFS", "Scenarios", "Conformance", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["MdevFS", "Scenarios", "Conformance", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -206,7 +221,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit", "TestSupport", "EngineFixtures",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

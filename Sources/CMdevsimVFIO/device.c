@@ -81,7 +81,7 @@ struct device *device_open(const char *uuid, struct container *container) {
              (unsigned long long)d->region_size, (unsigned long long)d->data_offset,
              (unsigned long long)d->data_size, d->mount_maps ? "maps it" : "cannot map it");
     // After reset a v1 device is running (the uapi's default state).
-    d->device_state = 1;
+    d->device_state = VFIO_DEVICE_STATE_V1_RUNNING;
     d->container = container;
     container->refs++;
     dma_setup(d);
@@ -324,15 +324,19 @@ static int bounce_move(struct device *d, uint64_t size, int drain) {
     return rc;
 }
 
+// Header field offsets, from <linux/vfio.h> as the kernel has them (never written down here).
+#define FIELD_OFFSET(f) offsetof(struct vfio_device_migration_info, f)
+#define OFF_DEVICE_STATE FIELD_OFFSET(device_state)
+#define OFF_DATA_OFFSET FIELD_OFFSET(data_offset)
+#define OFF_DATA_SIZE FIELD_OFFSET(data_size)
+
 static const char *field_name(uint64_t roff) {
-    switch (roff) {
-    case 0: return "device_state";
-    case 4: return "reserved";
-    case 8: return "pending_bytes";
-    case 16: return "data_offset";
-    case 24: return "data_size";
-    default: return "data";
-    }
+    if (roff == OFF_DEVICE_STATE) return "device_state";
+    if (roff == FIELD_OFFSET(reserved)) return "reserved";
+    if (roff == FIELD_OFFSET(pending_bytes)) return "pending_bytes";
+    if (roff == OFF_DATA_OFFSET) return "data_offset";
+    if (roff == OFF_DATA_SIZE) return "data_size";
+    return "data";
 }
 
 static uint64_t value_of(const void *buf, size_t n) {
@@ -360,15 +364,15 @@ ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off) {
     shim_log("device %s read %s (%zu@%llu) -> %s 0x%llx", d->uuid, field_name(roff), n, (unsigned long long)roff,
                  r < 0 ? strerror(saved) : "ok", r < 0 ? 0ULL : (unsigned long long)value_of(buf, (size_t)r));
     errno = saved;
-    if (r == 4 && roff == 0) {
+    if (r == 4 && roff == OFF_DEVICE_STATE) {
         shim_lock();
         dma_note_state(d, (uint32_t)value_of(buf, 4), 0);
         shim_unlock();
-    } else if (r == 8 && roff == 16) {
+    } else if (r == 8 && roff == OFF_DATA_OFFSET) {
         pthread_mutex_lock(&d->lock);
         d->last_data_offset = value_of(buf, 8);
         pthread_mutex_unlock(&d->lock);
-    } else if (r == 8 && roff == 24 && bounce_move(d, value_of(buf, 8), 0) != 0) {
+    } else if (r == 8 && roff == OFF_DATA_SIZE && bounce_move(d, value_of(buf, 8), 0) != 0) {
         return -1;
     }
     return r;
@@ -386,10 +390,10 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
         return (ssize_t)count;
     }
     if (index != SHIM_MIGRATION_REGION) return fail(EINVAL);
-    if (n == 8 && roff == 24 && bounce_move(d, value_of(buf, 8), 1) != 0) return -1;
+    if (n == 8 && roff == OFF_DATA_SIZE && bounce_move(d, value_of(buf, 8), 1) != 0) return -1;
     ssize_t r = real.pwrite64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
-    if (r == 4 && roff == 0) {
+    if (r == 4 && roff == OFF_DEVICE_STATE) {
         // Under the table lock, so a DMA burst is either wholly before the new state (and its
         // pages are in the next bitmap) or does not happen.
         shim_lock();

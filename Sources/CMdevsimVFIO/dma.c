@@ -68,7 +68,7 @@ static void *dma_thread(void *arg) {
         // Only while the VMM lets the device run (running, or running while saving in
         // pre-copy); not before its guest first ran (a paused source, a destination still
         // waiting), and never once stopped.
-        if (d->dma_armed && (d->device_state & 0x1)) {
+        if (d->dma_armed && (d->device_state & VFIO_DEVICE_STATE_V1_RUNNING)) {
             owed += elapsed * (double)d->dma_rate / (double)PAGE;
             uint64_t pages = (uint64_t)owed;
             owed -= (double)pages;
@@ -131,7 +131,7 @@ void dma_setup(struct device *d) {
 
 void dma_note_state(struct device *d, uint32_t state, int written) {
     d->device_state = state;
-    if (written && (state & 0x7) == 1) d->dma_armed = 1;
+    if (written && (state & VFIO_DEVICE_STATE_MASK) == VFIO_DEVICE_STATE_V1_RUNNING) d->dma_armed = 1;
 }
 
 uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap) {

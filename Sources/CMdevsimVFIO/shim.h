@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <linux/vfio.h>
 
 // --- the glibc functions we wrap (resolved with dlsym(RTLD_NEXT)) ---
 struct real_calls {
@@ -141,6 +142,8 @@ void dma_release(struct device *d);
 #define SHIM_REGION_SHIFT 40
 #define SHIM_REGION_INDEX(off) ((uint64_t)(off) >> SHIM_REGION_SHIFT)
 #define SHIM_REGION_OFFSET(off) ((uint64_t)(off) & ((1ULL << SHIM_REGION_SHIFT) - 1))
-#define SHIM_MIGRATION_REGION 9  // VFIO_PCI_NUM_REGIONS: the first device-specific index
+// The first device-specific region index, as <linux/vfio.h> numbers it (Swift:
+// RegionLayout.regionIndex, proven equal by MigrationProtocolTests).
+#define SHIM_MIGRATION_REGION VFIO_PCI_NUM_REGIONS
 
 #endif

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import MdevFS
 import MigrationProtocol
 import SystemPackage
 
@@ -63,12 +64,7 @@ public final class FileTransport: RegionTransport {
 
     /// The first mmap area `migration.info` lists, if any.
     static func mmapArea(directory: String) throws -> (offset: UInt64, size: UInt64)? {
-        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/migration.info"))
-        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let areas = json["mmap_areas"] as? [[String: Any]], let first = areas.first,
-              let offset = (first["offset"] as? NSNumber)?.uint64Value, let size = (first["size"] as? NSNumber)?.uint64Value
-        else { return nil }
-        return (offset, size)
+        try RegionInfo.read(directory: directory).mmapAreas.first.map { ($0.offset, $0.size) }
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {

@@ -1,4 +1,5 @@
 import DeviceSimulator
+import MdevFS
 import Scenarios
 
 /// One migration of a scenario between two in-process devices: the scenario's source and
@@ -10,6 +11,8 @@ public struct InProcessMigration {
     public var observer: (any AccessObserver)?
     /// The devices' identities: the same as a mount's devices get, so both paths migrate the same devices.
     public var identities: DeviceIdentities
+    /// Where both devices' memory extents come from (plain allocations unless a pool is given).
+    public var extents: any ExtentProvider = HeapExtents.standard
 
     /// A scenario whose migration names types it does not define.
     public struct UnknownType: Error, CustomStringConvertible {
@@ -27,8 +30,11 @@ public struct InProcessMigration {
     public func run(progress: (@Sendable (String) -> Void)? = nil) throws(UnknownType) -> (MigrationReport, source: MigrationRegion, destination: MigrationRegion) {
         guard let sourceType = scenario.sourceType else { throw UnknownType(name: scenario.migration.source) }
         guard let destinationType = scenario.destinationType else { throw UnknownType(name: scenario.migration.destination) }
-        let source = MigrationRegion(configuration: sourceType.configuration, identity: identities.source)
-        let destination = MigrationRegion(configuration: destinationType.configuration, identity: identities.destination)
+        let clock = HostClock()
+        let source = MigrationRegion(configuration: sourceType.configuration, identity: identities.source,
+                                     wallClock: clock, extents: extents)
+        let destination = MigrationRegion(configuration: destinationType.configuration, identity: identities.destination,
+                                          wallClock: clock, extents: extents)
         // The events a mount's devices report for the same migration (FUSEMigration), in its
         // order: create both, open both, then release and remove the destination, then the source.
         if let observer {

@@ -238,6 +238,9 @@ public struct ScenarioRunner: Sendable {
     public var reproducible = false
     /// The level of the mount's own log (device created/removed...): warnings and up by default.
     public var logLevel: Logger.Level = .warning
+    /// In-process devices take their memory extents from one pool for the whole run, as a
+    /// mount's devices do.
+    private let extents = ExtentPool.standard()
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination materializes every page it receives and both digests hash all of memory, so
@@ -322,6 +325,7 @@ public struct ScenarioRunner: Sendable {
         case .inProcess:
             var migration = InProcessMigration(scenario: scenario)
             migration.observer = observer
+            migration.extents = extents
             return try migration.run(progress: progress).0
         case .fuse:
             guard let mountpoint else { throw RunError("no mountpoint for the FUSE mode") }

@@ -42,7 +42,8 @@ public struct Verdict: Sendable, Hashable, Codable {
 ///   `running` (a failed migration must leave the guest running);
 /// - `.errorState(recoversByReset)`: the report is `failed`, a device was found in the error state
 ///   (`recoveredByReset != nil`), and the reset recovered it exactly when the scenario says so;
-/// - `minPrecopyIterations`, `converges`, `cancelled`: checked when the scenario gives them.
+/// - `minPrecopyIterations`, `converges`, `cancelled`, `minSourceTimeNs`: checked when the
+///   scenario gives them.
 public enum Judge {
     public static func judge(_ report: MigrationReport, against expectation: Expectation) -> Verdict {
         var m: [String] = []
@@ -111,6 +112,9 @@ public enum Judge {
             m.append(converges
                 ? "expected pre-copy to converge (pending_bytes at most the stop threshold), but it ran out of iterations after \(report.precopyIterations)"
                 : "expected pre-copy not to converge, but pending_bytes reached the stop threshold after \(report.precopyIterations) iteration\(report.precopyIterations == 1 ? "" : "s")")
+        }
+        if let minimum = expectation.minSourceTimeNs, report.sourceTimeMs * 1e6 < Double(minimum) {
+            m.append("expected the source's device time to reach at least \(Double(minimum) / 1e6) ms, got \(report.sourceTimeMs) ms")
         }
         return Verdict(mismatches: m)
     }

@@ -81,41 +81,51 @@ public struct DeviceConfiguration: Sendable, Hashable {
     /// Size of the whole migration region: the header page, then the data section.
     public var regionSize: UInt64 { RegionLayout.dataSectionOffset + dataSectionSize }
 
-    /// Checks every rule the engine relies on. Scenario validation adds file positions on top.
+    /// Checks every rule the engine relies on; throws the first problem (`problems` has them all).
     public func validate() throws(ConfigurationError) {
-        func fail(_ key: String, _ message: String) throws(ConfigurationError) {
-            throw ConfigurationError(key: key, message: message)
-        }
+        if let first = problems().first { throw first }
+    }
+
+    /// Every rule the engine relies on that this configuration breaks, in key order of the
+    /// scenario file, each with its key. The one rule set: the scenario loader maps each problem
+    /// to the file position of its key. `size` and `rate` format the figures in messages (plain
+    /// numbers by default; the loader passes its unit formatting).
+    public func problems(size: (UInt64) -> String = { "\($0)" }, rate: (UInt64) -> String = { "\($0)" }) -> [ConfigurationError] {
+        var found: [ConfigurationError] = []
+        func fail(_ key: String, _ message: String) { found.append(ConfigurationError(key: key, message: message)) }
         if typeName.isEmpty || typeName.utf8.count > StreamFormat.maxTypeNameLength {
-            try fail("type", "a type name of 1...\(StreamFormat.maxTypeNameLength) bytes")
+            fail("type", "a type name of 1...\(StreamFormat.maxTypeNameLength) bytes, got \(typeName.utf8.count) bytes")
         }
         if pageSize < 512 || pageSize > 2 << 20 || pageSize & (pageSize - 1) != 0 {
-            try fail("page_size", "a power of two from 512B to 2MiB, got \(pageSize)")
+            // Every other size is judged in pages: nothing more can be said.
+            fail("page_size", "a power of two from \(size(512)) to \(size(2 << 20)), got \(size(pageSize))")
+            return found
         }
-        if pageSize > 0, memorySize % pageSize != 0 {
-            try fail("memory", "a multiple of the page size (\(pageSize)), got \(memorySize)")
+        if memorySize % pageSize != 0 {
+            fail("memory", "a multiple of the page size (\(size(pageSize))), got \(size(memorySize))")
         }
-        if memorySize > 1 << 46 { try fail("memory", "at most 64TiB, got \(memorySize)") }
-        if configSize > 64 << 20 { try fail("config_size", "at most 64MiB, got \(configSize)") }
-        if dataSectionSize == 0 || dataSectionSize > 1 << 30 {
-            try fail("data_section", "1B...1GiB, got \(dataSectionSize)")
-        }
+        if memorySize > 1 << 46 { fail("memory", "at most \(size(1 << 46)), got \(size(memorySize))") }
+        if configSize > 64 << 20 { fail("config_size", "at most \(size(64 << 20)), got \(size(configSize))") }
+        if dataSectionSize == 0 { fail("data_section", "at least \(size(1)), got \(size(0))") }
+        if dataSectionSize > 1 << 30 { fail("data_section", "at most \(size(1 << 30)), got \(size(dataSectionSize))") }
         if dataSectionMmap, dataSectionSize % RegionLayout.hostPageSize != 0 {
-            try fail("data_section", "a multiple of \(RegionLayout.hostPageSize) when mmap is on, got \(dataSectionSize)")
+            fail("data_section", "a multiple of \(size(RegionLayout.hostPageSize)) when mmap is on, got \(size(dataSectionSize))")
         }
         let smallest = StreamFormat.minimumChunkSize(pageSize: pageSize)
         if chunkSize < smallest {
-            try fail("chunk_size", "at least \(smallest) (one page record and the chunk record), got \(chunkSize)")
+            fail("chunk_size", "at least \(size(smallest)) (the chunk record and one page record), got \(size(chunkSize))")
+        } else if chunkSize > dataSectionSize {
+            fail("chunk_size", "at most the data section (\(size(dataSectionSize))), got \(size(chunkSize))")
         }
-        if chunkSize > dataSectionSize {
-            try fail("chunk_size", "at most the data section (\(dataSectionSize)), got \(chunkSize)")
-        }
-        if linkBandwidth == 0 { try fail("link_bandwidth", "a bandwidth above 0") }
+        if linkBandwidth == 0 { fail("link_bandwidth", "a bandwidth above \(rate(0))") }
         if case .hotSet(let fraction, let share) = dirtyPattern {
-            if !(fraction > 0 && fraction <= 1) { try fail("dirty.hot_fraction", "a fraction in (0, 1], got \(fraction)") }
-            if !(share >= 0 && share <= 1) { try fail("dirty.hot_share", "a fraction in [0, 1], got \(share)") }
+            if !(fraction > 0 && fraction <= 1) { fail("dirty.hot_fraction", "a fraction in (0, 1], got \(fraction)") }
+            if !(share >= 0 && share <= 1) { fail("dirty.hot_share", "a fraction in [0, 1], got \(share)") }
         }
-        if dirtyRate > 0, memorySize == 0 { try fail("dirty.rate", "0 for a device with no memory") }
+        if dirtyRate > 0, memorySize == 0 {
+            fail("dirty.rate", "\(rate(0)) for a device with no memory, got \(rate(dirtyRate))")
+        }
+        return found
     }
 }
 

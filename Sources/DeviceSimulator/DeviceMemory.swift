@@ -1,5 +1,3 @@
-import Glibc
-
 /// Device memory stored sparsely: a page exists in RAM only once it was written (by the running
 /// device or by a resume); every other page is generated on demand from the seed.
 ///
@@ -12,8 +10,10 @@ final class DeviceMemory {
     private var extents: [UnsafeMutableRawPointer?]
     private var present: PageBitmap
     private var generator: PageGenerator
+    private let provider: any ExtentProvider
 
-    init(pageSize: UInt64, pageCount: UInt64, generator: PageGenerator) {
+    init(pageSize: UInt64, pageCount: UInt64, generator: PageGenerator, extents provider: any ExtentProvider) {
+        self.provider = provider
         self.pageSize = Int(pageSize)
         self.pageCount = pageCount
         self.generator = generator
@@ -40,14 +40,14 @@ final class DeviceMemory {
         return base + Int(page % UInt64(extentPages)) * pageSize
     }
 
-    /// A 2 MiB extent from the process's `ExtentPool` (memory an earlier device already touched,
-    /// or a new one backed by a transparent huge page): a resume fills memory page after page,
-    /// and faulting fresh memory in costs more than the copy itself (measured by mdevsim-bench:
-    /// ~70% of a 4 GiB resume). Other sizes (pages larger than 2 MiB) are allocated as they are.
+    /// A 2 MiB extent from the injected provider (a mount's `ExtentPool` hands out memory an
+    /// earlier device already touched): a resume fills memory page after page, and faulting
+    /// fresh memory in costs more than the copy itself (measured by mdevsim-bench: ~70% of a
+    /// 4 GiB resume). Other sizes (pages larger than 2 MiB) are allocated as they are.
     private var extentBytes: Int { extentPages * pageSize }
 
     private func allocateExtent() -> UnsafeMutableRawPointer {
-        if extentBytes == ExtentPool.shared.extentBytes { return ExtentPool.shared.take() }
+        if extentBytes == provider.extentBytes { return provider.take() }
         return UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: 4096)
     }
 
@@ -81,7 +81,7 @@ final class DeviceMemory {
     private func releaseAll() {
         for i in extents.indices {
             guard let extent = extents[i] else { continue }
-            if extentBytes == ExtentPool.shared.extentBytes { ExtentPool.shared.give(extent) } else { extent.deallocate() }
+            if extentBytes == provider.extentBytes { provider.give(extent) } else { extent.deallocate() }
             extents[i] = nil
         }
     }

@@ -35,6 +35,9 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         case resumeTransactions = "resume-transactions"
         case concurrentOpen = "concurrent-open"
         case mixedDataAccess = "mixed-data-access"
+        case incompleteResume = "incomplete-resume"
+        case dataSizeOutsideResume = "data-size-outside-resume"
+        case dataSizeTooLarge = "data-size-too-large"
 
         /// The rule in the uapi's words (seed 002 / `<linux/vfio.h>`).
         public var citation: String {
@@ -61,6 +64,12 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
                 "a VFIO device is owned by one user at a time: a second open is a second VMM on the same device"
             case .mixedDataAccess:
                 "a resume chunk is written either through the region's mmap area or with pwrite: a driver whose mmap area is device memory and whose pwrite path is a staging buffer would see only one of them"
+            case .incompleteResume:
+                "uapi: \"After providing saved device data to the driver, the application should change the state from _RESUMING to _RUNNING.\""
+            case .dataSizeOutsideResume:
+                "uapi: the user application should \"write the size in bytes of the data copied in the migration region during the _RESUMING state\""
+            case .dataSizeTooLarge:
+                "uapi: data is written to (region + data_offset) for data_size bytes: it cannot extend beyond the data section"
             }
         }
     }

@@ -16,12 +16,14 @@ public final class SimulatedDevice {
     private(set) var config: [UInt8]
     private var dirty: DirtyModel
 
-    public init(configuration: DeviceConfiguration, identity: String) {
+    /// - Parameter extents: where memory extents come from (plain allocations by default; a
+    ///   mount injects its pool).
+    public init(configuration: DeviceConfiguration, identity: String, extents: any ExtentProvider = HeapExtents.standard) {
         self.configuration = configuration
         self.identity = identity
         seed = SplitMix64.mix(configuration.contentSeed ^ SplitMix64.hash(identity))
         generator = PageGenerator(seed: seed, fill: configuration.fill, pageSize: configuration.pageSize)
-        memory = DeviceMemory(pageSize: configuration.pageSize, pageCount: configuration.pageCount, generator: generator)
+        memory = DeviceMemory(pageSize: configuration.pageSize, pageCount: configuration.pageCount, generator: generator, extents: extents)
         powerOnConfig = generator.configBlob(count: Int(configuration.configSize))
         config = powerOnConfig
         dirty = DirtyModel(configuration: configuration, seed: seed)

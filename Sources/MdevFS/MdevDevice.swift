@@ -24,49 +24,13 @@ final class MdevDevice: @unchecked Sendable {
     /// The client has used a mapping of the data section (a page-fault read or a writeback
     /// reached us): from then on the device keeps the kernel's page cache coherent.
     var mappingInUse = false
-    /// Resume: the data-section bytes (offsets in the section) pwritten since the last
-    /// `data_offset` read. They win over the mapping where both wrote.
-    var pwrittenInTransaction: [Range<Int>] = []
-    /// Resume: the client stored through the mapping since the last `data_offset` read (a
-    /// writeback arrived, or a retrieved byte outside the pwritten ones differs from the buffer).
-    var mappedStoresInTransaction = false
 
-    /// A new resume transaction begins (a `data_offset` read).
-    func beginTransaction() {
-        pwrittenInTransaction = []
-        mappedStoresInTransaction = false
-    }
-
-    /// Copies retrieved mapping bytes at section offset `start` into the data section. Bytes
-    /// the client pwrote in this transaction are kept (the pwrite wins); any other byte that
-    /// differs from the buffer is a store through the mapping.
-    func mergeRetrieved(_ data: UnsafeRawBufferPointer, at start: Int) {
-        let section = region.dataSection
-        guard start >= 0, start < section.count else { return }
-        let end = start + min(data.count, section.count - start)
-        var keep = pwrittenInTransaction.filter { $0.overlaps(start..<end) }.sorted { $0.lowerBound < $1.lowerBound }
-        var cursor = start
-        keep.append(end..<end)
-        for pwritten in keep {
-            let segment = cursor..<max(cursor, min(end, pwritten.lowerBound))
-            if !segment.isEmpty {
-                let target = UnsafeMutableRawBufferPointer(rebasing: section[segment])
-                let source = UnsafeRawBufferPointer(rebasing: data[(segment.lowerBound - start)..<(segment.upperBound - start)])
-                if !pwrittenInTransaction.isEmpty, !mappedStoresInTransaction,
-                   let t = target.baseAddress, let s = source.baseAddress, memcmp(t, s, segment.count) != 0 {
-                    mappedStoresInTransaction = true
-                }
-                target.copyMemory(from: source)
-            }
-            cursor = max(cursor, pwritten.upperBound)
-        }
-    }
-
-    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
+    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool,
+         observer: (any AccessObserver)? = nil, clock: HostClock, extents: ExtentPool) {
         self.uuid = uuid
         self.typeIndex = typeIndex
         self.iommuGroup = iommuGroup
-        region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
+        region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict, wallClock: clock, extents: extents)
         region.observer = observer
     }
 

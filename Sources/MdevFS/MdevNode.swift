@@ -89,14 +89,27 @@ enum MdevNode: Hashable, Sendable {
 
 /// Stable inode numbers. Static nodes are fixed; each device gets a block of numbers that is
 /// never reused after `remove`, so a kernel holding an old inode can never reach a new device.
+/// Block sizes follow from the nodes a block holds, and device blocks start above the last
+/// type block, so no two nodes can share a number whatever the number of types or files.
 struct InodeTable {
     static let typesDirectory = FUSEInode(2)
     static let devicesDirectory = FUSEInode(3)
     static let iommuGroupsDirectory = FUSEInode(4)
     private static let typeBase: UInt64 = 16
-    private static let typeStride: UInt64 = 16
-    private static let deviceBase: UInt64 = 1 << 20
-    private static let deviceStride: UInt64 = 32  // mdevsim's nodes at 0...15, the sysfs view's from 16
+    /// A type's directory, its attributes and its nodes of the sysfs view.
+    static let typeStride = blockSize(holding: 1 + MdevNode.TypeAttribute.allCases.count + SysfsNode.typeNodes(0).count)
+    /// A device's directory, its files, its nodes of the sysfs view and its IOMMU group
+    /// directory (the block's last number).
+    static let deviceStride = blockSize(holding: 1 + MdevNode.DeviceFile.allCases.count + SysfsNode.deviceNodes("").count + 1)
+    /// Where device blocks start: 2^20 unless the types need more room.
+    let deviceBase: UInt64
+
+    /// The smallest power of two, at least 16, that holds `count` numbers.
+    static func blockSize(holding count: Int) -> UInt64 {
+        var size: UInt64 = 16
+        while size < UInt64(count) { size <<= 1 }
+        return size
+    }
 
     private var byInode: [FUSEInode: MdevNode] = [
         .root: .root, typesDirectory: .typesDirectory, devicesDirectory: .devicesDirectory,
@@ -109,6 +122,8 @@ struct InodeTable {
     private var nextDeviceBlock: UInt64 = 0
 
     init(typeCount: Int) {
+        let typesEnd = Self.typeBase + UInt64(typeCount) * Self.typeStride
+        deviceBase = max(1 << 20, (typesEnd + Self.deviceStride - 1) / Self.deviceStride * Self.deviceStride)
         for (node, number) in SysfsNode.fixed { insert(.sysfs(node), FUSEInode(number)) }
         for t in 0..<typeCount {
             let base = Self.typeBase + UInt64(t) * Self.typeStride
@@ -116,7 +131,8 @@ struct InodeTable {
             for (i, a) in MdevNode.TypeAttribute.allCases.enumerated() {
                 insert(.typeAttribute(type: t, a), FUSEInode(base + 1 + UInt64(i)))
             }
-            for (node, offset) in SysfsNode.typeNodes(t) { insert(.sysfs(node), FUSEInode(base + offset)) }
+            let after = 1 + UInt64(MdevNode.TypeAttribute.allCases.count)
+            for (i, node) in SysfsNode.typeNodes(t).enumerated() { insert(.sysfs(node), FUSEInode(base + after + UInt64(i))) }
         }
     }
 
@@ -129,13 +145,14 @@ struct InodeTable {
     func inode(_ node: MdevNode) -> FUSEInode? { byNode[node] }
 
     mutating func addDevice(_ uuid: String) {
-        let base = Self.deviceBase + nextDeviceBlock * Self.deviceStride
+        let base = deviceBase + nextDeviceBlock * Self.deviceStride
         nextDeviceBlock += 1
         insert(.deviceDirectory(uuid: uuid), FUSEInode(base))
         for (i, f) in MdevNode.DeviceFile.allCases.enumerated() {
             insert(.deviceFile(uuid: uuid, f), FUSEInode(base + 1 + UInt64(i)))
         }
-        for (node, offset) in SysfsNode.deviceNodes(uuid) { insert(.sysfs(node), FUSEInode(base + offset)) }
+        let after = 1 + UInt64(MdevNode.DeviceFile.allCases.count)
+        for (i, node) in SysfsNode.deviceNodes(uuid).enumerated() { insert(.sysfs(node), FUSEInode(base + after + UInt64(i))) }
         // The last number of the block: the device's group directory.
         insert(.iommuGroupDirectory(uuid: uuid), FUSEInode(base + Self.deviceStride - 1))
     }
@@ -143,7 +160,7 @@ struct InodeTable {
     mutating func removeDevice(_ uuid: String) {
         var nodes: [MdevNode] = [.deviceDirectory(uuid: uuid), .iommuGroupDirectory(uuid: uuid)]
         nodes += MdevNode.DeviceFile.allCases.map { .deviceFile(uuid: uuid, $0) }
-        nodes += SysfsNode.deviceNodes(uuid).map { .sysfs($0.0) }
+        nodes += SysfsNode.deviceNodes(uuid).map { .sysfs($0) }
         for node in nodes {
             if let inode = byNode.removeValue(forKey: node) { byInode[inode] = nil }
         }

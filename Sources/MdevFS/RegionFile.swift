@@ -21,8 +21,8 @@ import SystemPackage
 ///   access or a chunk event.
 /// Both only happen once the client has shown it uses a mapping (its first fault or writeback):
 /// a pread/pwrite client costs nothing extra.
-struct RegionFile {
-    let fs: MdevFileSystem
+struct RegionFile: Sendable {
+    let cache: PageCacheCoherence
     let device: MdevDevice
     let inode: FUSEInode
 
@@ -43,7 +43,6 @@ struct RegionFile {
         var prefill = false
         let result = device.withLock { () -> AccessResult in
             let r = region.read(at: offset, into: target)
-            if offset == HeaderField.dataOffset.offset, region.state.isResuming { device.beginTransaction() }
             if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
                 if region.state.isResuming {
                     prefill = true
@@ -53,8 +52,8 @@ struct RegionFile {
             }
             return r
         }
-        if let range = stageRange { store(range) }
-        if prefill { store(Self.dataStart..<(Self.dataStart + UInt64(region.dataSection.count))) }
+        if let range = stageRange { cache.store(range, of: device, inode: inode) }
+        if prefill { cache.store(Self.dataStart..<(Self.dataStart + UInt64(region.dataSection.count)), of: device, inode: inode) }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): reply.error(e)
@@ -68,8 +67,7 @@ struct RegionFile {
             // A late writeback of a mapped page: the client's stores, not a protocol event.
             device.withLock {
                 device.mappingInUse = true
-                if region.state.isResuming { device.mappedStoresInTransaction = true }
-                copyIntoSection(offset: offset, data)
+                region.storeThroughMapping(at: offset, data)
             }
             return reply.write(data.count)
         }
@@ -78,15 +76,10 @@ struct RegionFile {
             let fetch = device.withLock { () -> Bool in
                 region.state.isResuming && device.mappingInUse && value > 0 && value <= UInt64(region.dataSection.count)
             }
-            if fetch, beginRetrieve(size: Int(value), reply: reply) { return }
+            // Held: answered once the client's stores are back in the engine.
+            if fetch, cache.retrieve(size: Int(value), of: device, inode: inode, complete: { applyDataSize(value, reply: reply) }) { return }
         }
-        let result = device.withLock { () -> AccessResult in
-            if offset >= Self.dataStart, region.state.isResuming {
-                let start = Int(offset - Self.dataStart)
-                device.pwrittenInTransaction.append(start..<(start + data.count))
-            }
-            return region.write(at: offset, from: data)
-        }
+        let result = device.withLock { region.write(at: offset, from: data) }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): reply.error(e)
@@ -121,74 +114,16 @@ struct RegionFile {
         }
     }
 
-    private func copyIntoSection(offset: UInt64, _ data: UnsafeRawBufferPointer) {
-        guard offset >= Self.dataStart else { return }
-        let section = region.dataSection
-        let start = Int(offset - Self.dataStart)
-        guard start < section.count else { return }
-        let n = min(data.count, section.count - start)
-        UnsafeMutableRawBufferPointer(rebasing: section[start..<(start + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[0..<n]))
-    }
-
-    /// Pushes region bytes `range` (in the data section) into the page cache.
-    private func store(_ range: Range<UInt64>) {
-        guard let notifier = fs.currentNotifier, range.lowerBound >= Self.dataStart else { return }
-        let section = region.dataSection
-        // Whole pages: the kernel marks a page up to date only when a store fills it, and a
-        // partly stored page would cost the client a fault (a READ round trip) when it reads the
-        // chunk's last bytes. The bytes around the chunk are the buffer's, as a fault would see.
-        let page = Int(RegionLayout.hostPageSize)
-        let start = Int(range.lowerBound - Self.dataStart) / page * page
-        let end = min((Int(range.upperBound - Self.dataStart) + page - 1) / page * page, section.count)
-        guard start < end else { return }
-        // Straight from the buffer, without the device lock (see MdevDevice): the only writers
-        // of these bytes are the engine, on behalf of the client now waiting for this very
-        // reply, and page writebacks, which carry what the page cache already holds.
-        do {
-            try notifier.store(inode: inode, offset: Int64(Self.dataStart) + Int64(start), bytes: UnsafeRawBufferPointer(rebasing: section[start..<end]))
-        } catch {
-            fs.logger.warning("notify_store of \(range) failed: \(error)")
-        }
-    }
-
-    /// Holds the `data_size` write and asks the kernel for the client's stores; the write is
-    /// answered by `finish` once every piece is back. Returns false if the kernel cannot be asked.
-    private func beginRetrieve(size: Int, reply: WriteReply) -> Bool {
-        guard let notifier = fs.currentNotifier else { return false }
-        let piece = max(4096, fs.currentMaxWrite)
-        let pieces = (size + piece - 1) / piece
-        let apply = RetrieveTable.Apply(device: device, value: UInt64(size), reply: reply)
-        let ends = (0..<pieces).map { Int64(Self.dataStart) + Int64(min((($0 + 1) * piece), size)) }
-        let cookies = fs.registerRetrieve(apply, pieceEnds: ends)
-        for (i, cookie) in cookies.enumerated() {
-            let offset = Int(Self.dataStart) + i * piece
-            do {
-                try notifier.retrieve(inode: inode, size: min(piece, size - i * piece), offset: Int64(offset), cookie: cookie)
-            } catch {
-                fs.logger.warning("notify_retrieve failed (\(error)): applying the data section as pwritten")
-                fs.cancelRetrieve(cookies)
-                return false
-            }
-        }
-        return true
-    }
-
     /// Every retrieved piece is in the buffer: the engine applies the chunk, the write is answered.
-    func finish(_ apply: RetrieveTable.Apply) {
-        let result = device.withLock { () -> AccessResult? in
-            if !device.pwrittenInTransaction.isEmpty, device.mappedStoresInTransaction {
-                region.recordViolation(.mixedDataAccess, "resume chunk of \(apply.value) bytes written both with pwrite and through the mapping: the pwritten bytes were kept where both wrote")
-                if region.strict { return nil }
-            }
-            var value = apply.value.littleEndian
-            return withUnsafeBytes(of: &value) { region.write(at: HeaderField.dataSize.offset, from: $0) }
+    private func applyDataSize(_ value: UInt64, reply: WriteReply) {
+        let result = device.withLock { () -> AccessResult in
+            var le = value.littleEndian
+            return withUnsafeBytes(of: &le) { region.write(at: HeaderField.dataSize.offset, from: $0) }
         }
-        // Strict: the mixed chunk is refused, as the checker's other rules refuse their access.
-        guard let result else { return apply.reply.error(.invalidArgument) }
         stall(result.stallNanoseconds)
         switch result.outcome {
-        case .failure(let e): apply.reply.error(e)
-        case .success(let n): apply.reply.write(n)
+        case .failure(let e): reply.error(e)
+        case .success(let n): reply.write(n)
         }
     }
 
@@ -198,65 +133,5 @@ struct RegionFile {
         var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
-    }
-}
-
-/// Held `data_size` writes waiting for their `notify_retrieve` answers, by cookie. A write is
-/// fetched in pieces (at most `max_write` each); a piece the kernel answers short is continued
-/// under a new cookie until its end.
-struct RetrieveTable {
-    struct Apply: @unchecked Sendable {
-        let device: MdevDevice
-        let value: UInt64
-        let reply: WriteReply
-    }
-
-    struct Piece {
-        let apply: Apply
-        let id: Int
-        /// Region offset where the piece ends.
-        let end: Int64
-    }
-
-    private var byCookie: [UInt64: Piece] = [:]
-    private var outstanding: [Int: Int] = [:]
-    private var nextCookie: UInt64 = 1
-    private var nextApply = 0
-
-    mutating func register(_ apply: Apply, pieceEnds: [Int64]) -> [UInt64] {
-        let id = nextApply
-        nextApply += 1
-        outstanding[id] = pieceEnds.count
-        return pieceEnds.map { end in
-            let c = nextCookie
-            nextCookie += 1
-            byCookie[c] = Piece(apply: apply, id: id, end: end)
-            return c
-        }
-    }
-
-    func piece(_ cookie: UInt64) -> Piece? { byCookie[cookie] }
-
-    /// A new cookie for the rest of the piece `cookie` belongs to (which it replaces).
-    mutating func continuation(of cookie: UInt64) -> UInt64 {
-        let c = nextCookie
-        nextCookie += 1
-        byCookie[c] = byCookie.removeValue(forKey: cookie)
-        return c
-    }
-
-    /// The piece `cookie` is complete; returns whether it was its apply's last.
-    mutating func finished(_ cookie: UInt64) -> Bool {
-        guard let piece = byCookie.removeValue(forKey: cookie), let left = outstanding[piece.id] else { return false }
-        if left <= 1 {
-            outstanding[piece.id] = nil
-            return true
-        }
-        outstanding[piece.id] = left - 1
-        return false
-    }
-
-    mutating func cancel(_ cookies: [UInt64]) {
-        for c in cookies { if let piece = byCookie.removeValue(forKey: c) { outstanding[piece.id] = nil } }
     }
 }

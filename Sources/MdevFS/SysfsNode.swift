@@ -62,15 +62,15 @@ enum SysfsNode: Hashable, Sendable {
         (.busDirectory, 9), (.busMdevDirectory, 10), (.busDevicesDirectory, 11),
     ]
 
-    /// A type's own nodes and their offsets within the type's inode block (past its attributes).
-    static func typeNodes(_ type: Int) -> [(SysfsNode, UInt64)] {
-        [(.typeDirectory(type: type), 8), (.typeDevicesDirectory(type: type), 9)]
+    /// A type's own nodes, numbered by `InodeTable` in the type's block after its attributes.
+    static func typeNodes(_ type: Int) -> [SysfsNode] {
+        [.typeDirectory(type: type), .typeDevicesDirectory(type: type)]
     }
 
-    /// A device's own nodes and their offsets within the device's inode block (past mdevsim's).
-    static func deviceNodes(_ uuid: String) -> [(SysfsNode, UInt64)] {
-        [(.deviceDirectory(uuid: uuid), 16), (.deviceLink(uuid: uuid, .mdevType), 17),
-         (.deviceLink(uuid: uuid, .iommuGroup), 18), (.typeDeviceLink(uuid: uuid), 19), (.busDeviceLink(uuid: uuid), 20)]
+    /// A device's own nodes, numbered by `InodeTable` in the device's block after its files.
+    static func deviceNodes(_ uuid: String) -> [SysfsNode] {
+        [.deviceDirectory(uuid: uuid), .deviceLink(uuid: uuid, .mdevType), .deviceLink(uuid: uuid, .iommuGroup),
+         .typeDeviceLink(uuid: uuid), .busDeviceLink(uuid: uuid)]
     }
 
     var kind: FileKind {

@@ -22,6 +22,10 @@ public enum RegionLayout {
     public static let hostPageSize: UInt64 = 4096
     public static let dataSectionOffset: UInt64 = hostPageSize
 
+    /// The region's index among the device's regions: `VFIO_PCI_NUM_REGIONS`, the first
+    /// device-specific index (the shim takes the same constant from `<linux/vfio.h>`).
+    public static let regionIndex = 9
+
     /// `VFIO_REGION_INFO_FLAG_READ`, `_WRITE`, `_MMAP`.
     public static let regionFlagRead: UInt32 = 1 << 0
     public static let regionFlagWrite: UInt32 = 1 << 1

@@ -14,12 +14,17 @@ public struct Expectation: Sendable, Hashable {
     public var converges: Bool?
     /// The migration is cancelled in pre-copy and the source returns to running.
     public var cancelled: Bool
+    /// The source's device time when the migration ends is at least this many nanoseconds
+    /// (what its chunks take on the link plus the stalls its faults inject).
+    public var minSourceTimeNs: UInt64?
 
-    public init(outcome: Outcome = .success, minPrecopyIterations: Int? = nil, converges: Bool? = nil, cancelled: Bool = false) {
+    public init(outcome: Outcome = .success, minPrecopyIterations: Int? = nil, converges: Bool? = nil, cancelled: Bool = false,
+                minSourceTimeNs: UInt64? = nil) {
         self.outcome = outcome
         self.minPrecopyIterations = minPrecopyIterations
         self.converges = converges
         self.cancelled = cancelled
+        self.minSourceTimeNs = minSourceTimeNs
     }
 
     /// How a migration ends.

@@ -17,7 +17,7 @@ struct ScenarioBuilder {
     static let dirtyKeys = ["rate", "pattern", "hot_fraction", "hot_share"]
     static let migrationKeys = ["source", "destination", "client"]
     static let clientKeys = ["max_precopy_iterations", "stop_threshold", "access", "paused", "cancel_in_precopy_after"]
-    static let expectKeys = ["outcome", "errno", "step", "recovers_by_reset", "min_precopy_iterations", "converges", "cancelled"]
+    static let expectKeys = ["outcome", "errno", "step", "recovers_by_reset", "min_precopy_iterations", "converges", "cancelled", "min_source_time"]
 
     /// Defaults of a type's keys that the file may leave out.
     static let defaultInstances = 16
@@ -76,9 +76,9 @@ struct ScenarioBuilder {
 
         let nameEntry = reader.required(f, "type", what: "a device type")
         if let entry = nameEntry, let name = reader.string(entry) {
-            if name.utf8.count > StreamFormat.maxTypeNameLength {
-                reader.expected(entry, "a type name of 1...\(StreamFormat.maxTypeNameLength) bytes")
-            } else if !name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }) || name == "." || name == ".." {
+            // Its length is the engine's rule (DeviceConfiguration.problems); its characters are
+            // this layer's, since the name becomes a directory of the mount.
+            if !name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }) || name == "." || name == ".." {
                 reader.expected(entry, "a type name of letters, digits, '-', '_' and '.' (it names a directory)")
             }
             c.typeName = name
@@ -109,15 +109,13 @@ struct ScenarioBuilder {
         let dma = f["dma"].flatMap { self.dma($0, seed: c.contentSeed) }
 
         if reader.valueErrorCount == errorsBefore {
-            crossCheck(c, f: f, entries: entries)
-        }
-        if reader.valueErrorCount == errorsBefore {
-            do throws(ConfigurationError) {
-                try c.validate()
-            } catch {
-                // A rule of the engine this layer does not know yet: still report it in place.
-                let entry = entries[error.key] ?? entries[error.key.split(separator: ".").last.map(String.init) ?? ""]
-                reader.error(at: entry?.value ?? f.node, "\(error.key): expected \(error.message)")
+            // The engine's rules, each reported at its key (or at the type, for a default).
+            for problem in c.problems(size: Units.formatSize, rate: Units.formatRate) {
+                if let entry = entries[problem.key] ?? entries[problem.key.split(separator: ".").last.map(String.init) ?? ""] {
+                    reader.error(at: entry.value, "\(problem.key): expected \(problem.message)")
+                } else {
+                    reader.error(at: f.node, "\(problem.key) (default): expected \(problem.message)")
+                }
             }
         }
         var faultNames: [String: Node] = [:]
@@ -209,41 +207,6 @@ struct ScenarioBuilder {
         }
     }
 
-    /// The engine's rules, checked here too so that every problem is reported with sizes in units
-    /// and at the right key (the engine stops at the first one and prints bytes).
-    func crossCheck(_ c: DeviceConfiguration, f: Fields, entries: [String: Entry]) {
-        func report(_ key: String, _ message: String) {
-            if let entry = entries[key] {
-                reader.error(at: entry.value, "\(key): expected \(message)")
-            } else {
-                reader.error(at: f.node, "\(key) (default): expected \(message)")
-            }
-        }
-        let size = Units.formatSize
-        if c.pageSize < 512 || c.pageSize > 2 << 20 || c.pageSize & (c.pageSize - 1) != 0 {
-            report("page_size", "a power of two from 512B to 2MiB, got \(size(c.pageSize))")
-            return
-        }
-        if c.memorySize % c.pageSize != 0 {
-            report("memory", "a multiple of the page size (\(size(c.pageSize))), got \(size(c.memorySize))")
-        }
-        if c.memorySize > 1 << 46 { report("memory", "at most 64TiB, got \(size(c.memorySize))") }
-        if c.configSize > 64 << 20 { report("config_size", "at most 64MiB, got \(size(c.configSize))") }
-        if c.dataSectionSize > 1 << 30 { report("data_section", "at most 1GiB, got \(size(c.dataSectionSize))") }
-        if c.dataSectionMmap, c.dataSectionSize % RegionLayout.hostPageSize != 0 {
-            report("data_section", "a multiple of \(size(RegionLayout.hostPageSize)) when mmap is on, got \(size(c.dataSectionSize))")
-        }
-        let smallest = StreamFormat.minimumChunkSize(pageSize: c.pageSize)
-        if c.chunkSize < smallest {
-            report("chunk_size", "at least \(size(smallest)) (the chunk record and one page record), got \(size(c.chunkSize))")
-        } else if c.chunkSize > c.dataSectionSize {
-            report("chunk_size", "at most the data section (\(size(c.dataSectionSize))), got \(size(c.chunkSize))")
-        }
-        if c.dirtyRate > 0, c.memorySize == 0 {
-            report("dirty.rate", "0B/s for a device with no memory, got \(Units.formatRate(c.dirtyRate))")
-        }
-    }
-
     // MARK: Migration
 
     func migration(_ entry: Entry?, types: [DeviceTypeSpec], anchor: Node) -> MigrationPlan? {
@@ -324,6 +287,7 @@ struct ScenarioBuilder {
         }
         let minimum = f["min_precopy_iterations"].map { reader.count($0, in: 0...1_000_000) } ?? .some(nil)
         let converges = f["converges"].map { reader.bool($0) } ?? .some(nil)
+        let minTime = f["min_source_time"].map { reader.duration($0, in: 0...(1 << 62)) } ?? .some(nil)
         var cancelled = cancelPlanned
         if let e = f["cancelled"], let v = reader.bool(e) {
             if v != cancelPlanned {
@@ -333,8 +297,9 @@ struct ScenarioBuilder {
             }
             cancelled = v
         }
-        guard reader.valueErrorCount == errorsBefore, let minimum, let converges, kind != nil else { return nil }
-        return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled)
+        guard reader.valueErrorCount == errorsBefore, let minimum, let converges, let minTime, kind != nil else { return nil }
+        return Expectation(outcome: outcome, minPrecopyIterations: minimum, converges: converges, cancelled: cancelled,
+                           minSourceTimeNs: minTime)
     }
 
     /// `data_offset read in stop-and-copy`, `data write`, `pre-copy -> stop-and-copy`.

@@ -1,6 +1,7 @@
 // Part 3: where a migration's time goes, from micro-benchmarks of the engine's public API.
 import DeviceSimulator
 import Foundation
+import MdevFS
 
 struct Stage: Codable, Sendable {
     var name: String
@@ -78,7 +79,7 @@ struct BreakdownPart {
 
         // 4. The source alone: a pre-copy pass of the whole device, each chunk copied out by the client.
         out.progress("breakdown: save pass of \(ByteSize.format(size))")
-        let source = MigrationRegion(configuration: config, identity: "bench-save")
+        let source = MigrationRegion(configuration: config, identity: "bench-save", extents: benchExtents)
         try source.setState(StateBits.preCopy)
         var small = MigrationRegion.Pass()
         let save = try timed {
@@ -93,7 +94,7 @@ struct BreakdownPart {
         out.progress("breakdown: first \(ByteSize.format(size)) of a save pass of a \(ByteSize.format(largeSize)) device")
         let largeConfig = benchConfiguration(memory: largeSize, chunk: chunk)
         try largeConfig.validate()
-        let large = MigrationRegion(configuration: largeConfig, identity: "bench-save-large")
+        let large = MigrationRegion(configuration: largeConfig, identity: "bench-save-large", extents: benchExtents)
         try large.setState(StateBits.preCopy)
         var big = MigrationRegion.Pass()
         let saveLarge = try timed {
@@ -107,11 +108,11 @@ struct BreakdownPart {
 
         // 6. The destination alone: a recorded stream replayed into a fresh device.
         out.progress("breakdown: recording the stream of a \(ByteSize.format(size)) device")
-        let recorder = MigrationRegion(configuration: config, identity: "bench-record")
+        let recorder = MigrationRegion(configuration: config, identity: "bench-record", extents: benchExtents)
         let stream = try RecordedStream.record(recorder)
         for attempt in 1...2 {
             out.progress("breakdown: resume replay \(attempt)/2 into a fresh \(ByteSize.format(size)) device")
-            let destination = MigrationRegion(configuration: config, identity: "bench-resume-\(attempt)")
+            let destination = MigrationRegion(configuration: config, identity: "bench-resume-\(attempt)", extents: benchExtents)
             try destination.setState(StateBits.resuming)
             let faults0 = ProcessFigures.minorFaults
             let resume = try timed {

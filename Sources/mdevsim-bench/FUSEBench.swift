@@ -395,14 +395,14 @@ final class FUSEBenchRun {
         let config = benchConfiguration(memory: o.memory.bytes, chunk: UInt64(Bench.FUSE.chunk))
         var run = EngineRun()
         do {
-            let source = MigrationRegion(configuration: config, identity: "fuse-engine-source")
+            let source = MigrationRegion(configuration: config, identity: "fuse-engine-source", extents: benchExtents)
             try source.setState(StateBits.preCopy)
             let start = monotonicNanoseconds()
             let pass = try source.readPass(threshold: 0) { blackHole($0.load(as: UInt8.self)) }
             run.saveNsPerChunk = Double(monotonicNanoseconds() - start) / Double(max(1, pass.chunks))
         }
         do {
-            let device = MigrationRegion(configuration: config, identity: "fuse-engine-header")
+            let device = MigrationRegion(configuration: config, identity: "fuse-engine-header", extents: benchExtents)
             var value: UInt64 = 0
             let reads = 200_000
             let start = monotonicNanoseconds()
@@ -412,8 +412,8 @@ final class FUSEBenchRun {
             }
             run.headerNs = Double(monotonicNanoseconds() - start) / Double(reads)
         }
-        let source = MigrationRegion(configuration: config, identity: "fuse-engine-source")
-        let destination = MigrationRegion(configuration: config, identity: "fuse-engine-destination")
+        let source = MigrationRegion(configuration: config, identity: "fuse-engine-source", extents: benchExtents)
+        let destination = MigrationRegion(configuration: config, identity: "fuse-engine-destination", extents: benchExtents)
         try destination.setState(StateBits.resuming)
         try source.setState(StateBits.preCopy)
         let start = monotonicNanoseconds()

@@ -1,6 +1,7 @@
 // Part 2: peak RSS while the first pre-copy pass of an untouched large device is read.
 import DeviceSimulator
 import Foundation
+import MdevFS
 
 struct RSSFigures: Codable, Sendable {
     var deviceBytes: UInt64
@@ -38,7 +39,7 @@ struct RSSPart {
         let before = ProcessFigures.status("VmRSS")
         let config = benchConfiguration(memory: size, chunk: chunk)
         try config.validate()
-        let region = MigrationRegion(configuration: config, identity: "bench-rss")
+        let region = MigrationRegion(configuration: config, identity: "bench-rss", extents: benchExtents)
         let afterCreate = ProcessFigures.status("VmRSS")
         // The client's side of each chunk: copied out of the mapped data section, as a VMM copies
         // it into its migration stream buffer.

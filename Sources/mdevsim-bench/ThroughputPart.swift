@@ -2,6 +2,7 @@
 import Conformance
 import DeviceSimulator
 import Foundation
+import MdevFS
 
 struct MigrationRun: Codable, Sendable {
     /// From `migrate` being called until the client asked for the source digest: the whole save,
@@ -97,8 +98,8 @@ struct ThroughputPart {
     private func migrateOnce() throws -> MigrationRun {
         let config = benchConfiguration(memory: size, chunk: chunk)
         try config.validate()
-        let source = MigrationRegion(configuration: config, identity: "bench-source")
-        let destination = MigrationRegion(configuration: config, identity: "bench-destination")
+        let source = MigrationRegion(configuration: config, identity: "bench-source", extents: benchExtents)
+        let destination = MigrationRegion(configuration: config, identity: "bench-destination", extents: benchExtents)
         let out = self.out
         let size = self.size, chunk = self.chunk
         let start = ContinuousClock.now

@@ -41,8 +41,8 @@ extension Bench {
             let header = TraceHeader(scenario: scenario, scenarioPath: nil, strict: false, recorder: "bench")
 
             // 1. Engine alone.
-            let plain = MigrationRegion(configuration: scenario.types[0].configuration, identity: "plain")
-            let traced = MigrationRegion(configuration: scenario.types[0].configuration, identity: "traced")
+            let plain = MigrationRegion(configuration: scenario.types[0].configuration, identity: "plain", extents: benchExtents)
+            let traced = MigrationRegion(configuration: scenario.types[0].configuration, identity: "traced", extents: benchExtents)
             let engineWriter = try TraceWriter(path: "\(workdir)/engine.trace.jsonl", header: header)
             traced.observer = TraceRecorder(sink: engineWriter)
             var engine: [String: [Double]] = [:]

@@ -4,6 +4,7 @@ import FUSEKit
 import Glibc
 import Scenarios
 import Testing
+import TestSupport
 
 /// `mdevsim run` through a real FUSE mount: never skipped (fails clearly without /dev/fuse).
 @Suite(.serialized) struct RunnerMountTests {
@@ -49,9 +50,7 @@ import Testing
 
     /// The built `mdevsim` beside the test bundle.
     static func command() throws -> String {
-        let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mdevsim").path
-        try #require(FileManager.default.isExecutableFile(atPath: path), "build the command first: swift build (looked for \(path))")
-        return path
+        try BuiltProducts.mdevsim()
     }
 
     static func launch(_ arguments: [String], tmp: String) throws -> (Process, Pipe) {

@@ -1,4 +1,5 @@
 @testable import Conformance
+import DeviceSimulator
 import Foundation
 
 /// The `scenarios/` directory of the repository, found from this file.
@@ -25,4 +26,11 @@ func report(
         sourceState: sourceState ?? (outcome == "completed" ? "stop" : "running"),
         destinationState: outcome == "completed" ? "running" : "stop",
         recoveredByReset: recovered, violations: violations, resumeDeviations: [])
+}
+
+/// Migrates `source` to `destination` in process with the reference client.
+func migrate(_ source: MigrationRegion, _ destination: MigrationRegion, options: ClientOptions = ClientOptions()) -> MigrationReport {
+    ReferenceClient(options: options).migrate(
+        from: InProcessTransport(region: source, name: "source"),
+        to: InProcessTransport(region: destination, name: "destination"))
 }

@@ -1,4 +1,5 @@
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import SystemPackage
 import Testing

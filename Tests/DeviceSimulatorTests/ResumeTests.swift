@@ -1,5 +1,5 @@
-import Conformance
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import SystemPackage
 import Testing

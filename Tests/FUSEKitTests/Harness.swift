@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import SystemPackage
 import Testing
+import TestSupport
 
 /// FUSEKit's thread, joinable with a timeout: a test must not hang on a thread that never ends.
 final class TestThread: Sendable {
@@ -22,7 +23,7 @@ final class TestThread: Sendable {
     /// Joins if the thread finishes within `timeout`; false (not joined) otherwise.
     @discardableResult
     func join(timeout: Duration) -> Bool {
-        guard waitUntil(timeout: timeout, { self.done.isSet }) else { return false }
+        guard waitUntil(timeout: timeout, interval: .milliseconds(1), { self.done.isSet }) else { return false }
         if !joined.exchange(true, ordering: .acquiringAndReleasing) { thread.join() }
         return true
     }
@@ -32,24 +33,6 @@ final class DoneFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     func set() { flag.store(true, ordering: .releasing) }
     var isSet: Bool { flag.load(ordering: .acquiring) }
-}
-
-/// Polls `condition` every millisecond until it holds or `timeout` passes.
-@discardableResult
-func waitUntil(timeout: Duration, _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while !condition() {
-        if ContinuousClock.now >= deadline { return condition() }
-        usleep(1_000)
-    }
-    return true
-}
-
-/// A fresh directory under /tmp.
-func makeTemporaryDirectory(_ prefix: String = "fusekit") throws -> String {
-    var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
-    guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
-    return String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// How `run` ended, written by the loop thread.
@@ -77,7 +60,7 @@ final class Mount: Sendable {
     /// Mount tests must run: a missing /dev/fuse fails the test with the fix in the message.
     init(_ fs: some FileSystem, options: FUSEOptions = Mount.defaultOptions) throws {
         try MountHelpers.checkFUSEDevice()
-        path = try makeTemporaryDirectory()
+        path = try makeTemporaryDirectory("fusekit")
         do {
             session = try FUSESession(filesystem: fs, mountpoint: path, options: options)
             try session.mount()

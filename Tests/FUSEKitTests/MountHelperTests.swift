@@ -2,6 +2,7 @@ import FUSEKit
 import Glibc
 import SystemPackage
 import Testing
+import TestSupport
 
 @Suite("Mount helpers", .timeLimit(.minutes(1)))
 struct MountHelperTests {
@@ -17,7 +18,7 @@ struct MountHelperTests {
     }
 
     @Test func mountpointChecks() throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory("fusekit")
         defer { rmdir(dir) }
         try MountHelpers.checkMountpoint(dir)
         #expect(MountHelpers.status(of: dir) == .notMounted)
@@ -53,7 +54,7 @@ struct MountHelperTests {
     /// unmounting (what a daemon killed with SIGKILL leaves behind).
     @Test func staleMountIsDetectedAndCleared() throws {
         try MountHelpers.checkFUSEDevice()
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory("fusekit")
         defer {
             if MountHelpers.isMountPoint(dir) { try? MountHelpers.unmount(dir) }
             rmdir(dir)

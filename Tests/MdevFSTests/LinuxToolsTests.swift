@@ -3,6 +3,7 @@ import Foundation
 import FUSEKit
 import Glibc
 import Testing
+import TestSupport
 
 /// The mount as Linux tools use it, each run unmodified inside a private mount namespace
 /// (`unshare -m`, so nothing here shows on the host): the real `mount -t fuse.mdevsim` and an

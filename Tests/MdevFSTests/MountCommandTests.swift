@@ -4,14 +4,12 @@ import FUSEKit
 import Glibc
 import SystemPackage
 import Testing
+import TestSupport
 
 /// `mdevsim mount` / `unmount` as a user runs them: the built executable, a daemon, a stale mount.
 @Suite(.serialized) struct MountCommandTests {
     /// The `mdevsim` executable built beside this test bundle.
-    static var executable: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("mdevsim").path
-    }
+    static var executable: String { BuiltProducts.directory.appendingPathComponent("mdevsim").path }
 
     /// Runs mdevsim with `arguments`; returns its status and combined output.
     @discardableResult
@@ -55,7 +53,7 @@ import Testing
         #expect(mounted == 0, "\(output)")
         let pid = try #require(Self.daemonPID(fromMountOutput: output))
         kill(pid, SIGKILL)
-        #expect(waitFor { MountHelpers.status(of: dir) == .stale })
+        #expect(waitUntil(timeout: .seconds(2)) { MountHelpers.status(of: dir) == .stale })
         let (refused, message) = try Self.mdevsim(["mount", dir])
         #expect(refused != 0)
         #expect(message.contains("stale") && message.contains("mdevsim unmount \(dir)"))
@@ -72,13 +70,5 @@ import Testing
         let (notMounted, text) = try Self.mdevsim(["unmount", "/tmp"])
         #expect(notMounted != 0)
         #expect(text.contains("nothing is mounted"))
-    }
-
-    func waitFor(_ condition: () -> Bool) -> Bool {
-        for _ in 0..<200 {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
     }
 }

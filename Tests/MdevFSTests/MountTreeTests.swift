@@ -6,6 +6,7 @@ import MdevFS
 import MigrationProtocol
 import SystemPackage
 import Testing
+import TestSupport
 
 /// The tree, the device lifecycle files, and the header rules once more through the kernel.
 @Suite struct MountTreeTests {
@@ -43,13 +44,12 @@ import Testing
         #expect(st.st_mode & 0o777 == 0o600)
         #expect(UInt64(st.st_size) == RegionLayout.dataSectionOffset + (256 << 10))
         #expect(stat("\(dir)/remove", &st) == 0 && st.st_mode & 0o777 == 0o200)
-        let info = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/migration.info"))) as? [String: Any]
-        #expect(info?["type"] as? Int == 3)
-        #expect(info?["subtype"] as? Int == 1)
-        #expect(info?["header_size"] as? Int == 32)
-        let areas = info?["mmap_areas"] as? [[String: Any]]
-        #expect(areas?.first?["offset"] as? Int == 4096)
-        #expect(areas?.first?["size"] as? Int == 256 << 10)
+        let info = try RegionInfo.read(directory: dir)
+        #expect(info.type == 3)
+        #expect(info.subtype == 1)
+        #expect(info.headerSize == 32)
+        #expect(info.mmapAreas.first?.offset == 4096)
+        #expect(info.mmapAreas.first?.size == 256 << 10)
         let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/state"))) as? [String: Any]
         #expect(state?["state_name"] as? String == "running")
         try FileTransport.writeText("1\n", to: "\(dir)/remove")

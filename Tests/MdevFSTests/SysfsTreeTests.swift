@@ -5,6 +5,7 @@ import MdevFS
 import Scenarios
 import SystemPackage
 import Testing
+import TestSupport
 
 /// The sysfs-shaped view (`class/mdev_bus/<parent>/...`, `bus/mdev/devices/<uuid>`) through the
 /// kernel: the paths and links the kernel's mdev core makes, over the same devices as

@@ -7,6 +7,7 @@ import MdevFS
 import Scenarios
 import SystemPackage
 import Testing
+import TestSupport
 
 /// Traces recorded through real FUSE mounts replay clean in process.
 @Suite struct TraceMountTests {
@@ -79,9 +80,9 @@ import Testing
             try region.reset()
         }
         // The region's RELEASE reaches the daemon just after close: remove refuses (EBUSY) until then.
-        #expect(eventually { (try? FileTransport.writeText("1\n", to: "\(dir)/devices/\(uuid)/remove")) != nil })
+        #expect(waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { (try? FileTransport.writeText("1\n", to: "\(dir)/devices/\(uuid)/remove")) != nil })
         kill(pid, SIGTERM)
-        #expect(eventually { kill(pid, 0) != 0 && MountHelpers.status(of: dir) == .notMounted })
+        #expect(waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { kill(pid, 0) != 0 && MountHelpers.status(of: dir) == .notMounted })
         terminated = true
 
         let trace = try TraceFile.load(path: path)
@@ -94,13 +95,4 @@ import Testing
         #expect(replayed == 0, "\(text)")
         #expect(text.contains("replay: 6 accesses matched (\(trace.entries.count) records, 1 device)"))
     }
-}
-
-/// Polls `condition` for up to 10 s.
-private func eventually(_ condition: () -> Bool) -> Bool {
-    for _ in 0..<200 {
-        if condition() { return true }
-        usleep(50_000)
-    }
-    return condition()
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// The C example of docs/vmm-guide.md (`examples/migrate_one.c`), compiled with the system's C
 /// compiler and run against a real mount: what a VMM author copies must keep working.

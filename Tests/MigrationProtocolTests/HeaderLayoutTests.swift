@@ -33,6 +33,7 @@ import Testing
         #expect(RegionLayout.regionFlagRead == c.flag_read)
         #expect(RegionLayout.regionFlagWrite == c.flag_write)
         #expect(RegionLayout.regionFlagMmap == c.flag_mmap)
+        #expect(RegionLayout.regionIndex == Int(c.migration_region_index), "VFIO_PCI_NUM_REGIONS")
     }
 
     /// VALID, IS_ERROR and SET_ERROR evaluated by the header's own macros, over every low

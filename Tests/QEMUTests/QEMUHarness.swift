@@ -4,6 +4,7 @@ import Glibc
 import MdevFS
 import Scenarios
 import Testing
+import TestSupport
 
 /// Where the tests find the repository's scenarios.
 let repositoryDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -17,48 +18,17 @@ struct HarnessError: Error, CustomStringConvertible {
 /// The QEMU every test runs: Debian's 7.2 (the last with the VFIO migration v1 client).
 let qemuBinary = "/usr/bin/qemu-system-x86_64"
 
-/// libmdevsim-vfio.so of this build: next to the test bundle, as `swift build` lays out products.
+/// libmdevsim-vfio.so of this build (or $MDEVSIM_VFIO_LIBRARY), next to the test bundle.
 func shimLibrary() throws -> String {
     if let path = ProcessInfo.processInfo.environment["MDEVSIM_VFIO_LIBRARY"], !path.isEmpty { return path }
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    // The test bundle may sit inside a .xctest directory.
-    if dir.pathExtension == "xctest" { dir = dir.deletingLastPathComponent() }
-    let path = dir.appendingPathComponent("libmdevsim-vfio.so").path
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw HarnessError("\(path) is missing: run swift build --product mdevsim-vfio first (scripts/test.sh does)")
-    }
-    return path
+    return try BuiltProducts.path("libmdevsim-vfio.so", hint: "run swift build --product mdevsim-vfio first (scripts/test.sh does)")
 }
 
-/// A mount of a scenario at a fresh temporary mountpoint, always unmounted and removed.
-final class QEMUMount {
-    let mount: MdevMount
-    let path: String
-    private let mountpoint: RunMountpoint
+/// The QEMU tests' mounts are the shared fixture, with what these tests read of a device.
+typealias QEMUMount = MountFixture
 
-    init(_ scenario: Scenario) throws {
-        mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-qemu.")
-        path = mountpoint.path
-        do {
-            mount = try MdevMount(scenario: scenario, mountpoint: path)
-            try mount.start()
-        } catch {
-            mountpoint.remove()
-            throw error
-        }
-    }
-
-    func close() {
-        mount.stop()
-        mountpoint.remove()
-    }
-
-    func create(type: String) throws -> String {
-        let uuid = UUID().uuidString.lowercased()
-        try FileTransport.writeText(uuid + "\n", to: "\(path)/mdev_supported_types/\(type)/create")
-        return uuid
-    }
+extension MountFixture {
+    convenience init(_ scenario: Scenario) throws { try self.init(scenario, prefix: "mdevsim-qemu") }
 
     func read(_ uuid: String, _ file: String) -> String {
         ((try? String(contentsOfFile: "\(path)/devices/\(uuid)/\(file)", encoding: .utf8)) ?? "")
@@ -264,8 +234,4 @@ func freePort() throws -> Int {
 }
 
 /// A fresh directory for sockets and logs, removed by `remove`.
-func temporaryDirectory() throws -> String {
-    var template = Array("/tmp/mdevsim-qemu-run.XXXXXX".utf8CString)
-    guard mkdtemp(&template) != nil else { throw HarnessError("mkdtemp: \(String(cString: strerror(errno)))") }
-    return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
+func temporaryDirectory() throws -> String { try makeTemporaryDirectory("mdevsim-qemu-run") }

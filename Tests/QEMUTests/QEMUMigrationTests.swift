@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Scenarios
 import Testing
+import TestSupport
 
 /// What one two-QEMU migration showed.
 struct MigrationRun {
@@ -38,8 +39,8 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     defer { mount.close() }
     let directory = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let sourceUUID = try mount.create(type: type)
-    let destinationUUID = try mount.create(type: type)
+    let sourceUUID = try mount.createDevice(type: type)
+    let destinationUUID = try mount.createDevice(type: type)
     let port = try freePort()
     let source = try QEMUInstance(name: "source", directory: directory, mount: mount, uuid: sourceUUID,
                                   paused: pausedSource, bounce: bounce, environment: environment)

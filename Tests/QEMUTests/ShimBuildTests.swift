@@ -1,5 +1,7 @@
 import Foundation
+import MdevFS
 import Testing
+import TestSupport
 
 /// The shim and the command that hands it to QEMU, without running QEMU.
 @Suite struct ShimBuildTests {
@@ -21,8 +23,8 @@ import Testing
         let scenario = try loadScenario("default.yaml")
         let mount = try QEMUMount(scenario)
         defer { mount.close() }
-        let uuid = try mount.create(type: "mdevsim-default")
-        let mdevsim = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim").path
+        let uuid = try mount.createDevice(type: "mdevsim-default")
+        let mdevsim = try BuiltProducts.mdevsim()
         let lines = try run(mdevsim, ["qemu-args", uuid, "--mount", mount.path, "--bounce"]).split(separator: "\n").map(String.init)
         #expect(lines == [
             "LD_PRELOAD=\(try shimLibrary()) MDEVSIM_VFIO_MOUNT=\(mount.path) MDEVSIM_VFIO_BOUNCE=1",
@@ -39,8 +41,8 @@ import Testing
         let scenario = try loadScenario("default.yaml")
         let mount = try QEMUMount(scenario)
         defer { mount.close() }
-        let uuid = try mount.create(type: "mdevsim-default")
-        let probe = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim-vfio-probe").path
+        let uuid = try mount.createDevice(type: "mdevsim-default")
+        let probe = try BuiltProducts.path("mdevsim-vfio-probe")
         let output = try run(probe, [mount.path, uuid],
                              environment: ["LD_PRELOAD": try shimLibrary(), "MDEVSIM_VFIO_MOUNT": mount.path])
         #expect(output.hasSuffix("all checks passed\n"), "\(output)")
@@ -48,6 +50,70 @@ import Testing
         #expect(mount.violationRules(uuid).isEmpty)
         #expect(throws: HarnessError.self) { try run(probe, [mount.path, uuid]) }
     }
+
+    /// The shim's `migration.info` parser (config.c, loaded from libmdevsim-vfio.so) reads what
+    /// the mount writes, mappable or not, as the Swift type that writes it says.
+    @Test(arguments: ["default.yaml", "mmap-off-pread.yaml"])
+    func shimParsesTheMigrationInfoTheMountWrites(_ file: String) throws {
+        let scenario = try loadScenario(file)
+        let mount = try QEMUMount(scenario)
+        defer { mount.close() }
+        let uuid = try mount.createDevice(type: scenario.types[0].name)
+        let dir = "\(mount.path)/devices/\(uuid)"
+        let info = try RegionInfo.read(directory: dir)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("mdevsim-shim-parse-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try Self.parser.write(toFile: "\(work)/parse.c", atomically: true, encoding: .utf8)
+        _ = try run("/usr/bin/cc", ["-std=c11", "-Wall", "-Wextra", "-Werror", "-o", "\(work)/parse", "\(work)/parse.c", "-ldl"])
+        let output = try run("\(work)/parse", [try shimLibrary(), "\(dir)/migration.info"])
+        let area = info.mmapAreas.first.map { "\($0.offset) \($0.size)" } ?? "none"
+        #expect(output == """
+            index=\(info.index)
+            size=\(info.size)
+            flags_value=\(info.flagsValue)
+            type=\(info.type)
+            subtype=\(info.subtype)
+            header_size=\(info.headerSize)
+            data_offset=\(info.dataOffset)
+            data_size=\(info.dataSize)
+            mmap_area=\(area)
+
+            """)
+        #expect((info.mmapAreas.isEmpty) == (file == "mmap-off-pread.yaml"))
+    }
+
+    /// Calls the shim's own parser on a file: the library is dlopen'ed, so nothing of it is
+    /// interposed on this program.
+    static let parser = #"""
+        #include <dlfcn.h>
+        #include <stdint.h>
+        #include <stdio.h>
+        int main(int argc, char **argv) {
+            if (argc != 3) return 2;
+            void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+            if (!lib) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+            int (*u64)(const char *, const char *, uint64_t *) = (int (*)(const char *, const char *, uint64_t *))dlsym(lib, "shim_json_u64");
+            int (*area)(const char *, uint64_t *, uint64_t *) = (int (*)(const char *, uint64_t *, uint64_t *))dlsym(lib, "shim_json_first_area");
+            if (!u64 || !area) return 1;
+            char json[4096];
+            FILE *f = fopen(argv[2], "r");
+            if (!f) return 1;
+            size_t n = fread(json, 1, sizeof json - 1, f);
+            fclose(f);
+            json[n] = 0;
+            const char *keys[] = {"index", "size", "flags_value", "type", "subtype", "header_size", "data_offset", "data_size"};
+            for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+                uint64_t v = 0;
+                if (u64(json, keys[i], &v) != 0) { printf("%s=missing\n", keys[i]); continue; }
+                printf("%s=%llu\n", keys[i], (unsigned long long)v);
+            }
+            uint64_t offset = 0, size = 0;
+            if (area(json, &offset, &size) == 0) printf("mmap_area=%llu %llu\n", (unsigned long long)offset, (unsigned long long)size);
+            else printf("mmap_area=none\n");
+            return 0;
+        }
+        """#
 
     /// Runs a program; its standard output, or throws with its standard error when it fails.
     private func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {

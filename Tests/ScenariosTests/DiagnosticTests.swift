@@ -116,6 +116,12 @@ func oneType(_ extra: String, tail: String = "") -> String {
             "x.yaml:6:19: error: data_section: expected a multiple of 4KiB when mmap is on, got 1000B",
             "x.yaml:7:17: error: chunk_size: expected at least 4176B (the chunk record and one page record), got 1000B",
         ])
+        // Every broken rule in one pass, each at its key.
+        #expect(diagnose(oneType("memory: 4098KiB\nconfig_size: 65MiB\ndata_section: 2GiB").replacingOccurrences(of: "    memory: 4MiB\n", with: "")) == [
+            "x.yaml:4:13: error: memory: expected a multiple of the page size (4KiB), got 4098KiB",
+            "x.yaml:5:18: error: config_size: expected at most 64MiB, got 65MiB",
+            "x.yaml:6:19: error: data_section: expected at most 1GiB, got 2GiB",
+        ])
         // A default that no longer fits is reported at the type, naming the key.
         #expect(diagnose(oneType("data_section: 64KiB")) == [
             "x.yaml:3:5: error: chunk_size (default): expected at most the data section (64KiB), got 1MiB",

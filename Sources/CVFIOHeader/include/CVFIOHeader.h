@@ -14,6 +14,7 @@ typedef struct {
     uint32_t state_stop, state_running, state_saving, state_resuming, state_mask;
     uint32_t region_type_migration, region_subtype_migration;
     uint32_t flag_read, flag_write, flag_mmap;
+    uint32_t migration_region_index;
 } cvfio_layout;
 
 cvfio_layout cvfio_header_layout(void);

@@ -1,14 +1,35 @@
 import Conformance
 import Crypto
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import PropertyBased
+import Synchronization
 import Testing
+
+/// A pool that keeps every extent given back and hands it out again filled with 0xA5: the worst
+/// an earlier device can leave behind for the next one.
+final class PoisoningPool: ExtentProvider {
+    let extentBytes = 2 << 20
+    private let free = Mutex<[UInt]>([])
+
+    func take() -> UnsafeMutableRawPointer {
+        if let address = free.withLock({ $0.popLast() }), let extent = UnsafeMutableRawPointer(bitPattern: address) {
+            extent.initializeMemory(as: UInt8.self, repeating: 0xA5, count: extentBytes)
+            return extent
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: extentBytes)
+    }
+
+    func give(_ extent: UnsafeMutableRawPointer) { free.withLock { $0.append(UInt(bitPattern: extent)) } }
+
+    var kept: Int { free.withLock { $0.count } }
+}
 
 @Suite struct DeterminismTests {
     /// SHA-256 of every chunk a dirtying source produces through a full migration.
-    static func streamHash(_ config: DeviceConfiguration) -> (String, [UInt64]) {
-        let s = MigrationRegion(configuration: config, identity: "source")
+    static func streamHash(_ config: DeviceConfiguration, extents: any ExtentProvider = HeapExtents.standard) -> (String, [UInt64]) {
+        let s = MigrationRegion(configuration: config, identity: "source", extents: extents)
         var hasher = SHA256()
         var pendings: [UInt64] = []
         _ = s.set(DeviceState.preCopy.bits)
@@ -36,16 +57,18 @@ import Testing
         #expect(Self.streamHash(other).0 != a.0)
     }
 
-    /// Device memory extents are reused across devices (ExtentPool): bytes an earlier device left
-    /// in them must never show through a page the new device has not written.
+    /// Device memory extents are reused across devices (a mount's ExtentPool): bytes an earlier
+    /// device left in them must never show through a page the new device has not written.
     @Test func reusedMemoryNeverShowsAnEarlierDevicesBytes() {
         let config = smallConfiguration(memory: 8 << 20, dirtyRate: 300 << 20)
         var other = config
         other.contentSeed += 7
+        let pool = PoisoningPool()
         let first = Self.streamHash(config)
-        // Their extents, full of other bytes, go back to the pool when these sources are freed.
-        for _ in 0..<3 { _ = Self.streamHash(other) }
-        let again = Self.streamHash(config)
+        // Their extents go back to the pool when these sources are freed, and come out poisoned.
+        for _ in 0..<3 { _ = Self.streamHash(other, extents: pool) }
+        #expect(pool.kept > 0)
+        let again = Self.streamHash(config, extents: pool)
         #expect(again.0 == first.0)
         #expect(again.1 == first.1)
     }

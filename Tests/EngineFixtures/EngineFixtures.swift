@@ -1,10 +1,12 @@
-import Conformance
 import DeviceSimulator
 import MigrationProtocol
 import SystemPackage
 
+// Engine fixtures shared by the engine's tests and the tests above it: they need nothing but
+// the engine, so engine tests depend on nothing else.
+
 /// A small device configuration for tests: quick to migrate, several chunks.
-func smallConfiguration(
+public func smallConfiguration(
     memory: UInt64 = 2 << 20, pageSize: UInt64 = 4096, chunk: UInt64 = 64 << 10, section: UInt64 = 64 << 10,
     dirtyRate: UInt64 = 0, configSize: UInt64 = 4096, precopy: Bool = true, faults: [Fault] = []
 ) -> DeviceConfiguration {
@@ -15,30 +17,24 @@ func smallConfiguration(
 }
 
 /// A source and a destination of the same configuration.
-func devicePair(_ configuration: DeviceConfiguration, destination: DeviceConfiguration? = nil) -> (MigrationRegion, MigrationRegion) {
+public func devicePair(_ configuration: DeviceConfiguration, destination: DeviceConfiguration? = nil) -> (MigrationRegion, MigrationRegion) {
     (MigrationRegion(configuration: configuration, identity: "source"),
      MigrationRegion(configuration: destination ?? configuration, identity: "destination"))
 }
 
 extension MigrationRegion {
     /// Reads a field and fails the test's expectations loudly through the result.
-    func value(_ field: HeaderField) -> UInt64? { try? read(field).get() }
-    var bits: UInt32 { state.bits }
-    func set(_ bits: UInt32) -> Errno? {
+    public func value(_ field: HeaderField) -> UInt64? { try? read(field).get() }
+    public var bits: UInt32 { state.bits }
+    public func set(_ bits: UInt32) -> Errno? {
         if case .failure(let e) = write(.deviceState, UInt64(state.with(bits: bits).rawValue)) { return e }
         return nil
     }
 }
 
-func migrate(_ source: MigrationRegion, _ destination: MigrationRegion, options: ClientOptions = ClientOptions()) -> MigrationReport {
-    ReferenceClient(options: options).migrate(
-        from: InProcessTransport(region: source, name: "source"),
-        to: InProcessTransport(region: destination, name: "destination"))
-}
-
 extension Result {
     /// The error, if any: lets tests compare `Result<Void, Errno>`, which is not Equatable.
-    var err: Failure? {
+    public var err: Failure? {
         if case .failure(let e) = self { return e }
         return nil
     }

@@ -1,3 +1,4 @@
+import DeviceSimulator
 import Glibc
 import Synchronization
 
@@ -10,23 +11,26 @@ import Synchronization
 /// migration starts; reusing extents of earlier devices gives a mount that runs one scenario
 /// after another the same. Stale bytes in a reused extent are never read: `DeviceMemory` reads
 /// a page from its extent only once the page was written whole.
-final class ExtentPool: Sendable {
-    /// The process's pool: at most 256 extents of 2 MiB (512 MiB) are kept.
-    static let shared = ExtentPool(capacity: 256, extentBytes: 2 << 20)
+///
+/// The engine allocates plainly (`HeapExtents`); the host of the devices (a mount, a bench)
+/// injects a pool. A mount keeps one for all its devices.
+public final class ExtentPool: ExtentProvider {
+    /// The pool a mount uses: at most 256 extents of 2 MiB (512 MiB) are kept.
+    public static func standard() -> ExtentPool { ExtentPool(capacity: 256, extentBytes: 2 << 20) }
 
-    let capacity: Int
-    let extentBytes: Int
+    public let capacity: Int
+    public let extentBytes: Int
     /// Addresses (bit patterns) of free extents.
     private let free = Mutex<[UInt]>([])
 
-    init(capacity: Int, extentBytes: Int) {
+    public init(capacity: Int, extentBytes: Int) {
         self.capacity = capacity
         self.extentBytes = extentBytes
     }
 
     /// An extent of `extentBytes`, 2 MiB aligned: a kept one if any, else a new one backed by a
     /// transparent huge page where the kernel allows it.
-    func take() -> UnsafeMutableRawPointer {
+    public func take() -> UnsafeMutableRawPointer {
         if let address = free.withLock({ $0.popLast() }), let kept = UnsafeMutableRawPointer(bitPattern: address) {
             return kept
         }
@@ -36,7 +40,7 @@ final class ExtentPool: Sendable {
     }
 
     /// Gives an extent from `take` back: kept while there is room, freed otherwise.
-    func give(_ extent: UnsafeMutableRawPointer) {
+    public func give(_ extent: UnsafeMutableRawPointer) {
         let kept = free.withLock { list -> Bool in
             guard list.count < capacity else { return false }
             list.append(UInt(bitPattern: extent))
@@ -46,5 +50,5 @@ final class ExtentPool: Sendable {
     }
 
     /// Extents kept right now.
-    var keptCount: Int { free.withLock { $0.count } }
+    public var keptCount: Int { free.withLock { $0.count } }
 }

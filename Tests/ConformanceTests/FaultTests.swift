@@ -1,5 +1,6 @@
 import Conformance
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import SystemPackage
 import Testing
@@ -51,6 +52,56 @@ import Testing
         #expect(result.stallNanoseconds == 5_000_000)
         #expect(result.outcome == .success(8))
         #expect(s.now - before == 5_000_000)
+    }
+
+    /// One stall per trigger kind: the access that fires it answers late by the stall, and
+    /// device time is ahead of an unfaulted twin's by exactly the stall.
+    @Test(arguments: [
+        ("access", FaultTrigger.access(field: .dataOffset, operation: .read, occurrence: 1)),
+        ("chunk", .chunk(phase: .preCopy, index: 1)),
+        ("bytes", .bytes(phase: .preCopy, count: 1)),
+        ("state write", .transition(from: DeviceState.runningBit, to: DeviceState.preCopy.bits)),
+    ])
+    func stallOfEveryTriggerKindAdvancesDeviceTime(_ kind: String, _ trigger: FaultTrigger) {
+        let stall: UInt64 = 7_000_000
+        let fault = Fault(name: "slow", trigger: trigger, action: .stall(nanoseconds: stall))
+        let faulted = MigrationRegion(configuration: smallConfiguration(faults: [fault]), identity: "s")
+        let twin = MigrationRegion(configuration: smallConfiguration(), identity: "s")
+        var stalls: [UInt64] = []
+        for region in [faulted, twin] {
+            var value: UInt64 = 0
+            let state = withUnsafeBytes(of: UInt64(region.state.with(bits: DeviceState.preCopy.bits).rawValue).littleEndian) {
+                region.write(at: HeaderField.deviceState.offset, from: UnsafeRawBufferPointer(rebasing: $0[0..<4]))
+            }
+            let offset = withUnsafeMutableBytes(of: &value) { region.read(at: HeaderField.dataOffset.offset, into: $0) }
+            #expect(state.errno == nil && offset.errno == nil, "\(kind)")
+            stalls.append(state.stallNanoseconds + offset.stallNanoseconds)
+        }
+        #expect(faulted.firedFaults == ["slow"], "\(kind)")
+        #expect(stalls == [stall, 0], "\(kind): the triggering access answers late")
+        #expect(faulted.now == twin.now + stall, "\(kind): device time advances by the stall")
+    }
+
+    @Test func resumeChunkStallAdvancesDeviceTime() {
+        let stall: UInt64 = 3_000_000
+        let fault = Fault(name: "slow-apply", trigger: .chunk(phase: .resuming, index: 1), action: .stall(nanoseconds: stall), role: .destination)
+        let (s1, d1) = pair([], destinationFaults: [fault])
+        let (s2, d2) = pair([])
+        #expect(migrate(s1, d1).succeeded)
+        #expect(migrate(s2, d2).succeeded)
+        #expect(d1.now == d2.now + stall)
+    }
+
+    @Test func aRunningDeviceWorksThroughAChunkStall() {
+        // Eight pages: the first chunk carries all of them, so only the stall can leave any owed.
+        let fault = Fault(name: "slow", trigger: .chunk(phase: .preCopy, index: 1), action: .stall(nanoseconds: 10_000_000))
+        let faulted = MigrationRegion(configuration: smallConfiguration(memory: 32 << 10, dirtyRate: 100 << 20, faults: [fault]), identity: "s")
+        _ = faulted.set(DeviceState.preCopy.bits)
+        let before = faulted.device.pagesDirtied
+        _ = faulted.value(.dataOffset)
+        // 10 ms at 100 MiB/s is 256 pages' worth, capped at one memory's worth (8 pages).
+        #expect(faulted.device.pagesDirtied - before == 8)
+        #expect((faulted.status.save?.pagesPending ?? 0) > 0, "pages dirtied in the stall are owed by the session")
     }
 
     @Test func corruptedChunkIsRejectedByTheDestination() {

@@ -1,0 +1,56 @@
+import MigrationProtocol
+import SystemPackage
+
+/// The data section as the checker sees it: reads and writes inside the window the device made
+/// available, and nowhere else.
+extension MigrationRegion {
+    func readData(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> AccessResult {
+        let access = RegionAccessRecord(operation: .read, offset: offset, count: buffer.count)
+        guard offset < regionSize else { return AccessResult(count: 0) }
+        var count = Int(min(UInt64(buffer.count), regionSize - offset))
+        if let session = save, let staged = session.staged, let limit = staged.shortRead {
+            count = min(count, Int(limit))
+        }
+        if let refusal = checkDataWindow(offset: offset, count: count, access: access) { return refusal }
+        let start = Int(offset - RegionLayout.dataSectionOffset)
+        buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[start..<(start + count)]))
+        return AccessResult(count: count)
+    }
+
+    func writeData(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {
+        let access = RegionAccessRecord(operation: .write, offset: offset, count: buffer.count)
+        guard offset + UInt64(buffer.count) <= regionSize else { return AccessResult(.invalidArgument) }
+        if let refusal = checkDataWindow(offset: offset, count: buffer.count, access: access) { return refusal }
+        let start = Int(offset - RegionLayout.dataSectionOffset)
+        UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)
+        if state.isResuming { transaction.pwrote(start..<(start + buffer.count)) }
+        return AccessResult(count: buffer.count)
+    }
+
+    /// The checker's view of a data-section access: inside the window the device made available.
+    func checkDataWindow(offset: UInt64, count: Int, access: RegionAccessRecord) -> AccessResult? {
+        let end = offset + UInt64(count)
+        var problem: (ProtocolViolation.Rule, String)?
+        if state.isResuming {
+            if access.operation == .read {
+                problem = (.dataOutsideWindow, "data section read while resuming: the client writes there")
+            } else if !transaction.offsetRead {
+                problem = (.dataBeforeOffset, "data written at \(offset) before reading data_offset")
+            }
+        } else if state.isSaving, let session = save {
+            if let staged = session.staged {
+                if access.operation == .write {
+                    problem = (.dataOutsideWindow, "data section written while saving")
+                } else if offset < staged.offset || end > staged.offset + staged.size {
+                    problem = (.dataOutsideWindow, "data read at \(offset)..<\(end), outside [\(staged.offset), \(staged.offset + staged.size))")
+                }
+            } else {
+                problem = (.dataBeforeOffset, "data section \(access.operation.rawValue) at \(offset) with no chunk staged: read data_offset first")
+            }
+        } else {
+            problem = (.dataOutsideWindow, "data section \(access.operation.rawValue) in \(state.name): no migration session")
+        }
+        if let (rule, text) = problem, violation(rule, access, text) { return AccessResult(.invalidArgument) }
+        return nil
+    }
+}

@@ -1,0 +1,92 @@
+import MigrationProtocol
+import SystemPackage
+
+/// The v1 resume side: a `data_size` write applies the transaction the client wrote at
+/// `data_offset` (`ResumeSession` checks and applies the stream; `ResumeTransaction` is what the
+/// engine knows of how the bytes came).
+extension MigrationRegion {
+    /// A copy of what a `data_size` write about to be applied takes from the data section
+    /// beyond the bytes the client pwrote (nil when pwrites cover it or nothing is applied).
+    func mappedBytes(ofDataSizeWrite offset: UInt64, _ buffer: UnsafeRawBufferPointer) -> UnsafeMutableRawBufferPointer? {
+        guard offset == HeaderField.dataSize.offset, buffer.count == 8, state.isResuming, !state.isError else { return nil }
+        let size = UInt64(littleEndian: buffer.loadUnaligned(as: UInt64.self))
+        guard size > transaction.pwrittenPrefix, size <= UInt64(dataSection.count) else { return nil }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(size), alignment: 8)
+        copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[0..<Int(size)]))
+        return copy
+    }
+
+    func writeDataSize(_ size: UInt64, access: RegionAccessRecord, result: inout AccessResult) -> Result<Void, Errno> {
+        if state.isError { return .failure(.ioError) }
+        // Both refused whatever `strict` says: there is nothing the device could apply.
+        guard state.isResuming, var session = resume else {
+            logger.info("data_size write outside _RESUMING rejected")
+            violation(.dataSizeOutsideResume, access, "data_size written in \(state.name): the field is written only while resuming")
+            return .failure(.invalidArgument)
+        }
+        guard size <= configuration.dataSectionSize else {
+            lastError = "data_size \(size) exceeds the data section (\(configuration.dataSectionSize) bytes)"
+            violation(.dataSizeTooLarge, access, lastError ?? "")
+            return .failure(.invalidArgument)
+        }
+        // Strict: the mixed chunk is refused, as the checker's other rules refuse their access.
+        if transaction.isMixed, violation(.mixedDataAccess, access, "resume chunk of \(size) bytes written both with pwrite and through the mapping: the pwritten bytes were kept where both wrote") {
+            return .failure(.invalidArgument)
+        }
+        if !transaction.offsetRead, violation(.dataSizeWithoutOffset, access, "data_size written without reading data_offset first") {
+            return .failure(.invalidArgument)
+        }
+        // The transaction is taken: the next one starts with a data_offset read.
+        transaction = ResumeTransaction()
+        lastDataSizeWritten = size
+        guard size > 0 else { return .success(()) }
+
+        let actions = faults.fire(.chunk(phase: .resuming, index: session.writes + 1,
+                                         phaseBytes: session.bytesApplied + size, totalBytes: session.bytesApplied + size),
+                                  role: .destination)
+        if let e = interpret(actions, at: .resumeChunk(index: session.writes + 1, size: size), result: &result) { return .failure(e) }
+        let deviationsBefore = session.deviations.count
+        // Unique while applying, so its buffers are mutated in place.
+        resume = nil
+        do {
+            try session.apply(UnsafeRawBufferPointer(rebasing: dataSection[0..<Int(size)]), to: device)
+        } catch {
+            resume = session
+            enterError("resume failed: \(error.message)")
+            return .failure(.invalidArgument)
+        }
+        for deviation in session.deviations[deviationsBefore...] {
+            // QEMU splits chunks that do not fit the destination's data section: recorded, not refused.
+            recordViolation(.resumeTransactions, deviation)
+        }
+        resume = session
+        _ = clock.advance(by: clock.transferTime(bytes: size))
+        return .success(())
+    }
+
+    /// Bytes of the data section that come back from the client's mapping (a page written back,
+    /// or fetched from the page cache before a `data_size` write is applied), at region
+    /// `offset`. Bytes the client pwrote in this transaction are kept (the pwrite wins); any
+    /// other byte that differs from the section is a store of this transaction through the
+    /// mapping. Neither a header access nor a chunk event: nothing is counted or traced.
+    public func storeThroughMapping(at offset: UInt64, _ data: UnsafeRawBufferPointer) {
+        guard offset >= RegionLayout.dataSectionOffset, offset - RegionLayout.dataSectionOffset < UInt64(dataSection.count) else { return }
+        let start = Int(offset - RegionLayout.dataSectionOffset)
+        let end = start + min(data.count, dataSection.count - start)
+        for piece in transaction.uncovered(start..<end) {
+            let target = UnsafeMutableRawBufferPointer(rebasing: dataSection[piece])
+            let source = UnsafeRawBufferPointer(rebasing: data[(piece.lowerBound - start)..<(piece.upperBound - start)])
+            if state.isResuming, !transaction.mappedStores, !target.elementsEqual(source) { transaction.mappedStores = true }
+            target.copyMemory(from: source)
+        }
+    }
+
+    func endResume() {
+        if let r = resume {
+            lastResume = ResumeFigures(
+                chunks: r.chunksApplied, transactions: r.writes, bytes: r.bytesApplied,
+                pagesApplied: r.pagesApplied, complete: r.complete, deviations: r.deviations)
+        }
+        resume = nil
+    }
+}

@@ -229,7 +229,11 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     // MARK: Devices
 
     func create(type: Int, _ data: UnsafeRawBufferPointer) -> Errno? {
-        guard let uuid = MdevUUID.parse(data) else { return .invalidArgument }
+        let uuid: String
+        switch MdevUUID.parse(data) {
+        case .success(let u): uuid = u
+        case .failure(let e): return e
+        }
         return lock.withLock { () -> Errno? in
             // Under the tree lock, so the create record comes before any access to the device.
             let e = createLocked(type: type, uuid: uuid)

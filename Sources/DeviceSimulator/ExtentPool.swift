@@ -25,12 +25,12 @@ final class ExtentPool: Sendable {
     }
 
     /// An extent of `extentBytes`, 2 MiB aligned: a kept one if any, else a new one backed by a
-    /// transparent huge page where the kernel allows it.
-    func take() -> UnsafeMutableRawPointer {
+    /// transparent huge page where the kernel allows it; nil when the process has no memory left.
+    func take() -> UnsafeMutableRawPointer? {
         if let address = free.withLock({ $0.popLast() }), let kept = UnsafeMutableRawPointer(bitPattern: address) {
             return kept
         }
-        let base = UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: extentBytes)
+        guard let base = FallibleAllocation.allocate(byteCount: extentBytes, alignment: extentBytes) else { return nil }
         _ = madvise(base, extentBytes, MADV_HUGEPAGE)
         return base
     }
@@ -42,7 +42,7 @@ final class ExtentPool: Sendable {
             list.append(UInt(bitPattern: extent))
             return true
         }
-        if !kept { extent.deallocate() }
+        if !kept { FallibleAllocation.free(extent) }
     }
 
     /// Extents kept right now.

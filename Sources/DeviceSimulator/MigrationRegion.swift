@@ -52,14 +52,22 @@ public final class MigrationRegion {
     /// see nothing unless they pass their own.
     public static let silentLogger = Logger(label: "mdevsim.device", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Creates the region of a device at power-on (`_RUNNING`).
-    public init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger) {
+    /// Creates the region of a device at power-on (`_RUNNING`). Ends the process when its data
+    /// section cannot be allocated: a server of clients uses `make` (RegionAllocation.swift).
+    public convenience init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger) {
+        let bytes = Int(device.configuration.dataSectionSize)
+        self.init(device: device, strict: strict, logger: logger,
+                  dataSection: .allocate(byteCount: bytes, alignment: Int(RegionLayout.hostPageSize)))
+    }
+
+    /// `dataSection`: `dataSectionSize` bytes, page aligned, owned by the region from now on.
+    init(device: SimulatedDevice, strict: Bool, logger: Logger, dataSection: UnsafeMutableRawBufferPointer) {
         self.device = device
         self.strict = strict
         self.logger = logger
         let c = device.configuration
         state = DeviceState(rawValue: (c.reservedStateBits & ~DeviceState.mask) | DeviceState.runningBit)
-        dataSection = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(c.dataSectionSize), alignment: Int(RegionLayout.hostPageSize))
+        self.dataSection = dataSection
         dataSection.initializeMemory(as: UInt8.self, repeating: 0)
         clock = DeviceClock(mode: c.clock, bandwidth: c.linkBandwidth)
         faults = FaultInjector(faults: c.faults)
@@ -469,7 +477,7 @@ public final class MigrationRegion {
         } catch {
             resume = session
             enterError("resume failed: \(error.message)")
-            return .failure(.invalidArgument)
+            return .failure(error.errno)
         }
         for deviation in session.deviations[deviationsBefore...] {
             // QEMU splits chunks that do not fit the destination's data section: recorded, not refused.

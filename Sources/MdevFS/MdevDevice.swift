@@ -2,6 +2,7 @@ import DeviceSimulator
 import Foundation
 import FUSEKit
 import MigrationProtocol
+import SystemPackage
 
 /// One simulated mdev device of the mount: its engine, who holds its region, and the page-cache
 /// coherence state of its data section mapping.
@@ -62,11 +63,13 @@ final class MdevDevice: @unchecked Sendable {
         }
     }
 
-    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool, observer: (any AccessObserver)? = nil) {
+    /// Throws `ENOMEM` when the device's memory is not there (`MigrationRegion.make`).
+    init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool,
+         observer: (any AccessObserver)? = nil) throws(Errno) {
         self.uuid = uuid
         self.typeIndex = typeIndex
         self.iommuGroup = iommuGroup
-        region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict)
+        region = try MigrationRegion.make(configuration: configuration, identity: uuid, strict: strict).get()
         region.observer = observer
     }
 

@@ -245,8 +245,14 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private func createLocked(type: Int, uuid: String) -> Errno? {
         guard devices[uuid] == nil else { return .fileExists }
         guard availableLocked(type) > 0 else { return .noSpace }
-        let device = MdevDevice(uuid: uuid, typeIndex: type, iommuGroup: nextIommuGroup,
-                                configuration: types[type].configuration, strict: strict, observer: observer)
+        let device: MdevDevice
+        do {
+            device = try MdevDevice(uuid: uuid, typeIndex: type, iommuGroup: nextIommuGroup,
+                                    configuration: types[type].configuration, strict: strict, observer: observer)
+        } catch {
+            logger.error("cannot create \(types[type].name) device \(uuid): \(error) (no memory for its data section)")
+            return error
+        }
         nextIommuGroup += 1
         devices[uuid] = device
         deviceOrder.append(uuid)

@@ -19,6 +19,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private let lock = NSLock()
     private let mountTime = Timestamp.now
     private let owner = (uid: getuid(), gid: getgid())
+    /// The same owner, deciding what each caller may do (`AccessControl.swift`).
+    private let access = AccessControl(uid: getuid(), gid: getgid())
 
     // Guarded by `lock`:
     private var inodes: InodeTable
@@ -97,6 +99,11 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         if let size = changes.size, size != 0 || node.permissions & 0o200 == 0 || node.isRegion {
             return reply.error(.permissionDenied)
         }
+        // utime(2) is refused where a truncate is: it would succeed and change nothing.
+        if changes.accessTime != nil || changes.modificationTime != nil || changes.changeTime != nil,
+           node.permissions & 0o200 == 0 || node.isRegion || node.kind != .regular {
+            return reply.error(.permissionDenied)
+        }
         reply.attr(attributes, timeout: 0)
     }
 
@@ -123,6 +130,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func open(_ request: Request, inode: FUSEInode, flags: OpenFlags, reply: OpenReply) {
         guard let node = lock.withLock({ inodes.node(inode) }) else { return reply.error(.noSuchFileOrDirectory) }
+        if node.kind == .regular, let e = access.check(request, .init(flags), permissions: node.permissions) { return reply.error(e) }
+        // O_TRUNC of a region is refused like its truncate (a region has a fixed size).
+        if node.isRegion, flags.contains(.truncate) { return reply.error(.permissionDenied) }
         switch node {
         case .deviceFile(let uuid, .migration):
             guard let device = lock.withLock({ devices[uuid] }) else { return reply.error(.noSuchFileOrDirectory) }
@@ -179,6 +189,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func write(_ request: Request, _ write: WriteRequest, data: UnsafeRawBufferPointer, reply: WriteReply) {
         guard let node = lock.withLock({ inodes.node(write.inode) }) else { return reply.error(.noSuchFileOrDirectory) }
+        // A control file's write acts for its caller, whoever opened the descriptor.
+        if !node.isRegion, let e = access.check(request, .write, permissions: node.permissions) { return reply.error(e) }
         switch node {
         case .deviceFile(let uuid, .migration):
             guard let device = lock.withLock({ devices[uuid] }) else { return reply.error(.operationNotSupportedByDevice) }
@@ -198,6 +210,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         default:
             reply.error(.permissionDenied)
         }
+    }
+
+    public func change(_ request: Request, _ change: TreeChange, reply: RefusalReply) {
+        reply.error(AccessControl.refusal(of: change))
     }
 
     public func statfs(_ request: Request, inode: FUSEInode, reply: StatfsReply) {

@@ -13,11 +13,11 @@ final class MountFixture {
     let mount: MdevMount
     let path: String
 
-    init(_ scenario: Scenario = smallScenario(), strict: Bool = false) throws {
+    init(_ scenario: Scenario = smallScenario(), strict: Bool = false, allowOther: Bool = false) throws {
         // Throws where /dev/fuse is missing: mount tests must not pass silently, CI requires them.
         path = try RunMountpoint(prefix: "/tmp/mdevsim-test.").path
         do {
-            mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict)
+            mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict, allowOther: allowOther)
             try mount.start()
         } catch {
             rmdir(path)

@@ -10,7 +10,9 @@ struct Check: ParsableCommand {
         discussion: """
             Prints 'ok FILE' for each valid file and 'FILE:LINE:COLUMN: error: ...' on stderr for \
             each problem. A directory stands for every *.yaml file directly in it. Exits non-zero \
-            if any file is invalid. The format is described in scenarios/README.md.
+            if any file is invalid, or if this machine cannot serve its migration (the memory model \
+            of scenarios/README.md against this machine's memory, or ulimit -v). The format is \
+            described in scenarios/README.md.
             """
     )
 
@@ -38,7 +40,7 @@ struct Check: ParsableCommand {
             }
         }
         for file in files {
-            let diagnostics = ScenarioLoader.check(contentsOf: FilePath(file))
+            let diagnostics = ScenarioLoader.check(contentsOf: FilePath(file), memoryBudget: MachineMemory.budget())
             if diagnostics.isEmpty {
                 if !quiet { print("ok \(file)") }
             } else {

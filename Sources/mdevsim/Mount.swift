@@ -120,7 +120,12 @@ struct Mount: ParsableCommand {
 
     /// Mounts and serves in this process; tells a waiting parent (`--ready-fd`) how it went.
     private func serve(_ scenario: Scenario) throws {
+        // A detached daemon's stderr is /dev/null: its last words go to the log instead.
+        if let log { FatalSignalLog.install(path: log, redirectStderr: readyFD != nil) }
         let logger = makeLogger()
+        if let budget = MachineMemory.budget(), let why = MemoryModel.refusal(scenario, budget: budget.bytes, what: budget.what) {
+            logger.warning("\(why). Served anyway: an access that finds no memory fails with ENOMEM")
+        }
         let pidFile = MountRegistry.pidFile(for: mountpoint)
         let writer: TraceWriter?
         do {

@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Conformance", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit",
+                "Conformance", "DeviceSimulator", "MigrationProtocol", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -12,6 +12,8 @@ final class DeviceMemory {
     let pageCount: UInt64
     private let extentPages: Int
     private var extents: [Int: UnsafeMutableRawPointer] = [:]
+    /// The extent `slot` found last (nil base: none).
+    private var lastExtent: (index: Int, base: UnsafeMutableRawPointer?) = (-1, nil)
     private var present: PageBitmap
     private var generator: PageGenerator
 
@@ -33,13 +35,17 @@ final class DeviceMemory {
     private func slot(_ page: UInt64) -> UnsafeMutableRawPointer? {
         let e = Int(page / UInt64(extentPages))
         let base: UnsafeMutableRawPointer
-        if let existing = extents[e] {
+        // Streams and passes go page after page: most lookups hit the extent of the last one.
+        if e == lastExtent.index, let cached = lastExtent.base {
+            base = cached
+        } else if let existing = extents[e] {
             base = existing
         } else {
             guard let fresh = allocateExtent() else { return nil }
             base = fresh
             extents[e] = base
         }
+        lastExtent = (e, base)
         return base + Int(page % UInt64(extentPages)) * pageSize
     }
 
@@ -92,5 +98,6 @@ final class DeviceMemory {
             if extentBytes == ExtentPool.shared.extentBytes { ExtentPool.shared.give(extent) } else { FallibleAllocation.free(extent) }
         }
         extents = [:]
+        lastExtent = (-1, nil)
     }
 }

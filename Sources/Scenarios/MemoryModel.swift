@@ -5,8 +5,9 @@ import Yams
 /// What a scenario's devices cost a mount in memory at most, and whether a machine can serve
 /// its migration (`mdevsim check` applies it; scenarios/README.md, "Memory").
 ///
-/// A device of a type costs, from its creation: its data section, four copies of its config blob
-/// (power-on, live, a save's snapshot, a resume's buffer) and a little fixed bookkeeping. It
+/// A device of a type costs, from its creation: its data section and as much again for the
+/// partial record a resume carries from one transaction to the next, four copies of its config
+/// blob (power-on, live, a save's snapshot, a resume's buffer) and a little fixed bookkeeping. It
 /// costs more only as it is touched: each page written (by the running device, or by a resume)
 /// lives in a 2 MiB extent, and its sparse bitmaps (stored pages, pages owed to a save) hold
 /// 4 KiB per 2^15 pages touched. A migration in one mount (`mdevsim run`, a VMM on the mount)
@@ -20,7 +21,7 @@ public enum MemoryModel {
 
     /// A device of `c` from its creation on, before anything touches it.
     public static func createdBytes(_ c: DeviceConfiguration) -> UInt64 {
-        c.dataSectionSize + 4 * c.configSize + fixedBookkeeping
+        2 * c.dataSectionSize + 4 * c.configSize + fixedBookkeeping
     }
 
     /// A device of `c` with all of its memory touched: its pages in 2 MiB extents and two bitmaps.
@@ -44,7 +45,15 @@ public enum MemoryModel {
     public static func refusal(_ scenario: Scenario, budget: UInt64, what: String) -> String? {
         guard let need = migrationBytes(scenario), need > budget, let source = scenario.sourceType?.configuration else { return nil }
         let dirtying = source.dirtyRate > 0 ? " and the source's, which dirties," : ""
-        return "memory: the migration of this scenario needs up to \(Units.formatSize(need)) (the destination stores every page it receives\(dirtying); see the memory model in scenarios/README.md), more than \(what) (\(Units.formatSize(budget))): this machine cannot serve it"
+        return "memory: the migration of this scenario needs up to \(approximate(need)) (the destination stores every page it receives\(dirtying); see the memory model in scenarios/README.md), more than \(what) (\(approximate(budget))): this machine cannot serve it"
+    }
+
+    /// `23.5GiB`: one decimal in the largest binary unit that keeps the number at least 1.
+    static func approximate(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var value = Double(bytes), unit = 0
+        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(bytes)B" : "\((value * 10).rounded() / 10)\(units[unit])"
     }
 
     /// `refusal` as a diagnostic of `file`, at the source type's `memory` key (or its entry).

@@ -34,7 +34,7 @@ struct Mount: ParsableCommand {
     @Flag(name: .long, help: "Stay attached: serve in this process until unmounted or interrupted.")
     var foreground = false
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Mount option; only allow_other is supported (lets other users reach the mount).", valueName: "option"))
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount option; only allow_other is supported: other users may then read the 0444 attributes and list the tree, but create, reset, remove and the regions stay the mounting user's (the modes are always enforced; README, Security model). Needs root or user_allow_other in /etc/fuse.conf.", valueName: "option"))
     var options: [String] = []
 
     @Flag(name: .long, help: "Turn each protocol violation into EINVAL for the offending access.")

@@ -35,7 +35,7 @@ import Testing
         let d = try #require(MemoryModel.check(scenario, text: Self.text, file: "m.yaml", budget: 24 << 30, what: "24GiB here"))
         #expect(d.line == 4 && d.column == 13)
         #expect(d.message.hasPrefix("memory: the migration of this scenario needs up to "))
-        #expect(d.message.contains("more than 24GiB here (24GiB)"))
+        #expect(d.message.contains("more than 24GiB here (24.0GiB)"))
     }
 
     @Test func theBundledLargestScenarioFitsTheCIMachine() throws {

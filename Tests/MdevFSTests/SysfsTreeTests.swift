@@ -52,6 +52,14 @@ import Testing
         #expect(try Set(FileManager.default.contentsOfDirectory(atPath: "\(fixture.path)/devices")) == made)
     }
 
+    /// The command line takes the same UUIDs: `qemu-args` refuses what `create` would.
+    @Test func qemuArgsRefusesWhatIsNotAUUID() throws {
+        for row in try Self.uuidTable() where row.uuid == nil && !row.input.isEmpty && !row.input.contains("\u{0}") {
+            let (status, output) = try MountCommandTests.mdevsim(["qemu-args", "--mount", "/nonexistent", "--", row.input])
+            #expect(status != 0 && output.contains("is not an mdev UUID"), "\(row.why): \(output)")
+        }
+    }
+
     /// create, mknod, mkdir, symlink, link, unlink, rmdir, rename: sysfs's EACCES/EPERM, never ENOSYS.
     @Test func namespaceChangesGetSysfsErrnos() throws {
         let fixture = try MountFixture()

@@ -42,6 +42,8 @@ let package = Package(
     targets: [
         .target(
             name: "MigrationProtocol",
+            // Errno only (MdevUUID's refusal): a value type, no I/O.
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -136,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Conformance", "Report", "DeviceSimulator", "Scenarios", "MdevFS", "FUSEKit",
+                "Conformance", "Report", "DeviceSimulator", "MigrationProtocol", "Scenarios", "MdevFS", "FUSEKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -63,7 +63,9 @@ int shim_find_group_device(int group, char uuid[64]) {
     int found = -1;
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
-        if (e->d_name[0] == '.' || strlen(e->d_name) >= 64) continue;
+        // Only device directories (UUIDs, as the mount names them) are candidates.
+        char name[37];
+        if (shim_parse_uuid(e->d_name, strlen(e->d_name), name) != 0 || strcmp(name, e->d_name) != 0) continue;
         char link[4096], target[4096];
         snprintf(link, sizeof link, "%s/devices/%s/iommu_group", mount, e->d_name);
         ssize_t n = readlink(link, target, sizeof target - 1);

@@ -40,6 +40,9 @@ int shim_force_bounce(void);
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /// Finds the device whose `iommu_group` link ends in `group`; writes its uuid (37 bytes).
 int shim_find_group_device(int group, char uuid[64]);
+/// The lowercase form of an mdev UUID (`len` bytes of `text`, one trailing newline allowed) in
+/// `out`: 0, or -1 for anything that is not one (uuid.c; the grammar of MdevUUID.parse).
+int shim_parse_uuid(const char *text, size_t len, char out[37]);
 /// Reads a small text/binary file of the mount into buf; returns bytes read or -1 (errno set).
 ssize_t shim_read_file(const char *path, void *buf, size_t size);
 /// An unsigned number of a top-level key of a flat JSON object; 0 if found.

@@ -61,7 +61,7 @@ public struct TraceFile: Sendable {
             }
             let record: TraceRecord
             do { record = try decoder.decode(TraceRecord.self, from: Data(line)) } catch { throw fail(Self.explain(error)) }
-            if let problem = check(record) { throw fail(problem) }
+            if let problem = check(record) ?? checkDevice(record, recorder: header?.recorder) { throw fail(problem) }
             entries.append(Entry(line: lineNumber, record: record))
         }
         guard let header else { throw Malformed(path: path, line: 1, reason: "empty file: no trace header") }
@@ -73,6 +73,13 @@ public struct TraceFile: Sendable {
             }
         }
         return TraceFile(path: path, header: header, entries: entries)
+    }
+
+    /// A mount names its devices by their UUIDs (`MdevUUID`): a trace a mount recorded with any
+    /// other device name was not written by mdevsim (in-process recorders use free names).
+    static func checkDevice(_ r: TraceRecord, recorder: String?) -> String? {
+        guard recorder == "mount" || recorder == "run", !MdevUUID.isDeviceName(r.device) else { return nil }
+        return "device '\(r.device)' is not an mdev UUID (8-4-4-4-12 lowercase hex digits), as a \(recorder ?? "") trace names devices"
     }
 
     /// What is missing or wrong in a record for its operation, if anything.

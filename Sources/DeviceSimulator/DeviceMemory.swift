@@ -1,13 +1,17 @@
 /// Device memory stored sparsely: a page exists in RAM only once it was written (by the running
 /// device or by a resume); every other page is generated on demand from the seed.
 ///
-/// Storage is a table of 2 MiB extents allocated on first write, so an untouched 64 GiB device
-/// costs its bitmaps (2 MiB per 64 GiB at 4 KiB pages) and nothing else.
+/// Storage is 2 MiB extents allocated on first write, found by their index, so an untouched
+/// device costs nothing whatever its size, and a touched one its extents and a sparse bitmap
+/// of the touched pages (`PageBitmap`). When no memory is left for an extent, the write that
+/// needed it fails (`write`/`rewrite` answer false) and the page keeps its contents.
 final class DeviceMemory {
     let pageSize: Int
     let pageCount: UInt64
     private let extentPages: Int
-    private var extents: [UnsafeMutableRawPointer?]
+    private var extents: [Int: UnsafeMutableRawPointer] = [:]
+    /// The extent `slot` found last (nil base: none).
+    private var lastExtent: (index: Int, base: UnsafeMutableRawPointer?) = (-1, nil)
     private var present: PageBitmap
     private var generator: PageGenerator
     private let provider: any ExtentProvider
@@ -18,7 +22,6 @@ final class DeviceMemory {
         self.pageCount = pageCount
         self.generator = generator
         extentPages = max(1, (2 << 20) / Int(pageSize))
-        extents = Array(repeating: nil, count: Int((pageCount + UInt64(extentPages) - 1) / UInt64(extentPages)))
         present = PageBitmap(count: pageCount)
     }
 
@@ -26,17 +29,23 @@ final class DeviceMemory {
 
     /// Pages that currently hold their own RAM.
     var materializedPages: UInt64 { present.setCount }
-    var residentBytes: UInt64 { UInt64(extents.lazy.filter { $0 != nil }.count) * UInt64(extentPages * pageSize) }
+    var residentBytes: UInt64 { UInt64(extents.count) * UInt64(extentPages * pageSize) }
 
-    private func slot(_ page: UInt64) -> UnsafeMutableRawPointer {
+    /// Where `page` is stored, allocating its extent if needed; nil when no memory is left.
+    private func slot(_ page: UInt64) -> UnsafeMutableRawPointer? {
         let e = Int(page / UInt64(extentPages))
         let base: UnsafeMutableRawPointer
-        if let existing = extents[e] {
+        // Streams and passes go page after page: most lookups hit the extent of the last one.
+        if e == lastExtent.index, let cached = lastExtent.base {
+            base = cached
+        } else if let existing = extents[e] {
             base = existing
         } else {
-            base = allocateExtent()
+            guard let fresh = allocateExtent() else { return nil }
+            base = fresh
             extents[e] = base
         }
+        lastExtent = (e, base)
         return base + Int(page % UInt64(extentPages)) * pageSize
     }
 
@@ -46,30 +55,36 @@ final class DeviceMemory {
     /// 4 GiB resume). Other sizes (pages larger than 2 MiB) are allocated as they are.
     private var extentBytes: Int { extentPages * pageSize }
 
-    private func allocateExtent() -> UnsafeMutableRawPointer {
+    private func allocateExtent() -> UnsafeMutableRawPointer? {
         if extentBytes == provider.extentBytes { return provider.take() }
-        return UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: 4096)
+        return FallibleAllocation.allocate(byteCount: extentBytes, alignment: 4096)
     }
 
     /// Copies the current bytes of `page` to `destination`.
     func read(page: UInt64, into destination: UnsafeMutableRawPointer) {
-        if present.contains(page) {
-            destination.copyMemory(from: slot(page), byteCount: pageSize)
+        if present.contains(page), let stored = slot(page) {
+            destination.copyMemory(from: stored, byteCount: pageSize)
         } else {
             generator.generate(page: page, version: 0, into: destination)
         }
     }
 
-    /// Replaces `page` with `pageSize` bytes from `source` (a resume applying a page record).
-    func write(page: UInt64, from source: UnsafeRawPointer) {
-        slot(page).copyMemory(from: source, byteCount: pageSize)
+    /// Replaces `page` with `pageSize` bytes from `source` (a resume applying a page record);
+    /// false when no memory is left for it.
+    func write(page: UInt64, from source: UnsafeRawPointer) -> Bool {
+        guard let stored = slot(page) else { return false }
+        stored.copyMemory(from: source, byteCount: pageSize)
         present.insert(page)
+        return true
     }
 
-    /// Rewrites `page` with generated contents of a new version (the running device dirtying it).
-    func rewrite(page: UInt64, version: UInt64) {
-        generator.generate(page: page, version: version, into: slot(page))
+    /// Rewrites `page` with generated contents of a new version (the running device dirtying
+    /// it); false when no memory is left for it.
+    func rewrite(page: UInt64, version: UInt64) -> Bool {
+        guard let stored = slot(page) else { return false }
+        generator.generate(page: page, version: version, into: stored)
         present.insert(page)
+        return true
     }
 
     /// Back to power-on contents: every page generated again, all RAM released.
@@ -79,10 +94,10 @@ final class DeviceMemory {
     }
 
     private func releaseAll() {
-        for i in extents.indices {
-            guard let extent = extents[i] else { continue }
-            if extentBytes == provider.extentBytes { provider.give(extent) } else { extent.deallocate() }
-            extents[i] = nil
+        for extent in extents.values {
+            if extentBytes == provider.extentBytes { provider.give(extent) } else { FallibleAllocation.free(extent) }
         }
+        extents = [:]
+        lastExtent = (-1, nil)
     }
 }

@@ -4,9 +4,10 @@
 public protocol ExtentProvider: AnyObject, Sendable {
     /// Bytes of every extent `take` returns, a multiple of the page size.
     var extentBytes: Int { get }
-    /// An extent of `extentBytes`, aligned to `extentBytes`. Its bytes are undefined: a device
+    /// An extent of `extentBytes`, aligned to `extentBytes`, or nil when there is no memory left
+    /// (the access that needed it fails, not the process). Its bytes are undefined: a device
     /// reads a page from its extent only once it wrote the page whole.
-    func take() -> UnsafeMutableRawPointer
+    func take() -> UnsafeMutableRawPointer?
     /// Gives back an extent from `take`.
     func give(_ extent: UnsafeMutableRawPointer)
 }
@@ -22,11 +23,11 @@ public final class HeapExtents: ExtentProvider {
         self.extentBytes = extentBytes
     }
 
-    public func take() -> UnsafeMutableRawPointer {
-        UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: extentBytes)
+    public func take() -> UnsafeMutableRawPointer? {
+        FallibleAllocation.allocate(byteCount: extentBytes, alignment: extentBytes)
     }
 
     public func give(_ extent: UnsafeMutableRawPointer) {
-        extent.deallocate()
+        FallibleAllocation.free(extent)
     }
 }

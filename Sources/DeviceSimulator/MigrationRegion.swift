@@ -50,17 +50,25 @@ public final class MigrationRegion {
     /// see nothing unless they pass their own.
     public static let silentLogger = Logger(label: "mdevsim.device", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Creates the region of a device at power-on (`_RUNNING`).
+    /// Creates the region of a device at power-on (`_RUNNING`). Ends the process when its data
+    /// section cannot be allocated: a server of clients uses `make` (RegionAllocation.swift).
     /// - Parameter wallClock: where a device in wall-clock mode takes the time from (the engine
     ///   reads no clock); without one its wall time stands still. Virtual mode ignores it.
-    public init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger,
-                wallClock: (any WallClock)? = nil) {
+    public convenience init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger,
+                            wallClock: (any WallClock)? = nil) {
+        let bytes = Int(device.configuration.dataSectionSize)
+        self.init(device: device, strict: strict, logger: logger, wallClock: wallClock,
+                  dataSection: .allocate(byteCount: bytes, alignment: Int(RegionLayout.hostPageSize)))
+    }
+
+    /// `dataSection`: `dataSectionSize` bytes, page aligned, owned by the region from now on.
+    init(device: SimulatedDevice, strict: Bool, logger: Logger, wallClock: (any WallClock)?, dataSection: UnsafeMutableRawBufferPointer) {
         self.device = device
         self.strict = strict
         self.logger = logger
         let c = device.configuration
         state = DeviceState(rawValue: (c.reservedStateBits & ~DeviceState.mask) | DeviceState.runningBit)
-        dataSection = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(c.dataSectionSize), alignment: Int(RegionLayout.hostPageSize))
+        self.dataSection = dataSection
         dataSection.initializeMemory(as: UInt8.self, repeating: 0)
         clock = DeviceClock(mode: c.clock, bandwidth: c.linkBandwidth, wall: wallClock)
         faults = FaultInjector(faults: c.faults)

@@ -1,4 +1,5 @@
 import MigrationProtocol
+import SystemPackage
 
 /// One resume (destination) session: from entering `_RESUMING` until leaving it.
 ///
@@ -10,6 +11,9 @@ struct ResumeSession {
     /// Why a stream cannot be applied.
     struct Failure: Error, Sendable, Hashable {
         var message: String
+        /// What the `data_size` write answers: `EINVAL` for a stream that cannot be applied,
+        /// `ENOMEM` when the device had no memory left for a page.
+        var errno: Errno = .invalidArgument
     }
 
     let configuration: DeviceConfiguration
@@ -163,7 +167,9 @@ struct ResumeSession {
             else {
                 throw Failure(message: "corrupted stream: page record \(record.argument) of \(record.payload.count) bytes for a device of \(configuration.pageCount) pages of \(configuration.pageSize)")
             }
-            device.writePage(record.argument, from: base)
+            guard device.writePage(record.argument, from: base) else {
+                throw Failure(message: "out of memory: no room for page \(record.argument) (\(device.materializedPages) pages held)", errno: .noMemory)
+            }
             pagesApplied += 1
         case .config:
             guard headerSeen else { throw Failure(message: "stream does not start with a header") }

@@ -33,6 +33,8 @@ public final class SimulatedDevice {
     public var pageCount: UInt64 { configuration.pageCount }
     /// Pages rewritten by the running device since power-on.
     public var pagesDirtied: UInt64 { dirty.writes }
+    /// Page rewrites of the running device lost because no memory was left for the page.
+    public private(set) var writesLostForMemory: UInt64 = 0
     /// Pages that hold RAM of their own (written since power-on).
     public var materializedPages: UInt64 { memory.materializedPages }
 
@@ -46,7 +48,12 @@ public final class SimulatedDevice {
     /// Lets the device run for `nanoseconds`, rewriting pages; `marked` is told each page written.
     func run(nanoseconds: UInt64, marked: (UInt64) -> Void) {
         dirty.run(nanoseconds: nanoseconds) { page, version in
-            memory.rewrite(page: page, version: version)
+            // Without memory for the page the device's write is lost: the page stays as it was
+            // and is not owed again (the stream still matches memory).
+            guard memory.rewrite(page: page, version: version) else {
+                writesLostForMemory += 1
+                return
+            }
             marked(page)
         }
         // The config is live device state too: its first word counts the device's writes.
@@ -62,7 +69,8 @@ public final class SimulatedDevice {
         memory.read(page: page, into: destination)
     }
 
-    func writePage(_ page: UInt64, from source: UnsafeRawPointer) {
+    /// False when no memory was left for the page.
+    func writePage(_ page: UInt64, from source: UnsafeRawPointer) -> Bool {
         memory.write(page: page, from: source)
     }
 

@@ -4,6 +4,9 @@ import Glibc
 public struct FUSEOptions: Sendable, Hashable {
     /// `-o allow_other`: let other users (e.g. QEMU under another uid) use the mount.
     public var allowOther = false
+    /// `-o default_permissions`: the kernel checks every access against the modes and owners
+    /// `getattr` reports, as for a local filesystem (without it FUSE checks nothing).
+    public var defaultPermissions = false
     /// `-o fsname=`: the "device" column of /proc/mounts.
     public var fsname: String?
     /// `-o subtype=`: shown as `fuse.<subtype>`.
@@ -58,6 +61,7 @@ public struct FUSEOptions: Sendable, Hashable {
         if debug { args.append("-d") }
         var opts: [String] = []
         if allowOther { opts.append("allow_other") }
+        if defaultPermissions { opts.append("default_permissions") }
         if let fsname { opts.append("fsname=\(fsname)") }
         if let subtype { opts.append("subtype=\(subtype)") }
         if let maxRead { opts.append("max_read=\(maxRead)") }

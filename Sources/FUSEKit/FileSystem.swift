@@ -36,6 +36,8 @@ public protocol FileSystem: AnyObject, Sendable {
     func release(_ request: Request, inode: FUSEInode, handle: UInt64, flags: OpenFlags, reply: EmptyReply)
     func fsync(_ request: Request, inode: FUSEInode, handle: UInt64, dataOnly: Bool, reply: EmptyReply)
     func statfs(_ request: Request, inode: FUSEInode, reply: StatfsReply)
+    /// create/mknod/mkdir/symlink/link/unlink/rmdir/rename: always refused (`TreeChange`).
+    func change(_ request: Request, _ change: TreeChange, reply: RefusalReply)
 
     /// The answer to `Notifier.retrieve`: the bytes the kernel had in its page cache for
     /// `inode` from `offset` (possibly fewer than asked: it stops at the first uncached page
@@ -100,4 +102,8 @@ extension FileSystem {
         reply.statfs(FileSystemStatistics())
     }
     public func retrieveReply(cookie: UInt64, inode: FUSEInode, offset: Int64, data: UnsafeRawBufferPointer) {}
+    /// Default: ENOSYS, libfuse's answer for an operation a filesystem does not implement.
+    public func change(_ request: Request, _ change: TreeChange, reply: RefusalReply) {
+        reply.error(.noFunction)
+    }
 }

@@ -33,6 +33,12 @@ private func openFlags(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenFlags
     OpenFlags(rawValue: fi?.pointee.flags ?? 0)
 }
 
+private func refuse(_ req: fuse_req_t?, _ operation: String, _ change: TreeChange) {
+    guard let (req, ctx) = context(req) else { return }
+    let (request, core) = ctx.begin(req, operation)
+    ctx.filesystem.change(request, change, reply: RefusalReply(core))
+}
+
 func makeLowLevelOperations() -> fuse_lowlevel_ops {
     var ops = fuse_lowlevel_ops()
 
@@ -132,6 +138,30 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
         guard let (req, ctx) = context(req) else { return }
         let (request, core) = ctx.begin(req, "statfs")
         ctx.filesystem.statfs(request, inode: FUSEInode(ino), reply: StatfsReply(core))
+    }
+    ops.create = { req, parent, cname, mode, _ in
+        refuse(req, "create", .create(parent: FUSEInode(parent), name: name(cname), mode: UInt32(mode)))
+    }
+    ops.mknod = { req, parent, cname, mode, _ in
+        refuse(req, "mknod", .mknod(parent: FUSEInode(parent), name: name(cname), mode: UInt32(mode)))
+    }
+    ops.mkdir = { req, parent, cname, mode in
+        refuse(req, "mkdir", .mkdir(parent: FUSEInode(parent), name: name(cname), mode: UInt32(mode)))
+    }
+    ops.symlink = { req, target, parent, cname in
+        refuse(req, "symlink", .symlink(parent: FUSEInode(parent), name: name(cname), target: name(target)))
+    }
+    ops.link = { req, ino, newParent, newName in
+        refuse(req, "link", .link(inode: FUSEInode(ino), newParent: FUSEInode(newParent), newName: name(newName)))
+    }
+    ops.unlink = { req, parent, cname in
+        refuse(req, "unlink", .unlink(parent: FUSEInode(parent), name: name(cname)))
+    }
+    ops.rmdir = { req, parent, cname in
+        refuse(req, "rmdir", .rmdir(parent: FUSEInode(parent), name: name(cname)))
+    }
+    ops.rename = { req, parent, cname, newParent, newName, _ in
+        refuse(req, "rename", .rename(parent: FUSEInode(parent), name: name(cname), newParent: FUSEInode(newParent), newName: name(newName)))
     }
     ops.retrieve_reply = { req, cookie, ino, offset, bufv in
         guard let req else { return }

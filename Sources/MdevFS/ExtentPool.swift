@@ -29,12 +29,12 @@ public final class ExtentPool: ExtentProvider {
     }
 
     /// An extent of `extentBytes`, 2 MiB aligned: a kept one if any, else a new one backed by a
-    /// transparent huge page where the kernel allows it.
-    public func take() -> UnsafeMutableRawPointer {
+    /// transparent huge page where the kernel allows it; nil when the process has no memory left.
+    public func take() -> UnsafeMutableRawPointer? {
         if let address = free.withLock({ $0.popLast() }), let kept = UnsafeMutableRawPointer(bitPattern: address) {
             return kept
         }
-        let base = UnsafeMutableRawPointer.allocate(byteCount: extentBytes, alignment: extentBytes)
+        guard let base = FallibleAllocation.allocate(byteCount: extentBytes, alignment: extentBytes) else { return nil }
         _ = madvise(base, extentBytes, MADV_HUGEPAGE)
         return base
     }
@@ -46,7 +46,7 @@ public final class ExtentPool: ExtentProvider {
             list.append(UInt(bitPattern: extent))
             return true
         }
-        if !kept { extent.deallocate() }
+        if !kept { FallibleAllocation.free(extent) }
     }
 
     /// Extents kept right now.

@@ -2,6 +2,7 @@ import DeviceSimulator
 import Foundation
 import FUSEKit
 import MigrationProtocol
+import SystemPackage
 
 /// One simulated mdev device of the mount: its engine, who holds its region, and the page-cache
 /// coherence state of its data section mapping.
@@ -25,12 +26,14 @@ final class MdevDevice: @unchecked Sendable {
     /// reached us): from then on the device keeps the kernel's page cache coherent.
     var mappingInUse = false
 
+    /// Throws `ENOMEM` when the device's memory is not there (`MigrationRegion.make`).
     init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool,
-         observer: (any AccessObserver)? = nil, clock: HostClock, extents: ExtentPool) {
+         observer: (any AccessObserver)? = nil, clock: HostClock, extents: ExtentPool) throws(Errno) {
         self.uuid = uuid
         self.typeIndex = typeIndex
         self.iommuGroup = iommuGroup
-        region = MigrationRegion(configuration: configuration, identity: uuid, strict: strict, wallClock: clock, extents: extents)
+        region = try MigrationRegion.make(configuration: configuration, identity: uuid, strict: strict,
+                                          wallClock: clock, extents: extents).get()
         region.observer = observer
     }
 

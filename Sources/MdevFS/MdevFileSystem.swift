@@ -26,6 +26,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private let tree: MdevTree
     private let cache: PageCacheCoherence
     private let lock = NSLock()
+    /// The mount's owner, deciding what each caller may do (`AccessControl.swift`).
+    private let access = AccessControl(uid: getuid(), gid: getgid())
 
     // Guarded by `lock`:
     private var openRegions: [UInt64: MdevDevice] = [:]
@@ -85,6 +87,11 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         if let size = changes.size, size != 0 || node.permissions & 0o200 == 0 || node.isRegion {
             return reply.error(.permissionDenied)
         }
+        // utime(2) is refused where a truncate is: it would succeed and change nothing.
+        if changes.accessTime != nil || changes.modificationTime != nil || changes.changeTime != nil,
+           node.permissions & 0o200 == 0 || node.isRegion || node.kind != .regular {
+            return reply.error(.permissionDenied)
+        }
         reply.attr(attributes, timeout: 0)
     }
 
@@ -108,6 +115,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func open(_ request: Request, inode: FUSEInode, flags: OpenFlags, reply: OpenReply) {
         guard let node = tree.node(inode) else { return reply.error(.noSuchFileOrDirectory) }
+        if node.kind == .regular, let e = access.check(request, .init(flags), permissions: node.permissions) { return reply.error(e) }
+        // O_TRUNC of a region is refused like its truncate (a region has a fixed size).
+        if node.isRegion, flags.contains(.truncate) { return reply.error(.permissionDenied) }
         switch node {
         case .deviceFile(let uuid, .migration):
             guard let device = tree.device(uuid) else { return reply.error(.noSuchFileOrDirectory) }
@@ -164,6 +174,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func write(_ request: Request, _ write: WriteRequest, data: UnsafeRawBufferPointer, reply: WriteReply) {
         guard let node = tree.node(write.inode) else { return reply.error(.noSuchFileOrDirectory) }
+        // A control file's write acts for its caller, whoever opened the descriptor.
+        if !node.isRegion, let e = access.check(request, .write, permissions: node.permissions) { return reply.error(e) }
         switch node {
         case .deviceFile(let uuid, .migration):
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
@@ -185,6 +197,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
+    public func change(_ request: Request, _ change: TreeChange, reply: RefusalReply) {
+        reply.error(AccessControl.refusal(of: change))
+    }
+
     public func statfs(_ request: Request, inode: FUSEInode, reply: StatfsReply) {
         reply.statfs(FileSystemStatistics())
     }
@@ -196,10 +212,15 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     // MARK: Devices
 
     func create(type: Int, _ data: UnsafeRawBufferPointer) -> Errno? {
-        guard let uuid = MdevUUID.parse(data) else { return .invalidArgument }
+        let uuid: String
+        switch MdevUUID.parse(data) {
+        case .success(let u): uuid = u
+        case .failure(let e): return e
+        }
         let e = tree.create(type: type, uuid: uuid, strict: strict, observer: observer) { e in
             observer?.deviceEvent(.create, device: uuid, type: types[type].name, errno: e)
         }
+        if e == .noMemory { logger.error("cannot create \(types[type].name) device \(uuid): no memory for its data section") }
         if e == nil { logger.info("created \(types[type].name) device \(uuid)") }
         return e
     }

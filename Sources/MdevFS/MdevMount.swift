@@ -17,12 +17,15 @@ public final class MdevMount: Sendable {
 
     /// The session options region files need: `FUSE_DIRECT_IO_ALLOW_MMAP` so direct-I/O files can
     /// be mapped; no readahead, so a page fault is one page-sized READ and never pulls in the
-    /// trapped header page; 1 MiB writes and retrieves.
+    /// trapped header page; 1 MiB writes and retrieves; the kernel checking modes.
     public static func options(allowOther: Bool, handleSignals: Bool) -> FUSEOptions {
         var o = FUSEOptions()
         o.fsname = "mdevsim"
         o.subtype = "mdevsim"
         o.allowOther = allowOther
+        // Always: the kernel checks the tree's modes (`AccessControl.swift`); without it, with
+        // allow_other, any user could write root's `create` or open root's regions.
+        o.defaultPermissions = true
         o.allowDirectIOMmap = true
         o.maxReadahead = 0
         o.maxWrite = 1 << 20

@@ -76,9 +76,15 @@ final class MdevTree: @unchecked Sendable {
     private func createLocked(type: Int, uuid: String, strict: Bool, observer: (any AccessObserver)?) -> Errno? {
         guard devices[uuid] == nil else { return .fileExists }
         guard availableLocked(type) > 0 else { return .noSpace }
-        let device = MdevDevice(uuid: uuid, typeIndex: type, iommuGroup: nextIommuGroup,
-                                configuration: types[type].configuration, strict: strict, observer: observer,
-                                clock: clock, extents: extents)
+        let device: MdevDevice
+        do {
+            device = try MdevDevice(uuid: uuid, typeIndex: type, iommuGroup: nextIommuGroup,
+                                    configuration: types[type].configuration, strict: strict, observer: observer,
+                                    clock: clock, extents: extents)
+        } catch {
+            // No memory for its data section: this create fails, the mount and its devices go on.
+            return error
+        }
         nextIommuGroup += 1
         devices[uuid] = device
         deviceOrder.append(uuid)

@@ -56,8 +56,14 @@ final class NodeReader {
     }
 
     /// How a value is shown in messages: scalars as written, collections by kind.
+    /// YAML 1.2 core schema's null: a plain `~`, `null`, `Null` or `NULL`.
+    static func isNull(_ scalar: Node.Scalar) -> Bool {
+        scalar.style == .plain && ["~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
     static func show(_ node: Node) -> String {
         switch node {
+        case .scalar(let scalar) where isNull(scalar): "null (\(scalar.string))"
         case .scalar(let scalar): scalar.string.isEmpty ? "nothing" : scalar.string
         case .mapping: "a mapping"
         case .sequence: "a list"
@@ -99,9 +105,10 @@ final class NodeReader {
         return nil
     }
 
-    /// The text of a non-empty scalar.
+    /// The text of a non-empty scalar that is not YAML's null (`~`, `null` unquoted: a value
+    /// left out, not the text "~").
     func scalar(_ entry: Entry, _ what: String) -> String? {
-        guard case .scalar(let scalar) = entry.value, !scalar.string.isEmpty else {
+        guard case .scalar(let scalar) = entry.value, !scalar.string.isEmpty, !Self.isNull(scalar) else {
             expected(entry, what)
             return nil
         }

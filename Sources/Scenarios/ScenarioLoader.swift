@@ -59,9 +59,17 @@ public enum ScenarioLoader {
 
     /// Diagnostics for a file, empty when it is valid: the form `mdevsim check` prints.
     public static func check(contentsOf path: FilePath) -> [Diagnostic] {
+        check(contentsOf: path, memoryBudget: nil)
+    }
+
+    /// `check`, and with a budget (bytes, and the words naming it) the memory model: a scenario
+    /// whose migration needs more memory than the budget is refused (`MemoryModel`).
+    public static func check(contentsOf path: FilePath, memoryBudget: (bytes: UInt64, what: String)?) -> [Diagnostic] {
         do {
-            _ = try load(contentsOf: path)
-            return []
+            let scenario = try load(contentsOf: path)
+            guard let budget = memoryBudget, let bytes = try? readFile(path) else { return [] }
+            let text = String(decoding: bytes, as: UTF8.self)
+            return MemoryModel.check(scenario, text: text, file: path.string, budget: budget.bytes, what: budget.what).map { [$0] } ?? []
         } catch {
             return error.diagnostics
         }

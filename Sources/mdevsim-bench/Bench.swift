@@ -44,7 +44,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mdevsim-bench",
         abstract: "Benchmark the mdevsim engine: migration throughput vs memcpy, pre-copy RSS, time breakdown.",
-        subcommands: [All.self, Throughput.self, PrecopyRSS.self, Breakdown.self, FUSE.self, Trace.self],
+        subcommands: [All.self, Throughput.self, PrecopyRSS.self, Breakdown.self, FUSE.self, Trace.self, Soak.self],
         defaultSubcommand: All.self
     )
 }

@@ -13,8 +13,10 @@ struct Check: ParsableCommand {
             one pass, each once, in file and position order: 'FILE:LINE:COLUMN: error: ...' \
             (--format github: '::error file=FILE,line=LINE,col=COLUMN::...', the default when \
             GITHUB_ACTIONS=true). A directory stands for every *.yaml and *.yml file directly in \
-            it. Two files whose scenarios share a name are refused with both files. The format \
-            is described in scenarios/README.md.
+            it. Two files whose scenarios share a name are refused with both files. A file whose \
+            migration this machine cannot serve (the memory model of scenarios/README.md against \
+            this machine's memory, or ulimit -v) is refused at its memory: line. The format is \
+            described in scenarios/README.md.
 
             \(ExitStatus.help([.success, .failed, .badInput, .emptySelection, .usage]))
             """
@@ -48,7 +50,14 @@ struct Check: ParsableCommand {
             entries.append(entry)
             switch entry.scenario {
             case .success:
-                if !quiet { print("ok \(file)") }
+                // Valid, and servable here: the memory model against this machine.
+                let memory = ScenarioLoader.check(contentsOf: FilePath(file), memoryBudget: MachineMemory.budget())
+                if memory.isEmpty {
+                    if !quiet { print("ok \(file)") }
+                } else {
+                    failed = true
+                    for diagnostic in memory { CommandError.printLine(style.render(diagnostic)) }
+                }
             case .failure(let error):
                 failed = true
                 for diagnostic in error.diagnostics { CommandError.printLine(style.render(diagnostic)) }

@@ -36,10 +36,11 @@ struct Mount: ParsableCommand {
 
     @Option(name: .customShort("o"), help: ArgumentHelp("""
         Mount options, comma-separated, repeatable. mdevsim's own: scenario=FILE, strict, trace=FILE, log=FILE, \
-        verbose. Every other goes to libfuse and the kernel as given: ro, default_permissions, allow_other (lets \
-        other users, e.g. QEMU under another uid, reach the mount; non-root needs user_allow_other in \
-        /etc/fuse.conf), fsname=, subtype=, auto_unmount, max_idle_threads=, max_threads=, clone_fd, ...; \
-        libfuse refuses what it does not know.
+        verbose. Every other goes to libfuse and the kernel as given: ro, allow_other (other users, e.g. QEMU \
+        under another uid, may then read the 0444 attributes and list the tree, but create, reset, remove and \
+        the regions stay the mounting user's: the modes are always enforced, default_permissions is always on; \
+        README, Security model; non-root needs user_allow_other in /etc/fuse.conf), fsname=, subtype=, \
+        auto_unmount, max_idle_threads=, max_threads=, clone_fd, ...; libfuse refuses what it does not know.
         """, valueName: "options"))
     var options: [String] = []
 
@@ -152,6 +153,9 @@ struct Mount: ParsableCommand {
         let detach = !settings.line.foreground
         let logger = makeLogger(settings, detached: detach)
         // Before the mount exists: resolving the path of a mount not yet served would hang.
+        if let budget = MachineMemory.budget(), let why = MemoryModel.refusal(scenario, budget: budget.bytes, what: budget.what) {
+            logger.warning("\(why). Served anyway: an access that finds no memory fails with ENOMEM")
+        }
         let pidFile = MountRegistry.pidFile(for: mountpoint)
         let writer: TraceWriter?
         do {
@@ -197,6 +201,9 @@ struct Mount: ParsableCommand {
             }
             fflush(nil)
         }
+        // A fatal signal's reason goes to the log file; a detached daemon's stderr (/dev/null
+        // after fuse_daemonize) too, so that its last words are not lost.
+        if let log = settings.log { FatalSignalLog.install(path: log, redirectStderr: detach) }
         do {
             let outcome = try mount.run()
             logger.info("mount at \(mountpoint) ended: \(outcome)")

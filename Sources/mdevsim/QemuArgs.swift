@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import MigrationProtocol
 
 /// `mdevsim qemu-args UUID`: what to add to a QEMU command line so that an unmodified QEMU
 /// (7.2, migration v1) uses a device of a mount through `libmdevsim-vfio.so`.
@@ -40,9 +41,15 @@ struct QemuArgs: ParsableCommand {
 
     func validate() throws {
         if envOnly && deviceOnly { throw ValidationError("--env-only and --device-only exclude each other") }
+        if case .failure = MdevUUID.parse(uuid) {
+            throw ValidationError("'\(uuid)' is not an mdev UUID: 36 characters, hex digits and dashes as 8-4-4-4-12")
+        }
     }
 
     @OptionGroup var logging: LoggingOptions
+
+    /// The device's name as the mount has it (lowercase).
+    private var device: String { (try? MdevUUID.parse(uuid).get()) ?? uuid }
 
     func run() throws {
         logging.bootstrap()
@@ -53,9 +60,9 @@ struct QemuArgs: ParsableCommand {
         var env = ["LD_PRELOAD=\(library)", "MDEVSIM_VFIO_MOUNT=\(mountpoint)"]
         if bounce { env.append("MDEVSIM_VFIO_BOUNCE=1") }
         if let log { env.append("MDEVSIM_VFIO_LOG=\(absolute(log))") }
-        let device = ["-device", "vfio-pci,sysfsdev=\(mountpoint)/devices/\(uuid),x-enable-migration=on"]
+        let deviceArgument = ["-device", "vfio-pci,sysfsdev=\(mountpoint)/devices/\(device),x-enable-migration=on"]
         if !deviceOnly { print(env.joined(separator: " ")) }
-        if !envOnly { print(device.joined(separator: " ")) }
+        if !envOnly { print(deviceArgument.joined(separator: " ")) }
     }
 
     /// The library next to this executable (the same build directory or install prefix).
@@ -91,8 +98,8 @@ struct QemuArgs: ParsableCommand {
         var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard realpath(chosen, &resolved) != nil else { throw CommandError("cannot use the mount \(chosen)", cause: String(cString: strerror(errno)), status: .badInput) }
         let path = String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/devices/\(uuid)/iommu_group")) != nil else {
-            throw CommandError("no device \(uuid)", cause: "\(path)/devices/\(uuid) does not exist (or is not an mdevsim device)", status: .badInput)
+        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/devices/\(device)/iommu_group")) != nil else {
+            throw CommandError("no device \(device)", cause: "\(path)/devices/\(device) does not exist (or is not an mdevsim device)", status: .badInput)
         }
         return path
     }

@@ -6,6 +6,7 @@ import Glibc
 import Conformance
 import Scenarios
 import Testing
+import TestSupport
 
 /// The built `mdevsim` as a CI job meets it: one error line format and one exit-status table
 /// for every command, discovery, report files. In process only (no mount).

@@ -3,6 +3,7 @@ import Foundation
 import FUSEKit
 import Glibc
 import Testing
+import TestSupport
 
 /// The same scenarios and seeds give the same bytes: stream digests, reports and traces, twice
 /// through a real FUSE mount and once in process. Never skipped (fails without /dev/fuse).

@@ -13,7 +13,7 @@ final class PoisoningPool: ExtentProvider {
     let extentBytes = 2 << 20
     private let free = Mutex<[UInt]>([])
 
-    func take() -> UnsafeMutableRawPointer {
+    func take() -> UnsafeMutableRawPointer? {
         if let address = free.withLock({ $0.popLast() }), let extent = UnsafeMutableRawPointer(bitPattern: address) {
             extent.initializeMemory(as: UInt8.self, repeating: 0xA5, count: extentBytes)
             return extent

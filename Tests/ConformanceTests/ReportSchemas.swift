@@ -1,6 +1,7 @@
 @testable import Conformance
 import Foundation
 import Testing
+import TestSupport
 
 /// Checks report files against the schemas in docs/ with maintained validators: xmllint
 /// (libxml2-utils) for JUnit, python3's jsonschema for JSON (`scripts/ensure-deps.sh

@@ -5,6 +5,7 @@ import FoundationXML
 import FUSEKit
 import Glibc
 import Testing
+import TestSupport
 
 /// A CI job's timeout must not lose the results: SIGTERM, SIGINT and --timeout during a run
 /// through a real mount still write both reports. Never skipped (fails without /dev/fuse).

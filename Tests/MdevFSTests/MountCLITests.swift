@@ -4,6 +4,7 @@ import FUSEKit
 import Glibc
 import SystemPackage
 import Testing
+import TestSupport
 
 /// `mdevsim mount`'s libfuse command line (`-f -d -s -o ...`), its own `-o` options, a
 /// non-empty mountpoint, and `mdevsim unmount` of a busy mount, through the built executable.

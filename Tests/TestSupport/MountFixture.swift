@@ -12,12 +12,13 @@ public final class MountFixture {
     public let mount: MdevMount
     public let path: String
 
-    public init(_ scenario: Scenario = smallScenario(), strict: Bool = false, prefix: String = "mdevsim-test") throws {
+    public init(_ scenario: Scenario = smallScenario(), strict: Bool = false, allowOther: Bool = false,
+                prefix: String = "mdevsim-test") throws {
         // Throws where /dev/fuse is missing: mount tests must not pass silently, CI requires them.
         try MountHelpers.checkFUSEDevice()
         path = try makeTemporaryDirectory(prefix)
         do {
-            mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict)
+            mount = try MdevMount(scenario: scenario, mountpoint: path, strict: strict, allowOther: allowOther)
             try mount.start()
         } catch {
             rmdir(path)

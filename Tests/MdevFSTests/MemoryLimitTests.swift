@@ -1,0 +1,172 @@
+import Conformance
+import Foundation
+import FUSEKit
+import Glibc
+import SystemPackage
+import Testing
+import TestSupport
+
+/// Nothing a scenario or a client does ends the daemon (issue 13, finding 3): a daemon under
+/// `ulimit -v` serves a 64 TiB sparse device, fails the one `create` it has no memory for with
+/// ENOMEM and goes on, and a fatal signal leaves its reason in the `--log` file.
+@Suite(.serialized) struct MemoryLimitTests {
+    /// A daemon `mdevsim mount` started under `ulimit -v kib` (nil: no limit), always unmounted.
+    final class LimitedDaemon {
+        let mountpoint: RunMountpoint
+        let log: String
+        let pid: pid_t?
+        let output: String
+        var path: String { mountpoint.path }
+
+        init(scenario: String, limitKiB: Int?) throws {
+            mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-mem.")
+            let file = mountpoint.path + ".yaml"
+            log = mountpoint.path + ".log"
+            try scenario.write(toFile: file, atomically: true, encoding: .utf8)
+            let limit = limitKiB.map { "ulimit -v \($0); " } ?? ""
+            let (status, output) = try runTool("/bin/bash", ["-c", "\(limit)exec '\(MountCommandTests.executable)' mount '\(mountpoint.path)' --scenario '\(file)' --log '\(log)'"])
+            self.output = output
+            pid = MountCommandTests.daemonPID(fromMountOutput: output)
+            if status != 0 { close(); throw Errno.ioError }
+        }
+
+        func close() {
+            _ = try? MountCommandTests.mdevsim(["unmount", mountpoint.path])
+            mountpoint.remove()
+            unlink(mountpoint.path + ".yaml")
+            unlink(log)
+        }
+
+        var alive: Bool { pid.map { kill($0, 0) == 0 } ?? false }
+        var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        func create(_ type: String) -> (String, Errno?) {
+            let uuid = UUID().uuidString.lowercased()
+            do { try FileTransport.writeText(uuid + "\n", to: "\(path)/mdev_supported_types/\(type)/create") } catch { return (uuid, error) }
+            return (uuid, nil)
+        }
+    }
+
+    /// Polls `condition` for up to 20 s.
+    static func waitFor(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<400 {
+            if condition() { return true }
+            usleep(50_000)
+        }
+        return condition()
+    }
+
+    static func field(_ fd: Int32, _ offset: Int, _ width: Int) -> (UInt64, Errno?) {
+        var value: UInt64 = 0
+        let n = withUnsafeMutableBytes(of: &value) { pread(fd, $0.baseAddress, width, offset) }
+        return (UInt64(littleEndian: value), n == width ? nil : Errno(rawValue: errno))
+    }
+
+    static func setState(_ fd: Int32, _ state: UInt32) -> Errno? {
+        var v = state.littleEndian
+        let n = withUnsafeBytes(of: &v) { pwrite(fd, $0.baseAddress, 4, 0) }
+        return n == 4 ? nil : Errno(rawValue: errno)
+    }
+
+    static let sparseScenario = """
+        # 64TiB of zero-filled memory: its bookkeeping must follow what it touched, not its size.
+        name: huge-sparse
+        types:
+          - type: huge
+            memory: 64TiB
+            fill: zero
+          - type: small
+            memory: 4MiB
+        """
+
+    /// Issue 13's reproduction: on main the stop-and-copy write killed the daemon (a 2 GiB
+    /// bitmap, "failed to allocate 2147483680 bytes") and left the mount ENOTCONN.
+    @Test func aSixtyFourTiBSparseDeviceIsSavedUnderUlimit() throws {
+        let daemon = try LimitedDaemon(scenario: Self.sparseScenario, limitKiB: 4 << 20)
+        defer { daemon.close() }
+        let (uuid, e) = daemon.create("huge")
+        #expect(e == nil)
+        let fd = open("\(daemon.path)/devices/\(uuid)/migration", O_RDWR | O_CLOEXEC)
+        try #require(fd >= 0)
+        defer { Glibc.close(fd) }
+        #expect(Self.setState(fd, 2) == nil, "running -> stop-and-copy")
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        for _ in 0..<4 {
+            let (pending, e1) = Self.field(fd, 8, 8)
+            #expect(e1 == nil && pending > 0)
+            let (offset, e2) = Self.field(fd, 16, 8)
+            let (size, e3) = Self.field(fd, 24, 8)
+            #expect(e2 == nil && e3 == nil && offset == 4096 && size > 0 && size <= UInt64(buffer.count))
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(min(size, UInt64($0.count))), Int(offset)) }
+            #expect(n == Int(size))
+        }
+        #expect(daemon.alive, "the daemon lives: \(daemon.logText.suffix(2000))")
+        let (other, e4) = daemon.create("small")
+        #expect(e4 == nil && FileManager.default.fileExists(atPath: "\(daemon.path)/devices/\(other)/state"))
+    }
+
+    /// Each device's data section is allocated at `create`: the one there is no memory for fails
+    /// with ENOMEM, the others (and the mount) go on, and removing one makes room again.
+    @Test func theCreateThatFindsNoMemoryFailsAlone() throws {
+        let scenario = """
+            # 1GiB data sections, more than a 4GiB address space holds.
+            name: big-sections
+            types:
+              - type: big
+                instances: 8
+                memory: 4MiB
+                data_section: 1GiB
+            """
+        let daemon = try LimitedDaemon(scenario: scenario, limitKiB: 4 << 20)
+        defer { daemon.close() }
+        var created: [String] = []
+        var failure: Errno?
+        for _ in 0..<8 {
+            let (uuid, e) = daemon.create("big")
+            if let e { failure = e; break }
+            created.append(uuid)
+        }
+        #expect(failure == .noMemory, "one create fails with ENOMEM (created \(created.count))")
+        #expect(!created.isEmpty)
+        #expect(daemon.alive, "\(daemon.logText.suffix(2000))")
+        #expect(daemon.logText.contains("no memory for its data section"))
+        // Every device created before still answers, through its region too.
+        for uuid in created {
+            #expect(FileManager.default.fileExists(atPath: "\(daemon.path)/devices/\(uuid)/state"))
+        }
+        if let first = created.first {
+            let fd = open("\(daemon.path)/devices/\(first)/migration", O_RDWR | O_CLOEXEC)
+            #expect(fd >= 0)
+            if fd >= 0 {
+                #expect(Self.setState(fd, 3) == nil, "running -> pre-copy")
+                #expect(Self.field(fd, 8, 8).1 == nil)
+                Glibc.close(fd)
+            }
+            try FileTransport.writeText("1\n", to: "\(daemon.path)/devices/\(first)/remove")
+            #expect(daemon.create("big").1 == nil, "the removed device's memory is there again")
+        }
+    }
+
+    @Test func aFatalSignalIsLoggedBeforeTheDaemonDies() throws {
+        let daemon = try LimitedDaemon(scenario: Self.sparseScenario, limitKiB: nil)
+        defer { daemon.close() }
+        let pid = try #require(daemon.pid)
+        kill(pid, SIGSEGV)
+        #expect(Self.waitFor { MountHelpers.status(of: daemon.path) == .stale || !daemon.alive })
+        #expect(Self.waitFor { daemon.logText.contains("killed by fatal signal 11 SIGSEGV") }, "\(daemon.logText.suffix(2000))")
+    }
+
+    /// `check` applies the memory model to this machine: a migration it cannot hold is refused,
+    /// at the source type's memory, with the reason.
+    @Test func checkRefusesAScenarioThisMachineCannotServe() throws {
+        let dir = try RunMountpoint(prefix: "/tmp/mdevsim-check.")
+        defer { dir.remove() }
+        let file = dir.path + "/huge.yaml"
+        try Self.sparseScenario.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { unlink(file) }
+        let (status, output) = try MountCommandTests.mdevsim(["check", file])
+        #expect(status != 0)
+        #expect(output.contains("\(file):5:13: error: memory: the migration of this scenario needs up to "), "\(output)")
+        #expect(output.contains("this machine cannot serve it"))
+    }
+}

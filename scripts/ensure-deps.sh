@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure what mdevsim needs beyond Swift is on this machine: libfuse3's headers and
-# pkg-config file (to build), fusermount3 (to mount), pkg-config; with --with-qemu also QEMU
-# (qemu-system-x86_64, which the QEMU migration tests and scripts/qemu-migrate.sh run with
-# libmdevsim-vfio.so).
+# pkg-config file (to build), fusermount3 (to mount), pkg-config; with --with-qemu also QEMU 7.2
+# (the system's qemu-system-x86_64, the v1 client, which the QEMU migration tests and
+# scripts/qemu-migrate.sh run with libmdevsim-vfio.so) and QEMU 10.0 (the v2 client, unpacked
+# next to it by scripts/install-qemu10.sh into /opt/mdevsim-qemu10 or $MDEVSIM_QEMU10_ROOT).
 # As root it installs what is missing with apt-get; otherwise it prints the exact command.
 #
 #   scripts/ensure-deps.sh [--with-qemu]
@@ -24,6 +25,7 @@ qemu_missing=0
 [ $with_qemu -eq 0 ] || [ -x /usr/bin/qemu-system-x86_64 ] || qemu_missing=1
 
 if [ ${#missing[@]} -eq 0 ] && [ $qemu_missing -eq 0 ]; then
+    [ $with_qemu -eq 0 ] || exec "$(dirname "$0")/install-qemu10.sh"
     exit 0
 fi
 
@@ -41,6 +43,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "ensure-deps: installing QEMU ($qemu_command)" >&2
         $qemu_command -qq >/dev/null
     fi
+    [ $with_qemu -eq 0 ] || "$(dirname "$0")/install-qemu10.sh"
 else
     [ ${#missing[@]} -eq 0 ] || echo "ensure-deps: missing ${missing[*]}. Run, as root:" >&2
     [ ${#missing[@]} -eq 0 ] || echo "    apt-get update && apt-get install -y $packages" >&2

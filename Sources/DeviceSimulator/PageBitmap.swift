@@ -61,6 +61,19 @@ struct PageBitmap: Sendable {
         }
     }
 
+    /// Set bits at index `start` and above.
+    func count(from start: UInt64) -> UInt64 {
+        guard start < count else { return 0 }
+        var w = Int(start >> 6)
+        var total = UInt64((words[w] & (~0 << (start & 63))).nonzeroBitCount)
+        w += 1
+        while w < words.count {
+            total += UInt64(words[w].nonzeroBitCount)
+            w += 1
+        }
+        return total
+    }
+
     mutating func removeAll() {
         for i in words.indices { words[i] = 0 }
         setCount = 0

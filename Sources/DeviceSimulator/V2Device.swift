@@ -38,14 +38,16 @@ public final class V2Device {
     public private(set) var lastSave: SaveFigures?
     public private(set) var lastResume: ResumeFigures?
 
-    /// Creates the v2 face of a device at power-on (RUNNING). `features` must hold `.stopCopy`.
+    /// Creates the v2 face of a device at power-on (RUNNING); `.stopCopy` is always offered.
+    /// - Parameter wallClock: where a device in wall-clock mode takes the time from (the engine
+    ///   reads no clock). Virtual mode ignores it.
     public init(device: SimulatedDevice, features: V2MigrationFeatures, strict: Bool = false,
-                logger: Logger = MigrationRegion.silentLogger) {
+                logger: Logger = MigrationRegion.silentLogger, wallClock: (any WallClock)? = nil) {
         self.device = device
         self.features = features.union(.stopCopy)
         self.strict = strict
         self.logger = logger
-        clock = DeviceClock(mode: device.configuration.clock, bandwidth: device.configuration.linkBandwidth)
+        clock = DeviceClock(mode: device.configuration.clock, bandwidth: device.configuration.linkBandwidth, wall: wallClock)
     }
 
     deinit { save?.release() }

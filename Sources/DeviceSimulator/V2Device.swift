@@ -218,10 +218,10 @@ public final class V2Device {
 
     // MARK: - Sizes
 
-    /// `VFIO_MIG_GET_PRECOPY_INFO` on the data_fd of `session`: valid only in PRE_COPY and
-    /// PRE_COPY_P2P (`EINVAL` elsewhere, as the uAPI says).
-    public func precopyInfo(session: UInt64) -> Result<(initialBytes: UInt64, dirtyBytes: UInt64), Errno> {
-        if let refusal = checkSession(session, reading: true) { return .failure(refusal) }
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on the data_fd of `session` (nil: the current session's):
+    /// valid only in PRE_COPY and PRE_COPY_P2P (`EINVAL` elsewhere, as the uAPI says).
+    public func precopyInfo(session: UInt64? = nil) -> Result<(initialBytes: UInt64, dirtyBytes: UInt64), Errno> {
+        if let session, let refusal = checkSession(session, reading: true) { return .failure(refusal) }
         guard state == .preCopy || state == .preCopyP2P, let stream = save else {
             violation(.v2PrecopyInfoState, "VFIO_MIG_GET_PRECOPY_INFO in \(state): valid only in PRE_COPY states")
             return .failure(.invalidArgument)

@@ -119,7 +119,8 @@ final class MdevTree: @unchecked Sendable {
         case .devicesDirectory?:
             return devices[name] != nil ? .deviceDirectory(uuid: name) : nil
         case .deviceDirectory(let uuid)?:
-            return MdevNode.DeviceFile(rawValue: name).map { .deviceFile(uuid: uuid, $0) }
+            guard let file = MdevNode.DeviceFile(rawValue: name), let d = devices[uuid], d.offers(file) else { return nil }
+            return .deviceFile(uuid: uuid, file)
         default:
             return nil
         }
@@ -141,7 +142,9 @@ final class MdevTree: @unchecked Sendable {
             case .typesDirectory: children = types.indices.map { (types[$0].name, .typeDirectory(type: $0)) }
             case .typeDirectory(let t): children = MdevNode.TypeAttribute.allCases.map { ($0.rawValue, .typeAttribute(type: t, $0)) }
             case .devicesDirectory: children = deviceOrder.map { ($0, .deviceDirectory(uuid: $0)) }
-            case .deviceDirectory(let uuid): children = MdevNode.DeviceFile.allCases.map { ($0.rawValue, .deviceFile(uuid: uuid, $0)) }
+            case .deviceDirectory(let uuid):
+                children = MdevNode.DeviceFile.allCases.filter { devices[uuid]?.offers($0) == true }
+                    .map { ($0.rawValue, .deviceFile(uuid: uuid, $0)) }
             default: children = []
             }
             var listing = [DirectoryEntry(inode: inode, kind: .directory, name: "."),
@@ -187,7 +190,7 @@ final class MdevTree: @unchecked Sendable {
             case .digest: return line(device.withLock { device.region.device.digest() })
             case .state: return line(Self.json(device.withLock { device.region.status }))
             case .violations:
-                let all = device.withLock { device.region.violations }
+                let all = device.withLock { device.region.violations + (device.v2?.violations ?? []) }
                 return Array(all.map { Self.json($0) + "\n" }.joined().utf8)
             case .migrationInfo:
                 return line(Self.json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmapAvailable)))

@@ -7,6 +7,7 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,12 @@ void dma_setup(struct device *d) {
 void dma_note_state(struct device *d, uint32_t state, int written) {
     d->device_state = state;
     if (written && (state & 0x7) == 1) d->dma_armed = 1;
+}
+
+void dma_note_running(struct device *d, int running, int vmm_set_running) {
+    // The thread reads v1's bits: a v2 running state is v1's RUNNING, any other v1's STOP.
+    d->device_state = running ? VFIO_DEVICE_STATE_V1_RUNNING : VFIO_DEVICE_STATE_V1_STOP;
+    if (vmm_set_running) d->dma_armed = 1;
 }
 
 uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap) {

@@ -160,7 +160,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             return RegionFile(cache: cache, device: device, inode: read.inode).read(read, reply: reply)
         }
-        if case .deviceFile(let uuid, let file) = node, file.isV2 {
+        if case .deviceFile(let uuid, let file) = node, file.isV2Call {
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             return v2Files.read(device, file, read, reply: reply)
         }
@@ -176,7 +176,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .deviceFile(let uuid, .migration):
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             RegionFile(cache: cache, device: device, inode: write.inode).write(write, data: data, reply: reply)
-        case .deviceFile(let uuid, let file) where file.isV2:
+        case .deviceFile(let uuid, let file) where file.isV2Call:
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             v2Files.write(device, file, write, data: data, reply: reply)
         case .typeAttribute(let type, .create):

@@ -61,9 +61,15 @@ enum MdevNode: Hashable, Sendable {
         case migPrecopyInfo = "mig_precopy_info"
         /// 8 bytes: `stop_copy_length` (FEATURE GET `MIG_DATA_SIZE`).
         case migDataSize = "mig_data_size"
+        /// Text, read-only, not a v2 call: every v2 state the device entered since it was
+        /// created, one per arc of each SET's walk, space-separated (for tests and reports).
+        case migStateLog = "mig_state_log"
 
         /// Files only a device speaking v2 has.
-        var isV2: Bool {
+        var isV2: Bool { isV2Call || self == .migStateLog }
+
+        /// The files that are each one v2 call (`V2Files` serves them).
+        var isV2Call: Bool {
             switch self {
             case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize: true
             default: false

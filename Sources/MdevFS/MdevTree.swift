@@ -196,6 +196,9 @@ final class MdevTree: @unchecked Sendable {
                 return line(Self.json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmapAvailable)))
             case .config: return PCIConfigSpace.bytes(types[device.typeIndex].pci)
             case .dma: return line(types[device.typeIndex].dma.map { Self.json($0) } ?? "{}")
+            case .migStateLog:
+                guard let v2 = device.v2 else { return nil }
+                return line(device.withLock { v2.stateLog.map(\.description).joined(separator: " ") })
             default: return nil
             }
         default:

@@ -21,7 +21,7 @@ import Testing
         return base
     }
 
-    static let v2Files = ["mig_features", "mig_state", "mig_data", "mig_precopy_info", "mig_data_size"]
+    static let v2Files = ["mig_features", "mig_state", "mig_data", "mig_precopy_info", "mig_data_size", "mig_state_log"]
 
     @Test func v2FilesExistOnlyOnDevicesSpeakingV2() throws {
         let fixture = try MountFixture(Self.scenario())
@@ -102,5 +102,7 @@ import Testing
         let uuid = URL(fileURLWithPath: src).lastPathComponent
         let log = fixture.mount.filesystem.v2Device(uuid)?.stateLog ?? []
         #expect(log == (features.contains(.preCopy) ? [.preCopy, .preCopyP2P, .stopCopy, .stop] : [.stop, .stopCopy, .stop]))
+        // The same log, read from the mount.
+        #expect(fixture.read("devices/\(uuid)/mig_state_log") == log.map(\.description).joined(separator: " ") + "\n")
     }
 }

@@ -18,6 +18,12 @@ struct MigrationRun {
     var destinationState: [String: Any] = [:]
     var sourceViolations: [String] = []
     var destinationViolations: [String] = []
+    /// Migration v2: the states QEMU SET (shim log) and every state each device entered (the
+    /// mount's mig_state_log: each arc of each walk, from creation); empty for a v1 QEMU.
+    var sourceSets: [String] = []
+    var destinationSets: [String] = []
+    var sourceStateLog = ""
+    var destinationStateLog = ""
     var sourceShimLog = ""
     var destinationOutput = ""
     var seconds: Double = 0
@@ -28,12 +34,13 @@ struct MigrationRun {
     func figure(_ key: String) -> Int { (info[key] as? NSNumber)?.intValue ?? -1 }
 }
 
-/// Live-migrates a guest that carries one device of `type` between two QEMU 7.2 processes on
-/// 127.0.0.1, through libmdevsim-vfio.so; `cont` on the destination once migration completed.
+/// Live-migrates a guest that carries one device of `type` between two QEMU 7.2 (or `qemu`)
+/// processes on 127.0.0.1, through libmdevsim-vfio.so; `cont` on the destination once migration
+/// completed. With `cancelAfter`, `migrate_cancel` once the migration has been active that long.
 /// Both QEMUs and the mount are always stopped.
 func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bounce: Bool = false,
                      environment: [String: String] = [:], guestRange: (address: UInt64, size: UInt64)? = nil,
-                     maxBandwidth: UInt64? = nil) throws -> MigrationRun {
+                     maxBandwidth: UInt64? = nil, qemu: QEMUBuild = .qemu7, cancelAfter: TimeInterval? = nil) throws -> MigrationRun {
     let mount = try QEMUMount(scenario)
     defer { mount.close() }
     let directory = try temporaryDirectory()
@@ -42,11 +49,11 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     let destinationUUID = try mount.create(type: type)
     let port = try freePort()
     let source = try QEMUInstance(name: "source", directory: directory, mount: mount, uuid: sourceUUID,
-                                  paused: pausedSource, bounce: bounce, environment: environment)
+                                  paused: pausedSource, bounce: bounce, environment: environment, qemu: qemu)
     defer { source.stop() }
     // The destination stays paused after the incoming migration until `cont`.
     let destination = try QEMUInstance(name: "destination", directory: directory, mount: mount, uuid: destinationUUID,
-                                       paused: true, incomingPort: port, bounce: bounce, environment: environment)
+                                       paused: true, incomingPort: port, bounce: bounce, environment: environment, qemu: qemu)
     defer { destination.stop() }
 
     var run = MigrationRun()
@@ -63,9 +70,14 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     let start = Date()
     try sourceQMP.execute("migrate", ["uri": "tcp:127.0.0.1:\(port)"])
     let deadline = Date().addingTimeInterval(90)
+    var cancelled = false
     while true {
         run.info = try sourceQMP.object("query-migrate")
         if ["completed", "failed", "cancelled"].contains(run.status) { break }
+        if let cancelAfter, !cancelled, run.status == "active", Date().timeIntervalSince(start) >= cancelAfter {
+            try sourceQMP.execute("migrate_cancel")
+            cancelled = true
+        }
         if Date() > deadline { throw HarnessError("migration still \(run.status) after 90 s") }
         usleep(50_000)
     }
@@ -95,6 +107,10 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     // The sequences up to here: before `quit`, whose own writes are not part of the migration.
     run.sourceWrites = source.stateWrites
     run.destinationWrites = destination.stateWrites
+    run.sourceSets = source.v2Sets
+    run.destinationSets = destination.v2Sets
+    run.sourceStateLog = mount.read(sourceUUID, "mig_state_log")
+    run.destinationStateLog = mount.read(destinationUUID, "mig_state_log")
     run.sourceShimLog = source.shimLog
     run.destinationOutput = destination.output
     for (qmp, instance) in [(sourceQMP, source), (destinationQMP, destination)] where instance.process.isRunning {

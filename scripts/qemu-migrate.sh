@@ -57,7 +57,7 @@ start_qemu() { # name uuid extra-args...
     local name=$1 uuid=$2
     shift 2
     mkfifo "$work/$name.in" "$work/$name.out"
-    env $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --env-only "${bounce[@]}") \
+    env $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --env-only --qemu "$qemu" "${bounce[@]}") \
         "$qemu_bin" -machine q35 -accel tcg -m 128 -nographic -nodefaults -display none -serial none \
         -monitor "pipe:$work/$name" $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --device-only --qemu "$qemu") "$@" \
         > "$work/$name.log" 2>&1 &

@@ -180,6 +180,20 @@ static const char *feature_name(uint32_t feature) {
     }
 }
 
+// MIGRATION's flags and MIG_DATA_SIZE's stop_copy_length: each struct is one u64.
+_Static_assert(sizeof(struct vfio_device_feature_migration) == 8, "one u64");
+_Static_assert(sizeof(struct vfio_device_feature_mig_data_size) == 8, "one u64");
+
+/// A GET-only feature whose data is the one u64 of a v2 file.
+static int get_u64(uint32_t flags, size_t argsz, int fd, struct vfio_device_feature *f) {
+    int rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(uint64_t));
+    if (rc != 1) return rc;
+    uint64_t value;
+    if (read_value(fd, &value, sizeof value) != 0) return -1;
+    memcpy(f->data, &value, sizeof value);
+    return 0;
+}
+
 /// VFIO_DEVICE_FEATURE, with the header checks of the kernel's vfio_ioctl_device_feature.
 int v2_feature(struct device *d, struct vfio_device_feature *f) {
     if (!f) return fail(EFAULT);
@@ -194,29 +208,17 @@ int v2_feature(struct device *d, struct vfio_device_feature *f) {
     size_t argsz = f->argsz - minsz;
     int rc;
     switch (d->v2 ? feature : ~0u) {
-    case VFIO_DEVICE_FEATURE_MIGRATION: {
-        rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(struct vfio_device_feature_migration));
-        if (rc != 1) break;
-        uint64_t features;
-        if ((rc = read_value(d->v2_features_fd, &features, sizeof features)) != 0) break;
-        struct vfio_device_feature_migration mig = {.flags = features};
-        memcpy(f->data, &mig, sizeof mig);
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+        rc = get_u64(flags, argsz, d->v2_features_fd, f);
         break;
-    }
     case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET,
                            sizeof(struct vfio_device_feature_mig_state));
         if (rc == 1) return mig_device_state(d, flags, (void *)f->data);
         break;
-    case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: {
-        rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(struct vfio_device_feature_mig_data_size));
-        if (rc != 1) break;
-        uint64_t length;
-        if ((rc = read_value(d->v2_size_fd, &length, sizeof length)) != 0) break;
-        struct vfio_device_feature_mig_data_size size = {.stop_copy_length = length};
-        memcpy(f->data, &size, sizeof size);
+    case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+        rc = get_u64(flags, argsz, d->v2_size_fd, f);
         break;
-    }
     default:
         // A v1 device has no migration v2 (the kernel: no mig_ops); DMA logging is not offered
         // (no log_ops), nor is anything else vfio-pci knows: all "unknown feature".

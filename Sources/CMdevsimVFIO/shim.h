@@ -38,6 +38,9 @@ const char *shim_mount(void);
 int shim_force_bounce(void);
 /// MDEVSIM_VFIO_PROTOCOL=v1: serve a device speaking v1 and v2 as v1 (region 9, no v2 features).
 int shim_protocol_v1(void);
+/// MDEVSIM_VFIO_DMA_LOGGING=0: a v2 device offers no device DMA logging (DMA_LOGGING_* ENOTTY),
+/// so the VMM tracks its DMA through the container's VFIO_IOMMU_DIRTY_PAGES.
+int shim_dma_logging(void);
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /// Finds the device whose `iommu_group` link ends in `group`; writes its uuid (37 bytes).
 int shim_find_group_device(int group, char uuid[64]);
@@ -100,6 +103,7 @@ struct device {
     uint64_t dma_address, dma_size, dma_rate, dma_seed;
     uint64_t dma_cursor, dma_generation;
     uint64_t *dma_dirty;           // one bit per page of the range, written since last reported
+    int dma_logging;               // VFIO_DEVICE_FEATURE_DMA_LOGGING_START done, not stopped
 };
 
 /// Table access (interpose.c). Lookups return the object with a reference taken; drop it with
@@ -142,6 +146,9 @@ void dma_note_state(struct device *d, uint32_t state, int written);
 uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap);
 /// The device goes away: unregisters it from its container.
 void dma_release(struct device *d);
+/// Like dma_collect_dirty for one device's DMA, in units of `pgsize` (a power of two); under
+/// shim_lock. For VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT.
+uint64_t dma_collect_device(struct device *d, uint64_t iova, uint64_t size, uint64_t pgsize, uint64_t *bitmap);
 /// A v2 state: whether it is a running one, and whether the VMM itself just set RUNNING.
 void dma_note_running(struct device *d, int running, int vmm_set_running);
 

@@ -88,8 +88,9 @@ struct QemuArgs: ParsableCommand {
         case .v7:
             device = ["-device", "\(sysfsdev),x-enable-migration=on"]
         case .v10:
-            // enable-migration=on: with the default auto, QEMU 10 wants device DMA logging, which
-            // the shim does not offer; on makes it use the container's VFIO_IOMMU_DIRTY_PAGES.
+            // enable-migration=on rather than the default auto: a device QEMU cannot migrate then
+            // fails at start instead of silently getting a migration blocker. (Dirty tracking is
+            // the device's DMA logging, or, with MDEVSIM_VFIO_DMA_LOGGING=0, the container's.)
             // Its own firmware folder, then the system's SeaBIOS (the private copy has none).
             device = ["-L", "\(Self.qemu10Root)/usr/share/qemu", "-L", "/usr/share/seabios",
                       "-device", "\(sysfsdev),enable-migration=on"]

@@ -30,7 +30,7 @@ import Testing
         let run = try migrateWithQEMU(try loadScenario(Self.scenarioFile), type: "mdevsim-both", pausedSource: false, qemu: .qemu10)
         expectMigrated(run)
         #expect(run.sourceShimLog.contains("FEATURE MIGRATION GET -> ok"))
-        #expect(run.sourceShimLog.contains("FEATURE DMA_LOGGING_START PROBE -> Inappropriate ioctl for device"))
+        #expect(run.sourceShimLog.contains("FEATURE DMA_LOGGING_START PROBE -> ok"))
         #expect(!run.sourceShimLog.contains("of the mount -> mapped"), "no v1 region")
         #expect(run.sourceSets == ["RUNNING_P2P", "RUNNING", "PRE_COPY", "PRE_COPY_P2P", "STOP_COPY", "STOP"], "source SETs")
         #expect(run.sourceStateLog == "RUNNING RUNNING_P2P RUNNING PRE_COPY PRE_COPY_P2P STOP_COPY STOP", "source states")
@@ -93,12 +93,14 @@ import Testing
     }
 
     /// Device DMA under v2: the device rewrites 1 MiB of guest RAM while in a running state (armed
-    /// by QEMU's SET of RUNNING at VM start); QEMU 10 with enable-migration=on collects those
-    /// pages through the container's VFIO_IOMMU_DIRTY_PAGES, and the range is byte-identical on
-    /// both sides (QMP pmemsave). Unreported, the ranges differ: the check can fail.
-    @Test(arguments: [true, false])
-    func deviceDMAIntoGuestMemoryIsMigrated(reported: Bool) throws {
-        try migrateDeviceDMA(reported: reported, qemu: .qemu10)
+    /// by QEMU's SET of RUNNING at VM start); QEMU 10 collects those pages by device DMA logging
+    /// (START, a REPORT per RAM section at each sync) with its default enable-migration=auto, or
+    /// with the shim's logging off (MDEVSIM_VFIO_DMA_LOGGING=0) and enable-migration=on through
+    /// the container's VFIO_IOMMU_DIRTY_PAGES; either way the range is byte-identical on both
+    /// sides (QMP pmemsave). Unreported, the ranges differ: the check can fail.
+    @Test(arguments: [true, false], [true, false])
+    func deviceDMAIntoGuestMemoryIsMigrated(reported: Bool, deviceLogging: Bool) throws {
+        try migrateDeviceDMA(reported: reported, qemu: .qemu10, deviceLogging: deviceLogging)
     }
 
     /// Figures for the README: total time and downtime of QEMU 10.0 and QEMU 7.2 for the same

@@ -38,8 +38,8 @@ enum QEMUBuild: Sendable {
 
     /// What goes before the -device (QEMU 10's firmware folders: its own, then the system's
     /// SeaBIOS, which the private copy lacks) and the device's migration switch, as `mdevsim
-    /// qemu-args --qemu 10` prints them. QEMU 10 with `on`: the shim offers no device DMA
-    /// logging, so it tracks dirty pages through the container (VFIO_IOMMU_DIRTY_PAGES).
+    /// qemu-args --qemu 10` prints them (`on`: a device QEMU cannot migrate fails at start
+    /// rather than getting a migration blocker).
     var firmwareArguments: [String] {
         self == .qemu7 ? [] : ["-L", "\(Self.qemu10Root)/usr/share/qemu", "-L", "/usr/share/seabios"]
     }
@@ -210,7 +210,8 @@ final class QEMUInstance {
     ///   - paused: `-S` (the guest does not run until `cont`).
     ///   - incomingPort: makes it a destination waiting on 127.0.0.1:port.
     init(name: String, directory: String, mount: QEMUMount, uuid: String, paused: Bool, incomingPort: Int? = nil,
-         bounce: Bool = false, environment extra: [String: String] = [:], qemu: QEMUBuild = .qemu7) throws {
+         bounce: Bool = false, environment extra: [String: String] = [:], qemu: QEMUBuild = .qemu7,
+         migrationSwitch: String? = nil) throws {
         // Missing is a failure, never a skip: CI must run what it claims to run.
         guard FileManager.default.isExecutableFile(atPath: qemu.binary) else {
             throw HarnessError("\(qemu.binary) is missing: \(qemu.missingHint)")
@@ -228,7 +229,7 @@ final class QEMUInstance {
         var arguments = qemu.firmwareArguments + [
             "-machine", "q35", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults", "-display", "none",
             "-serial", "none", "-qmp", "unix:\(qmpPath),server,nowait",
-            "-device", "vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),\(qemu.migrationSwitch)",
+            "-device", "vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),\(migrationSwitch ?? qemu.migrationSwitch)",
         ]
         if paused { arguments.append("-S") }
         if let incomingPort { arguments += ["-incoming", "tcp:127.0.0.1:\(incomingPort)"] }

@@ -42,7 +42,7 @@ struct MigrationRun {
 func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bounce: Bool = false,
                      environment: [String: String] = [:], guestRange: (address: UInt64, size: UInt64)? = nil,
                      maxBandwidth: UInt64? = nil, parameters: [String: Any] = [:], qemu: QEMUBuild = .qemu7,
-                     cancelAfter: TimeInterval? = nil) throws -> MigrationRun {
+                     migrationSwitch: String? = nil, cancelAfter: TimeInterval? = nil) throws -> MigrationRun {
     let mount = try QEMUMount(scenario)
     defer { mount.close() }
     let directory = try temporaryDirectory()
@@ -51,11 +51,13 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     let destinationUUID = try mount.create(type: type)
     let port = try freePort()
     let source = try QEMUInstance(name: "source", directory: directory, mount: mount, uuid: sourceUUID,
-                                  paused: pausedSource, bounce: bounce, environment: environment, qemu: qemu)
+                                  paused: pausedSource, bounce: bounce, environment: environment, qemu: qemu,
+                                  migrationSwitch: migrationSwitch)
     defer { source.stop() }
     // The destination stays paused after the incoming migration until `cont`.
     let destination = try QEMUInstance(name: "destination", directory: directory, mount: mount, uuid: destinationUUID,
-                                       paused: true, incomingPort: port, bounce: bounce, environment: environment, qemu: qemu)
+                                       paused: true, incomingPort: port, bounce: bounce, environment: environment, qemu: qemu,
+                                       migrationSwitch: migrationSwitch)
     defer { destination.stop() }
 
     var run = MigrationRun()
@@ -127,8 +129,10 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
 /// through QEMU's DMA mappings (64 MiB of device state keep pre-copy long enough for many
 /// rewrites after the range's first transfer); reported, the range is byte-identical on both
 /// sides (QMP pmemsave: source at completion, destination before `cont`); unreported, the ranges
-/// differ, which shows the check can fail. The type speaks v1, and v2 for QEMU 10.
-func migrateDeviceDMA(reported: Bool, qemu: QEMUBuild) throws {
+/// differ, which shows the check can fail. The type speaks v1, and v2 for QEMU 10, which gets the
+/// pages by device DMA logging (with its default enable-migration=auto, which needs it) or, with
+/// the shim's logging off, through the container's VFIO_IOMMU_DIRTY_PAGES (as QEMU 7.2).
+func migrateDeviceDMA(reported: Bool, qemu: QEMUBuild, deviceLogging: Bool = false) throws {
     let scenario = try ScenarioLoader.parse("""
         name: qemu-dma
         types:
@@ -137,15 +141,20 @@ func migrateDeviceDMA(reported: Bool, qemu: QEMUBuild) throws {
             dma: {address: 64MiB, size: 1MiB, rate: 64MiB/s}
         \(qemu == .qemu10 ? "    protocols: [v1, v2]" : "")
         """)
-    let environment = reported ? [:] : ["MDEVSIM_VFIO_DMA_UNREPORTED": "1"]
+    var environment = reported ? [:] : ["MDEVSIM_VFIO_DMA_UNREPORTED": "1"]
+    if qemu == .qemu10 && !deviceLogging { environment["MDEVSIM_VFIO_DMA_LOGGING"] = "0" }
     let run = try migrateWithQEMU(scenario, type: "mdevsim-dma", pausedSource: false, environment: environment,
-                                  guestRange: (64 << 20, 1 << 20), qemu: qemu)
+                                  guestRange: (64 << 20, 1 << 20), qemu: qemu,
+                                  migrationSwitch: deviceLogging ? "enable-migration=auto" : nil)
     #expect(run.status == "completed", "\(run.info)")
     #expect(run.sourceDigestAfter == run.destinationDigestAfter)
     #expect(run.sourceMemory.count == 1 << 20 && run.destinationMemory.count == 1 << 20)
     #expect(run.sourceMemory.contains { $0 != 0 }, "the device wrote the guest range")
+    // The path the pages took: the container's bitmap, or the device's DMA log.
+    #expect(run.sourceShimLog.contains("FEATURE DMA_LOGGING_START SET -> ok") == deviceLogging)
     if reported {
         #expect(run.sourceShimLog.contains("pages dirty (device DMA)"))
+        #expect(run.sourceShimLog.contains("DMA_LOGGING_REPORT") == deviceLogging)
         #expect(run.sourceMemory == run.destinationMemory, "the destination has every page the device wrote")
     } else {
         #expect(!run.sourceShimLog.contains("pages dirty (device DMA)"))

@@ -7,6 +7,7 @@
 //   MDEVSIM_VFIO_LOG     a file to append a line per emulated call to (optional)
 //   MDEVSIM_VFIO_BOUNCE  "1": never map the mount's data section, use the bounce buffer (optional)
 //   MDEVSIM_VFIO_PROTOCOL "v1": serve a device speaking v1 and v2 as v1, for a v1-only VMM (optional)
+//   MDEVSIM_VFIO_DMA_LOGGING "0": a v2 device offers no device DMA logging (optional)
 //
 // The VMM's device argument is `sysfsdev=MOUNT/devices/<uuid>` (QEMU: -device vfio-pci,...).
 #ifndef MDEVSIM_VFIO_H

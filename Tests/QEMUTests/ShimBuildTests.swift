@@ -71,6 +71,25 @@ import Testing
         #expect(throws: HarnessError.self) { try run(probe, [mount.path, uuid]) }
     }
 
+    /// The v2 calls, driven by `mdevsim-vfio-probe ... v2` on a device speaking v1 and v2: the
+    /// kernel's VFIO_DEVICE_FEATURE header checks, MIG_DEVICE_STATE and its data_fd (dup, close,
+    /// PRECOPY_INFO, reads to the end of STOP_COPY), MIG_DATA_SIZE and DMA logging, each errno exact.
+    @Test func probeExercisesTheShimV2Contract() throws {
+        let scenario = try loadScenario("qemu10.yaml")
+        let mount = try QEMUMount(scenario)
+        defer { mount.close() }
+        let uuid = try mount.create(type: "mdevsim-both")
+        let probe = URL(fileURLWithPath: try shimLibrary()).deletingLastPathComponent().appendingPathComponent("mdevsim-vfio-probe").path
+        let output = try run(probe, [mount.path, uuid, "v2"],
+                             environment: ["LD_PRELOAD": try shimLibrary(), "MDEVSIM_VFIO_MOUNT": mount.path])
+        #expect(output.hasSuffix("all checks passed\n"), "\(output)")
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("ok v2: ") }.count == 37)
+        // The probe's one deliberate misuse, PRECOPY_INFO in STOP_COPY, is the checker's too.
+        #expect(mount.violationRules(uuid) == ["v2-precopy-info-state"])
+        // Each state entered, the reset's RUNNING last.
+        #expect(mount.read(uuid, "mig_state_log") == "RUNNING_P2P PRE_COPY_P2P STOP_COPY STOP RUNNING")
+    }
+
     /// Runs a program; its standard output, or throws with its standard error when it fails.
     private func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
         let process = Process()

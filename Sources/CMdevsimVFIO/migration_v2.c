@@ -264,8 +264,12 @@ int v2_feature(struct device *d, struct vfio_device_feature *f) {
     if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && (flags & VFIO_DEVICE_FEATURE_SET) && (flags & VFIO_DEVICE_FEATURE_GET))
         return fail(EINVAL);
     size_t argsz = f->argsz - minsz;
+    int logging_feature = feature == VFIO_DEVICE_FEATURE_DMA_LOGGING_START ||
+                          feature == VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP || feature == VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT;
+    // With MDEVSIM_VFIO_DMA_LOGGING=0 the three logging features are unknown, as without log_ops.
+    int offered = d->v2 && (!logging_feature || shim_dma_logging());
     int rc;
-    switch (d->v2 ? feature : ~0u) {
+    switch (offered ? feature : ~0u) {
     case VFIO_DEVICE_FEATURE_MIGRATION:
         rc = get_u64(flags, argsz, d->v2_features_fd, f);
         break;
@@ -278,18 +282,10 @@ int v2_feature(struct device *d, struct vfio_device_feature *f) {
         rc = get_u64(flags, argsz, d->v2_size_fd, f);
         break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
-        if (!shim_dma_logging()) {
-            rc = fail(ENOTTY);
-            break;
-        }
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, sizeof(struct vfio_device_feature_dma_logging_control));
         if (rc == 1) rc = logging_start(d, (void *)f->data);
         break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
-        if (!shim_dma_logging()) {
-            rc = fail(ENOTTY);
-            break;
-        }
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
         if (rc == 1) {
             logging_stop(d);
@@ -297,10 +293,6 @@ int v2_feature(struct device *d, struct vfio_device_feature *f) {
         }
         break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
-        if (!shim_dma_logging()) {
-            rc = fail(ENOTTY);
-            break;
-        }
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(struct vfio_device_feature_dma_logging_report));
         // Per RAM section at every bitmap sync: returned before the log line below.
         if (rc == 1) return logging_report(d, (void *)f->data);

@@ -77,6 +77,20 @@ import Testing
         #expect(run.destinationStateLog.hasSuffix("STOP RESUMING STOP RUNNING"), "\(run.destinationStateLog)")
     }
 
+    /// `switchover-ack` (with the return path it needs): the source sends the device's initial
+    /// data, the destination acknowledges it, and only then does the source switch over. QEMU's
+    /// own trace events show the approval on the destination and the ack on the source.
+    @Test func switchoverAckMigrates() throws {
+        let run = try migrateWithQEMU(try loadScenario(Self.scenarioFile), type: "mdevsim-both", pausedSource: false,
+                                      qemu: .qemu10, capabilities: ["return-path", "switchover-ack"],
+                                      extraArguments: ["-trace", "loadvm_approve_switchover", "-trace", "source_return_path_thread_switchover_acked"])
+        expectMigrated(run)
+        #expect(run.destinationOutput.contains("loadvm_approve_switchover"), "\(run.destinationOutput)")
+        #expect(run.sourceOutput.contains("source_return_path_thread_switchover_acked"), "\(run.sourceOutput)")
+        #expect(run.sourceSets == ["RUNNING_P2P", "RUNNING", "PRE_COPY", "PRE_COPY_P2P", "STOP_COPY", "STOP"], "source SETs")
+        #expect(run.destinationSets == ["RESUMING", "RUNNING_P2P", "RUNNING"], "destination SETs")
+    }
+
     /// `migrate_cancel` while the device is still in PRE_COPY (64 MiB at 8 MiB/s take seconds):
     /// QEMU closes the data_fd and SETs RUNNING; the guest and the device keep running, and the
     /// device state is unchanged by the aborted save.

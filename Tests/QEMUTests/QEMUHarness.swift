@@ -211,7 +211,7 @@ final class QEMUInstance {
     ///   - incomingPort: makes it a destination waiting on 127.0.0.1:port.
     init(name: String, directory: String, mount: QEMUMount, uuid: String, paused: Bool, incomingPort: Int? = nil,
          bounce: Bool = false, environment extra: [String: String] = [:], qemu: QEMUBuild = .qemu7,
-         migrationSwitch: String? = nil) throws {
+         migrationSwitch: String? = nil, extraArguments: [String] = []) throws {
         // Missing is a failure, never a skip: CI must run what it claims to run.
         guard FileManager.default.isExecutableFile(atPath: qemu.binary) else {
             throw HarnessError("\(qemu.binary) is missing: \(qemu.missingHint)")
@@ -231,6 +231,7 @@ final class QEMUInstance {
             "-serial", "none", "-qmp", "unix:\(qmpPath),server,nowait",
             "-device", "vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),\(migrationSwitch ?? qemu.migrationSwitch)",
         ]
+        arguments += extraArguments
         if paused { arguments.append("-S") }
         if let incomingPort { arguments += ["-incoming", "tcp:127.0.0.1:\(incomingPort)"] }
         process.executableURL = URL(fileURLWithPath: qemu.binary)

@@ -25,6 +25,7 @@ struct MigrationRun {
     var sourceStateLog = ""
     var destinationStateLog = ""
     var sourceShimLog = ""
+    var sourceOutput = ""
     var destinationOutput = ""
     var seconds: Double = 0
     /// Guest memory saved with `pmemsave` once migration ended (destination: before `cont`).
@@ -36,13 +37,15 @@ struct MigrationRun {
 
 /// Live-migrates a guest that carries one device of `type` between two QEMU 7.2 (or `qemu`)
 /// processes on 127.0.0.1, through libmdevsim-vfio.so; `cont` on the destination once migration
-/// completed. `parameters` go to the source's migrate-set-parameters. With `cancelAfter`,
+/// completed. `parameters` go to the source's migrate-set-parameters, `capabilities` are switched
+/// on on both sides, `extraArguments` given to both QEMUs. With `cancelAfter`,
 /// `migrate_cancel` once the migration has been active that long.
 /// Both QEMUs and the mount are always stopped.
 func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bounce: Bool = false,
                      environment: [String: String] = [:], guestRange: (address: UInt64, size: UInt64)? = nil,
                      maxBandwidth: UInt64? = nil, parameters: [String: Any] = [:], qemu: QEMUBuild = .qemu7,
-                     migrationSwitch: String? = nil, cancelAfter: TimeInterval? = nil) throws -> MigrationRun {
+                     migrationSwitch: String? = nil, capabilities: [String] = [], extraArguments: [String] = [],
+                     cancelAfter: TimeInterval? = nil) throws -> MigrationRun {
     let mount = try QEMUMount(scenario)
     defer { mount.close() }
     let directory = try temporaryDirectory()
@@ -52,12 +55,12 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     let port = try freePort()
     let source = try QEMUInstance(name: "source", directory: directory, mount: mount, uuid: sourceUUID,
                                   paused: pausedSource, bounce: bounce, environment: environment, qemu: qemu,
-                                  migrationSwitch: migrationSwitch)
+                                  migrationSwitch: migrationSwitch, extraArguments: extraArguments)
     defer { source.stop() }
     // The destination stays paused after the incoming migration until `cont`.
     let destination = try QEMUInstance(name: "destination", directory: directory, mount: mount, uuid: destinationUUID,
                                        paused: true, incomingPort: port, bounce: bounce, environment: environment, qemu: qemu,
-                                       migrationSwitch: migrationSwitch)
+                                       migrationSwitch: migrationSwitch, extraArguments: extraArguments)
     defer { destination.stop() }
 
     var run = MigrationRun()
@@ -72,6 +75,10 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     run.sourceDigestBefore = mount.read(sourceUUID, "digest")
     if let maxBandwidth { try sourceQMP.execute("migrate-set-parameters", ["max-bandwidth": maxBandwidth]) }
     if !parameters.isEmpty { try sourceQMP.execute("migrate-set-parameters", parameters) }
+    if !capabilities.isEmpty {
+        let list = capabilities.map { ["capability": $0, "state": true] as [String: Any] }
+        for qmp in [sourceQMP, destinationQMP] { try qmp.execute("migrate-set-capabilities", ["capabilities": list]) }
+    }
     let start = Date()
     try sourceQMP.execute("migrate", ["uri": "tcp:127.0.0.1:\(port)"])
     let deadline = Date().addingTimeInterval(90)
@@ -117,6 +124,7 @@ func migrateWithQEMU(_ scenario: Scenario, type: String, pausedSource: Bool, bou
     run.sourceStateLog = mount.read(sourceUUID, "mig_state_log")
     run.destinationStateLog = mount.read(destinationUUID, "mig_state_log")
     run.sourceShimLog = source.shimLog
+    run.sourceOutput = source.output
     run.destinationOutput = destination.output
     for (qmp, instance) in [(sourceQMP, source), (destinationQMP, destination)] where instance.process.isRunning {
         _ = try? qmp.execute("quit")

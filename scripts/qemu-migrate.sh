@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Live-migrates a guest that carries an mdevsim device between two unmodified QEMU 7.2
-# processes on 127.0.0.1, through libmdevsim-vfio.so (see README, "Real QEMU").
-#   scripts/qemu-migrate.sh [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]
-# Needs qemu-system-x86_64 (scripts/ensure-deps.sh --with-qemu installs it as root) and /dev/fuse.
+# Live-migrates a guest that carries an mdevsim device between two unmodified QEMU 7.2 (migration
+# v1) or, with --qemu 10, QEMU 10.0 (migration v2) processes on 127.0.0.1, through
+# libmdevsim-vfio.so (see README, "Real QEMU").
+#   scripts/qemu-migrate.sh [--qemu 7.2|10] [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]
+# Needs qemu-system-x86_64 (scripts/ensure-deps.sh --with-qemu installs it as root, and QEMU 10.0
+# into $MDEVSIM_QEMU10_ROOT or /opt/mdevsim-qemu10) and /dev/fuse. With --qemu 10 the default
+# scenario is scenarios/qemu10.yaml (its type mdevsim-both speaks v1 and v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=scenarios/default.yaml type=mdevsim-default bounce=() bandwidth=
+scenario= type= bounce=() bandwidth= qemu=7.2
 while [ $# -gt 0 ]; do
     case "$1" in
+        --qemu) qemu=$2; shift ;;
         --bounce) bounce=(--bounce) ;;
         --scenario) scenario=$2; shift ;;
         --type) type=$2; shift ;;
         --max-bandwidth) bandwidth=$2; shift ;; # QEMU's default is 128MiB/s
-        *) echo "usage: $0 [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--qemu 7.2|10] [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]" >&2; exit 2 ;;
     esac
     shift
 done
+case "$qemu" in
+    7.2|7) qemu_bin=qemu-system-x86_64 qemu=7.2
+        scenario=${scenario:-scenarios/default.yaml} type=${type:-mdevsim-default} ;;
+    10|10.0) qemu_bin=${MDEVSIM_QEMU10_ROOT:-/opt/mdevsim-qemu10}/usr/bin/qemu-system-x86_64 qemu=10
+        scenario=${scenario:-scenarios/qemu10.yaml} type=${type:-mdevsim-both}
+        if [ ! -x "$qemu_bin" ]; then
+            echo "qemu-migrate: $qemu_bin is missing: run scripts/install-qemu10.sh as root" >&2
+            exit 1
+        fi ;;
+    *) echo "qemu-migrate: --qemu takes 7.2 or 10, not $qemu" >&2; exit 2 ;;
+esac
 swift build -c release --product mdevsim >/dev/null
 swift build -c release --product mdevsim-vfio >/dev/null
 mdevsim=.build/release/mdevsim
@@ -42,9 +57,9 @@ start_qemu() { # name uuid extra-args...
     local name=$1 uuid=$2
     shift 2
     mkfifo "$work/$name.in" "$work/$name.out"
-    env $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --env-only "${bounce[@]}") \
-        qemu-system-x86_64 -machine q35 -accel tcg -m 128 -nographic -nodefaults -display none -serial none \
-        -monitor "pipe:$work/$name" $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --device-only) "$@" \
+    env $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --env-only --qemu "$qemu" "${bounce[@]}") \
+        "$qemu_bin" -machine q35 -accel tcg -m 128 -nographic -nodefaults -display none -serial none \
+        -monitor "pipe:$work/$name" $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --device-only --qemu "$qemu") "$@" \
         > "$work/$name.log" 2>&1 &
     pids+=($!)
     cat "$work/$name.out" > "$work/$name.monitor" &
@@ -70,8 +85,13 @@ if [ "$status" = "Migration status: completed" ]; then
     monitor destination "cont"
     sleep 0.5
 fi
-echo "source device:      $(cat "$mnt/devices/$src/digest") $(grep -o '"state_name":"[a-z-]*"' "$mnt/devices/$src/state")"
-echo "destination device: $(cat "$mnt/devices/$dst/digest") $(grep -o '"state_name":"[a-z-]*"' "$mnt/devices/$dst/state")"
+# The device's state: v1's state_name, or under QEMU 10 every v2 state it entered.
+device_state() {
+    if [ "$qemu" = 10 ]; then echo "v2 states: $(cat "$mnt/devices/$1/mig_state_log")"
+    else grep -o '"state_name":"[a-z-]*"' "$mnt/devices/$1/state"; fi
+}
+echo "source device:      $(cat "$mnt/devices/$src/digest") $(device_state "$src")"
+echo "destination device: $(cat "$mnt/devices/$dst/digest") $(device_state "$dst")"
 echo "violations: source $(wc -l < "$mnt/devices/$src/violations"), destination $(wc -l < "$mnt/devices/$dst/violations")"
 monitor source quit
 monitor destination quit 2>/dev/null || true

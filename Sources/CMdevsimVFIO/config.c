@@ -23,6 +23,16 @@ int shim_force_bounce(void) {
     return b && strcmp(b, "1") == 0;
 }
 
+int shim_protocol_v1(void) {
+    const char *p = getenv("MDEVSIM_VFIO_PROTOCOL");
+    return p && strcmp(p, "v1") == 0;
+}
+
+int shim_dma_logging(void) {
+    const char *p = getenv("MDEVSIM_VFIO_DMA_LOGGING");
+    return !(p && strcmp(p, "0") == 0);
+}
+
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = -2; // -2: not opened yet, -1: no log
 

@@ -1,6 +1,7 @@
 // The emulated VFIO device descriptor of one mdevsim device: a PCI function with no BARs, a
 // 256-byte config space read from the mount's `config` file, and the migration v1 region
-// (index 9) forwarded to the mount's `migration` file.
+// (index 9) forwarded to the mount's `migration` file, or, for a device speaking v2, no region 9
+// and migration v2 (migration_v2.c).
 #define _GNU_SOURCE
 #include "shim.h"
 
@@ -34,6 +35,8 @@ static int fail(int e) {
 
 static uint64_t region_base(unsigned index) { return (uint64_t)index << SHIM_REGION_SHIFT; }
 
+static int open_region(struct device *d);
+
 struct device *device_open(const char *uuid, struct container *container) {
     const char *mount = shim_mount();
     if (!mount) return errno = ENODEV, NULL;
@@ -43,6 +46,7 @@ struct device *device_open(const char *uuid, struct container *container) {
     snprintf(d->dir, sizeof d->dir, "%s/devices/%s", mount, uuid);
     pthread_mutex_init(&d->lock, NULL);
 
+    d->mig_fd = -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/config", d->dir);
     ssize_t n = shim_read_file(path, d->config, sizeof d->config);
@@ -51,21 +55,40 @@ struct device *device_open(const char *uuid, struct container *container) {
         free(d);
         return errno = ENODEV, NULL;
     }
+    int v2 = v2_open(d);
+    if (v2 < 0 || (v2 == 0 && open_region(d) != 0)) {
+        int saved = errno;
+        free(d);
+        return errno = saved, NULL;
+    }
+    // A v2 device offers no region 9: QEMU 10 would take one for v1.
+    if (v2) shim_log("device %s: migration v2", uuid);
+    // After reset a v1 device is running (the uapi's default state).
+    d->device_state = VFIO_DEVICE_STATE_V1_RUNNING;
+    d->container = container;
+    container->refs++;
+    dma_setup(d);
+    return d;
+}
+
+/// The v1 migration region: its layout from migration.info, and the `migration` file open.
+static int open_region(struct device *d) {
+    const char *uuid = d->uuid;
+    char path[4200];
+    ssize_t n;
     char info[4096];
     snprintf(path, sizeof path, "%s/migration.info", d->dir);
     n = shim_read_file(path, info, sizeof info - 1);
     if (n <= 0) {
         shim_log("device %s: cannot read %s: ENODEV", uuid, path);
-        free(d);
-        return errno = ENODEV, NULL;
+        return fail(ENODEV);
     }
     info[n] = '\0';
     uint64_t area_offset = 0, area_size = 0;
     if (shim_json_u64(info, "size", &d->region_size) != 0 || shim_json_u64(info, "data_offset", &d->data_offset) != 0 ||
         shim_json_u64(info, "data_size", &d->data_size) != 0 || d->data_offset + d->data_size > d->region_size) {
         shim_log("device %s: migration.info not understood: %s", uuid, info);
-        free(d);
-        return errno = ENODEV, NULL;
+        return fail(ENODEV);
     }
     d->mount_maps = shim_json_first_area(info, &area_offset, &area_size) == 0;
 
@@ -74,18 +97,12 @@ struct device *device_open(const char *uuid, struct container *container) {
     if (d->mig_fd < 0) {
         int saved = errno;
         shim_log("device %s: open %s: %s", uuid, path, strerror(saved));
-        free(d);
-        return errno = saved, NULL;
+        return fail(saved);
     }
     shim_log("device %s: region size %llu, data section %llu+%llu, mount %s", uuid,
              (unsigned long long)d->region_size, (unsigned long long)d->data_offset,
              (unsigned long long)d->data_size, d->mount_maps ? "maps it" : "cannot map it");
-    // After reset a v1 device is running (the uapi's default state).
-    d->device_state = VFIO_DEVICE_STATE_V1_RUNNING;
-    d->container = container;
-    container->refs++;
-    dma_setup(d);
-    return d;
+    return 0;
 }
 
 void device_put(struct device *d) {
@@ -97,7 +114,8 @@ void device_put(struct device *d) {
     dma_release(d);
     for (int i = 0; i < MAX_LIVE; i++)
         if (handed[i].bounce_of == d) handed[i].bounce_of = NULL;
-    real.close(d->mig_fd);
+    if (d->mig_fd >= 0) real.close(d->mig_fd);
+    v2_close(d);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -153,10 +171,12 @@ int device_mapping_overlaps(const void *addr, size_t len) {
 /// no BAR and sizes no ROM. Config is 256 bytes (conventional PCI, so QEMU drops the
 /// express capability). The migration region carries a sparse-mmap capability for the data
 /// section (so QEMU maps it and never takes its 8-byte access path) and its type capability.
+static uint32_t num_regions(const struct device *d) { return d->v2 ? VFIO_PCI_NUM_REGIONS : NUM_REGIONS; }
+
 static int region_info(struct device *d, struct vfio_region_info *info) {
     if (info->argsz < sizeof *info) return fail(EINVAL);
     uint32_t index = info->index;
-    if (index >= NUM_REGIONS) return fail(EINVAL);
+    if (index >= num_regions(d)) return fail(EINVAL);
     info->offset = region_base(index);
     info->cap_offset = 0;
     info->flags = 0;
@@ -240,6 +260,7 @@ static int device_reset(struct device *d) {
     real.close(fd);
     shim_log("device %s RESET -> %s", d->uuid, n == 1 ? "ok" : strerror(saved));
     if (n != 1) return fail(saved ? saved : EIO);
+    if (d->v2) v2_note_reset(d);
     return 0;
 }
 
@@ -251,7 +272,7 @@ int device_ioctl(struct device *d, unsigned long request, void *arg) {
         if (info->argsz < offsetof(struct vfio_device_info, cap_offset)) return fail(EINVAL);
         // A PCI function that can be reset; no device capabilities.
         info->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
-        info->num_regions = NUM_REGIONS;
+        info->num_regions = num_regions(d);
         info->num_irqs = VFIO_PCI_NUM_IRQS;
         if (info->argsz >= sizeof *info) info->cap_offset = 0;
         return 0;
@@ -271,9 +292,10 @@ int device_ioctl(struct device *d, unsigned long request, void *arg) {
     }
     case VFIO_DEVICE_RESET:
         return device_reset(d);
+    case VFIO_DEVICE_FEATURE:
+        return v2_feature(d, arg);
     default:
-        // Includes VFIO_DEVICE_GET_PCI_HOT_RESET_INFO and VFIO_DEVICE_FEATURE (migration v2):
-        // an mdev has no hot reset, and this device speaks v1 only.
+        // Includes VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: an mdev has no hot reset.
         shim_log("device %s ioctl 0x%lx: ENOTTY", d->uuid, request);
         return fail(ENOTTY);
     }
@@ -355,7 +377,7 @@ ssize_t device_pread(struct device *d, void *buf, size_t n, off_t off) {
         pthread_mutex_unlock(&d->lock);
         return (ssize_t)count;
     }
-    if (index != SHIM_MIGRATION_REGION) return fail(EINVAL);
+    if (index != SHIM_MIGRATION_REGION || d->mig_fd < 0) return fail(EINVAL);
     // One to one: same offset within the region, same size.
     ssize_t r = real.pread64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
@@ -389,7 +411,7 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
         pthread_mutex_unlock(&d->lock);
         return (ssize_t)count;
     }
-    if (index != SHIM_MIGRATION_REGION) return fail(EINVAL);
+    if (index != SHIM_MIGRATION_REGION || d->mig_fd < 0) return fail(EINVAL);
     if (n == 8 && roff == OFF_DATA_SIZE && bounce_move(d, value_of(buf, 8), 1) != 0) return -1;
     ssize_t r = real.pwrite64(d->mig_fd, buf, n, (off_t)roff);
     int saved = errno;
@@ -408,7 +430,7 @@ ssize_t device_pwrite(struct device *d, const void *buf, size_t n, off_t off) {
 
 void *device_mmap(struct device *d, void *addr, size_t len, int prot, int flags, off_t off) {
     uint64_t index = SHIM_REGION_INDEX(off), roff = SHIM_REGION_OFFSET(off);
-    if (index != SHIM_MIGRATION_REGION || roff < d->data_offset || roff + len > d->region_size) {
+    if (index != SHIM_MIGRATION_REGION || d->mig_fd < 0 || roff < d->data_offset || roff + len > d->region_size) {
         errno = EINVAL;
         return MAP_FAILED;
     }

@@ -7,6 +7,7 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,8 @@ static void write_pages(struct device *d, uint64_t pages) {
             uint64_t base = mix(d->dma_seed ^ (index << 24) ^ d->dma_generation);
             for (size_t w = 0; w < PAGE / 8; w++) words[w] = mix(base + w);
             memcpy(host, words, sizeof words);
-            if (d->container->dirty_tracking && !d->dma_unreported) d->dma_dirty[index / 64] |= 1ULL << (index % 64);
+            if ((d->container->dirty_tracking || d->dma_logging) && !d->dma_unreported)
+                d->dma_dirty[index / 64] |= 1ULL << (index % 64);
         }
         if (++d->dma_cursor == count) {
             d->dma_cursor = 0;
@@ -134,22 +136,32 @@ void dma_note_state(struct device *d, uint32_t state, int written) {
     if (written && (state & VFIO_DEVICE_STATE_MASK) == VFIO_DEVICE_STATE_V1_RUNNING) d->dma_armed = 1;
 }
 
+void dma_note_running(struct device *d, int running, int vmm_set_running) {
+    // The thread reads v1's bits: a v2 running state is v1's RUNNING, any other v1's STOP.
+    d->device_state = running ? VFIO_DEVICE_STATE_V1_RUNNING : VFIO_DEVICE_STATE_V1_STOP;
+    if (vmm_set_running) d->dma_armed = 1;
+}
+
+uint64_t dma_collect_device(struct device *d, uint64_t iova, uint64_t size, uint64_t pgsize, uint64_t *bitmap) {
+    if (!d->dma_dirty) return 0;
+    uint64_t reported = 0, count = d->dma_size / PAGE;
+    for (uint64_t p = 0; p < count; p++) {
+        if (!(d->dma_dirty[p / 64] & (1ULL << (p % 64)))) continue;
+        uint64_t gpa = d->dma_address + p * PAGE;
+        if (gpa < iova || gpa + PAGE > iova + size) continue;
+        // Every reporting unit the 4 KiB page touches: one bit, or several for a smaller unit.
+        for (uint64_t bit = (gpa - iova) / pgsize; bit <= (gpa + PAGE - 1 - iova) / pgsize; bit++)
+            bitmap[bit / 64] |= 1ULL << (bit % 64);
+        d->dma_dirty[p / 64] &= ~(1ULL << (p % 64));
+        reported++;
+    }
+    return reported;
+}
+
 uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap) {
     uint64_t reported = 0;
-    for (int i = 0; i < SHIM_MAX_DMA_DEVICES; i++) {
-        struct device *d = c->dma_devices[i];
-        if (!d || !d->dma_dirty) continue;
-        uint64_t count = d->dma_size / PAGE;
-        for (uint64_t p = 0; p < count; p++) {
-            if (!(d->dma_dirty[p / 64] & (1ULL << (p % 64)))) continue;
-            uint64_t gpa = d->dma_address + p * PAGE;
-            if (gpa < iova || gpa + PAGE > iova + size) continue;
-            uint64_t bit = (gpa - iova) / PAGE;
-            bitmap[bit / 64] |= 1ULL << (bit % 64);
-            d->dma_dirty[p / 64] &= ~(1ULL << (p % 64));
-            reported++;
-        }
-    }
+    for (int i = 0; i < SHIM_MAX_DMA_DEVICES; i++)
+        if (c->dma_devices[i]) reported += dma_collect_device(c->dma_devices[i], iova, size, PAGE, bitmap);
     return reported;
 }
 

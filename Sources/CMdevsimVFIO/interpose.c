@@ -89,7 +89,8 @@ static void take_ref(enum fd_kind kind, void *obj) {
     switch (kind) {
     case FD_CONTAINER: ((struct container *)obj)->refs++; break;
     case FD_GROUP: ((struct group *)obj)->refs++; break;
-    case FD_DEVICE: ((struct device *)obj)->refs++; break;
+    case FD_DEVICE:
+    case FD_DATA: ((struct device *)obj)->refs++; break;
     case FD_NONE: break;
     }
 }
@@ -98,7 +99,8 @@ static void drop_ref(enum fd_kind kind, void *obj) {
     switch (kind) {
     case FD_CONTAINER: container_put(obj); break;
     case FD_GROUP: group_put(obj); break;
-    case FD_DEVICE: device_put(obj); break;
+    case FD_DEVICE:
+    case FD_DATA: device_put(obj); break;
     case FD_NONE: break;
     }
 }
@@ -343,12 +345,13 @@ int ioctl(int fd, unsigned long request, ...) {
         rc = group_ioctl(obj, request, arg);
         shim_unlock();
         return rc;
-    case FD_DEVICE: {
+    case FD_DEVICE:
+    case FD_DATA: {
         // Device ioctls may do file I/O on the mount (reset): not under the table lock.
         struct device *d = obj;
         d->refs++;
         shim_unlock();
-        rc = device_ioctl(d, request, arg);
+        rc = kind == FD_DATA ? v2_data_ioctl(d, fd, request, arg) : device_ioctl(d, request, arg);
         int saved = errno;
         shim_lock();
         device_put(d);

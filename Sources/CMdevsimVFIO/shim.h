@@ -37,6 +37,11 @@ void shim_resolve(void);
 const char *shim_mount(void);
 /// MDEVSIM_VFIO_BOUNCE=1: serve the data section from a bounce buffer even if the mount maps.
 int shim_force_bounce(void);
+/// MDEVSIM_VFIO_PROTOCOL=v1: serve a device speaking v1 and v2 as v1 (region 9, no v2 features).
+int shim_protocol_v1(void);
+/// MDEVSIM_VFIO_DMA_LOGGING=0: a v2 device offers no device DMA logging (DMA_LOGGING_* ENOTTY),
+/// so the VMM tracks its DMA through the container's VFIO_IOMMU_DIRTY_PAGES.
+int shim_dma_logging(void);
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /// Finds the device whose `iommu_group` link ends in `group`; writes its uuid (37 bytes).
 int shim_find_group_device(int group, char uuid[64]);
@@ -51,7 +56,9 @@ int shim_json_u64(const char *json, const char *key, uint64_t *value);
 int shim_json_first_area(const char *json, uint64_t *offset, uint64_t *size);
 
 // --- emulated objects ---
-enum fd_kind { FD_NONE = 0, FD_CONTAINER, FD_GROUP, FD_DEVICE };
+// FD_DATA: a migration v2 data_fd the shim handed out (a real open of the mount's mig_data);
+// its object is the device, with a reference.
+enum fd_kind { FD_NONE = 0, FD_CONTAINER, FD_GROUP, FD_DEVICE, FD_DATA };
 
 struct dma_mapping {
     uint64_t iova, size, vaddr;
@@ -80,7 +87,9 @@ struct device {
     int refs;
     char uuid[64];
     char dir[4096];         // MOUNT/devices/<uuid>
-    int mig_fd;             // the mount's migration region file, O_RDWR
+    int mig_fd;             // the mount's migration region file, O_RDWR; -1 on a v2 device
+    int v2;                 // the device speaks migration v2 (its directory has mig_state)
+    int v2_state_fd, v2_features_fd, v2_size_fd, v2_precopy_fd; // its v2 files (migration_v2.c)
     uint8_t config[256];    // PCI config space shadow (from the mount's config file)
     uint64_t region_size, data_offset, data_size;
     int mount_maps;         // migration.info lists an mmap area (the mount can map it)
@@ -98,6 +107,7 @@ struct device {
     uint64_t dma_address, dma_size, dma_rate, dma_seed;
     uint64_t dma_cursor, dma_generation;
     uint64_t *dma_dirty;           // one bit per page of the range, written since last reported
+    int dma_logging;               // VFIO_DEVICE_FEATURE_DMA_LOGGING_START done, not stopped
 };
 
 /// Table access (interpose.c). Lookups return the object with a reference taken; drop it with
@@ -140,6 +150,23 @@ void dma_note_state(struct device *d, uint32_t state, int written);
 uint64_t dma_collect_dirty(struct container *c, uint64_t iova, uint64_t size, uint64_t *bitmap);
 /// The device goes away: unregisters it from its container.
 void dma_release(struct device *d);
+/// Like dma_collect_dirty for one device's DMA, in units of `pgsize` (a power of two); under
+/// shim_lock. For VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT.
+uint64_t dma_collect_device(struct device *d, uint64_t iova, uint64_t size, uint64_t pgsize, uint64_t *bitmap);
+/// A v2 state: whether it is a running one, and whether the VMM itself just set RUNNING.
+void dma_note_running(struct device *d, int running, int vmm_set_running);
+
+// --- migration v2 (migration_v2.c) ---
+struct vfio_device_feature;
+/// Opens the device's v2 files when its directory has them: 1 (v2), 0 (v1 only), -1 (errno).
+int v2_open(struct device *d);
+void v2_close(struct device *d);
+/// VFIO_DEVICE_FEATURE on the device fd (every feature ENOTTY on a v1 device).
+int v2_feature(struct device *d, struct vfio_device_feature *f);
+/// An ioctl on one of the data_fds (FD_DATA) the shim handed out.
+int v2_data_ioctl(struct device *d, int fd, unsigned long request, void *arg);
+/// After VFIO_DEVICE_RESET: a v2 device is RUNNING again.
+void v2_note_reset(struct device *d);
 
 // The kernel's vfio-pci places region N at offset N << 40 of the device fd.
 #define SHIM_REGION_SHIFT 40

@@ -38,6 +38,11 @@ public struct DeviceConfiguration: Sendable, Hashable {
     public var reservedStateBits: UInt32
     /// Injected faults, evaluated in order.
     public var faults: [Fault]
+    /// The migration protocols the device speaks: v1 (the region) and/or v2
+    /// (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE` and a data_fd). Both drive the same device.
+    public var protocols: MigrationProtocols = [.v1]
+    /// What a v2 device reports to `VFIO_DEVICE_FEATURE_MIGRATION` (STOP_COPY always).
+    public var v2Features: V2MigrationFeatures = [.stopCopy, .p2p, .preCopy]
 
     public init(
         typeName: String = "mdevsim-default",

@@ -36,6 +36,15 @@ struct PageBitmap: Sendable {
 
         func contains(_ bit: UInt64) -> Bool { words[Int(bit >> 6)] & (1 << (bit & 63)) != 0 }
 
+        /// Set bits below `end`.
+        func count(below end: UInt64) -> UInt64 {
+            var total: UInt64 = 0
+            let whole = Int(end >> 6)
+            for w in 0..<min(whole, words.count) { total += UInt64(words[w].nonzeroBitCount) }
+            if whole < words.count, end & 63 != 0 { total += UInt64((words[whole] & ((1 << (end & 63)) - 1)).nonzeroBitCount) }
+            return total
+        }
+
         mutating func insert(_ bit: UInt64) -> Bool {
             let w = Int(bit >> 6), mask: UInt64 = 1 << (bit & 63)
             if words[w] & mask != 0 { return false }
@@ -172,6 +181,29 @@ struct PageBitmap: Sendable {
             at += 1
         }
         return nil
+    }
+
+    /// Set bits at index `start` and above: what `setCount` holds minus the bits below `start`,
+    /// counted over the explicit leaves only (the background stands for the rest).
+    func count(from start: UInt64) -> UInt64 {
+        guard start < count else { return 0 }
+        let first = start >> Self.leafShift
+        // Leaves wholly below `start` are full-size (the short one, if any, is the last).
+        var below: UInt64 = background ? first << Self.leafShift : 0
+        for index in order where index < first {
+            guard let leaf = leaves[index] else { continue }
+            if background { below -= bits(ofLeaf: index) }
+            below += leaf.setCount
+        }
+        let within = start - (first << Self.leafShift)
+        if within > 0 {
+            if let leaf = leaves[first] {
+                below += leaf.count(below: within)
+            } else if background {
+                below += within
+            }
+        }
+        return setCount - below
     }
 
     mutating func removeAll() {

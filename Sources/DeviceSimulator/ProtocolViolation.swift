@@ -38,6 +38,15 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         case incompleteResume = "incomplete-resume"
         case dataSizeOutsideResume = "data-size-outside-resume"
         case dataSizeTooLarge = "data-size-too-large"
+        // Migration v2 (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE` and its data_fd). `state` of a
+        // v2 violation is the `enum vfio_device_mig_state` value.
+        case v2SetError = "v2-set-error"
+        case v2SetInError = "v2-set-in-error"
+        case v2UnsupportedState = "v2-unsupported-state"
+        case v2StaleDataFD = "v2-stale-data-fd"
+        case v2DataFDDirection = "v2-data-fd-direction"
+        case v2ResumeIncomplete = "v2-resume-incomplete"
+        case v2PrecopyInfoState = "v2-precopy-info-state"
 
         /// The rule in the uapi's words (seed 002 / `<linux/vfio.h>`).
         public var citation: String {
@@ -70,6 +79,20 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
                 "uapi: the user application should \"write the size in bytes of the data copied in the migration region during the _RESUMING state\""
             case .dataSizeTooLarge:
                 "uapi: data is written to (region + data_offset) for data_size bytes: it cannot extend beyond the data section"
+            case .v2SetError:
+                "uapi v2: \"ERROR cannot be specified as a device state, however any transition request can be failed with an errno return and may then move the device_state into ERROR.\""
+            case .v2SetInError:
+                "uapi v2: \"To recover from ERROR VFIO_DEVICE_RESET must be used to return the device_state back to RUNNING.\""
+            case .v2UnsupportedState:
+                "uapi v2: \"The optional states cannot be used with SET_STATE if the device does not support them.\""
+            case .v2StaleDataFD:
+                "uapi v2: leaving the saving group or RESUMING \"terminates a data transfer session\"; each session has its own data_fd"
+            case .v2DataFDDirection:
+                "uapi v2: a save session's data_fd is read, a resume session's data_fd is written"
+            case .v2ResumeIncomplete:
+                "uapi v2: \"If the user provided data is found to be incomplete, inconsistent, or otherwise invalid, the migration driver must fail the SET_STATE ioctl\""
+            case .v2PrecopyInfoState:
+                "uapi v2: VFIO_MIG_GET_PRECOPY_INFO \"is valid only in PRE_COPY states and kernel driver should return -EINVAL from any other migration state\""
             }
         }
     }

@@ -43,12 +43,18 @@ struct SaveSession {
     private(set) var chunksConsumed: [MigrationPhase: UInt64] = [:]
     /// Chunks staged per phase, for fault triggers (counted at staging).
     private(set) var chunksStaged: [MigrationPhase: Int] = [:]
+    /// Whether staging went once over all of memory: what is sent after that are re-sends of
+    /// pages the running device dirtied (v2's `dirty_bytes`, as opposed to `initial_bytes`).
+    private(set) var initialPassDone = false
 
     init(configuration: DeviceConfiguration) {
         self.configuration = configuration
         // A save starts with every page to send: the first pass is the whole memory.
         dirty = PageBitmap(count: configuration.pageCount, allSet: true)
     }
+
+    /// Pages of the initial pass not staged yet: those at or after the cursor until it wraps.
+    var initialPagesLeft: UInt64 { initialPassDone ? 0 : dirty.count(from: cursor) }
 
     /// Whether everything, end marker included, has been staged.
     var streamComplete: Bool { endSent }
@@ -102,6 +108,7 @@ struct SaveSession {
         if pagesAllowed {
             let pageSize = Int(configuration.pageSize)
             while writer.remaining >= pageRecord, let page = dirty.firstSet(from: cursor) {
+                if page < cursor { initialPassDone = true }
                 dirty.remove(page)
                 cursor = page + 1
                 writer.append(.page, argument: page, payloadLength: pageSize) { payload in

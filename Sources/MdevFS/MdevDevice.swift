@@ -17,6 +17,8 @@ final class MdevDevice: @unchecked Sendable {
     /// The device's IOMMU group number (`iommu_group` link), unique within the mount.
     let iommuGroup: Int
     let region: MigrationRegion
+    /// The device's migration v2 face, on the same simulated device, when its type speaks v2.
+    let v2: V2Device?
     private let lock = NSCondition()
 
     // Guarded by `lock`:
@@ -35,6 +37,16 @@ final class MdevDevice: @unchecked Sendable {
         region = try MigrationRegion.make(configuration: configuration, identity: uuid, strict: strict,
                                           wallClock: clock, extents: extents).get()
         region.observer = observer
+        v2 = configuration.protocols.contains(.v2)
+            ? V2Device(device: region.device, features: configuration.v2Features, strict: strict, wallClock: clock) : nil
+    }
+
+    /// `VFIO_DEVICE_RESET`: both protocol faces back to running, power-on memory.
+    func reset() {
+        withLock {
+            region.reset()
+            v2?.reset()
+        }
     }
 
     /// Runs `body` with the engine locked.
@@ -67,4 +79,9 @@ final class MdevDevice: @unchecked Sendable {
     }
 
     var isOpen: Bool { withLock { holder != nil } }
+}
+
+extension MdevDevice {
+    /// Whether the device directory has `file`: the v2 files only on a device speaking v2.
+    func offers(_ file: MdevNode.DeviceFile) -> Bool { !file.isV2 || v2 != nil }
 }

@@ -25,6 +25,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     let logger: Logger
     private let tree: MdevTree
     private let cache: PageCacheCoherence
+    private let v2Files = V2Files()
     private let lock = NSLock()
     /// The mount's owner, deciding what each caller may do (`AccessControl.swift`).
     private let access = AccessControl(uid: getuid(), gid: getgid())
@@ -60,6 +61,8 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     /// The device with this UUID, for in-process inspection (tests, the runner).
     public func device(_ uuid: String) -> MigrationRegion? { tree.device(uuid)?.region }
+    /// The v2 face of the device with this UUID, when its type speaks v2.
+    public func v2Device(_ uuid: String) -> V2Device? { tree.device(uuid)?.v2 }
 
     // MARK: FileSystem
 
@@ -140,6 +143,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             if stale { cache.invalidate(inode) }
             // direct_io: every pread/pwrite reaches the device with its exact offset and size.
             reply.open(handle: handle, directIO: true)
+        case .deviceFile(let uuid, .migData):
+            guard let device = tree.device(uuid) else { return reply.error(.noSuchFileOrDirectory) }
+            v2Files.openData(device, reply: reply)
         case .typeAttribute, .deviceFile:
             let writable = node.permissions & 0o200 != 0, readable = node.permissions & 0o444 != 0
             if flags.isWritable && !writable || flags.isReadable && !readable { return reply.error(.permissionDenied) }
@@ -150,6 +156,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     }
 
     public func release(_ request: Request, inode: FUSEInode, handle: UInt64, flags: OpenFlags, reply: EmptyReply) {
+        if handle != 0, v2Files.release(handle) { return reply.ok() }
         if handle != 0, let device = lock.withLock({ openRegions.removeValue(forKey: handle) }) {
             device.release(handle)
             observer?.deviceEvent(.release, device: device.uuid, type: nil, errno: nil)
@@ -166,6 +173,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             return RegionFile(cache: cache, device: device, inode: read.inode).read(read, reply: reply)
         }
+        if case .deviceFile(let uuid, let file) = node, file.isV2Call {
+            guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
+            return v2Files.read(device, file, read, reply: reply)
+        }
         guard let content = tree.content(node, mmapAvailable: mmapAvailable) else { return reply.error(.permissionDenied) }
         let start = Int(clamping: max(0, read.offset))
         guard start < content.count else { return reply.data([]) }
@@ -180,6 +191,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .deviceFile(let uuid, .migration):
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             RegionFile(cache: cache, device: device, inode: write.inode).write(write, data: data, reply: reply)
+        case .deviceFile(let uuid, let file) where file.isV2Call:
+            guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
+            v2Files.write(device, file, write, data: data, reply: reply)
         case .typeAttribute(let type, .create):
             if let e = create(type: type, data) { return reply.error(e) }
             reply.write(data.count)
@@ -190,7 +204,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .deviceFile(let uuid, .reset):
             guard isOne(data) else { return reply.error(.invalidArgument) }
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
-            device.withLock { device.region.reset() }
+            device.reset()
             reply.write(data.count)
         default:
             reply.error(.permissionDenied)

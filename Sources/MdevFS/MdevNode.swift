@@ -51,13 +51,40 @@ enum MdevNode: Hashable, Sendable {
         case iommuGroup = "iommu_group"
         /// The type's `dma:` spec as JSON (`{}` without one), for the VFIO shim that performs it.
         case dma
+        // Migration v2, present when the type speaks it (docs/vmm-guide.md, "The v2 contract").
+        // Each file is one v2 call: binary little-endian values at offset 0, of exact sizes.
+        /// 8 bytes: `struct vfio_device_feature_migration.flags` (FEATURE GET `MIGRATION`).
+        case migFeatures = "mig_features"
+        /// 4 bytes: pread is `MIG_DEVICE_STATE` GET, pwrite is SET.
+        case migState = "mig_state"
+        /// The data_fd of the current data transfer session: opened after the SET that started
+        /// it; `read()` on a save session, `write()` on a resume session.
+        case migData = "mig_data"
+        /// 16 bytes: `initial_bytes`, `dirty_bytes` (`VFIO_MIG_GET_PRECOPY_INFO`).
+        case migPrecopyInfo = "mig_precopy_info"
+        /// 8 bytes: `stop_copy_length` (FEATURE GET `MIG_DATA_SIZE`).
+        case migDataSize = "mig_data_size"
+        /// Text, read-only, not a v2 call: every v2 state the device entered since it was
+        /// created, one per arc of each SET's walk, space-separated (for tests and reports).
+        case migStateLog = "mig_state_log"
+
+        /// Files only a device speaking v2 has.
+        var isV2: Bool { isV2Call || self == .migStateLog }
+
+        /// The files that are each one v2 call (`V2Files` serves them).
+        var isV2Call: Bool {
+            switch self {
+            case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize: true
+            default: false
+            }
+        }
 
         /// Region 0600 like a VFIO device node; write-only triggers 0200 and read-only
         /// attributes 0444, as sysfs has them.
         var permissions: UInt16 {
             switch self {
             case .mdevType, .iommuGroup: 0o777
-            case .migration: 0o600
+            case .migration, .migState, .migData: 0o600
             case .reset, .remove: 0o200
             default: 0o444
             }

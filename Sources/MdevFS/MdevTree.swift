@@ -131,7 +131,8 @@ final class MdevTree: @unchecked Sendable {
         case .devicesDirectory?:
             return devices[name] != nil ? .deviceDirectory(uuid: name) : nil
         case .deviceDirectory(let uuid)?:
-            return MdevNode.DeviceFile(rawValue: name).map { .deviceFile(uuid: uuid, $0) }
+            guard let file = MdevNode.DeviceFile(rawValue: name), let d = devices[uuid], d.offers(file) else { return nil }
+            return .deviceFile(uuid: uuid, file)
         case .sysfs(let node)?:
             return sysfsLocked.child(of: node, named: name)
         default:
@@ -155,7 +156,9 @@ final class MdevTree: @unchecked Sendable {
             case .typesDirectory: children = types.indices.map { (types[$0].name, .typeDirectory(type: $0)) }
             case .typeDirectory(let t): children = MdevNode.TypeAttribute.allCases.map { ($0.rawValue, .typeAttribute(type: t, $0)) }
             case .devicesDirectory: children = deviceOrder.map { ($0, .deviceDirectory(uuid: $0)) }
-            case .deviceDirectory(let uuid): children = MdevNode.DeviceFile.allCases.map { ($0.rawValue, .deviceFile(uuid: uuid, $0)) }
+            case .deviceDirectory(let uuid):
+                children = MdevNode.DeviceFile.allCases.filter { devices[uuid]?.offers($0) == true }
+                    .map { ($0.rawValue, .deviceFile(uuid: uuid, $0)) }
             case .sysfs(let node): children = sysfsLocked.children(of: node)
             default: children = []
             }
@@ -203,12 +206,15 @@ final class MdevTree: @unchecked Sendable {
             case .digest: return line(device.withLock { device.region.device.digest() })
             case .state: return line(Self.json(device.withLock { device.region.status }))
             case .violations:
-                let all = device.withLock { device.region.violations }
+                let all = device.withLock { device.region.violations + (device.v2?.violations ?? []) }
                 return Array(all.map { Self.json($0) + "\n" }.joined().utf8)
             case .migrationInfo:
                 return line(Self.json(RegionInfo(configuration: device.region.configuration, mmapAvailable: mmapAvailable)))
             case .config: return PCIConfigSpace.bytes(types[device.typeIndex].pci)
             case .dma: return line(types[device.typeIndex].dma.map { Self.json($0) } ?? "{}")
+            case .migStateLog:
+                guard let v2 = device.v2 else { return nil }
+                return line(device.withLock { v2.stateLog.map(\.description).joined(separator: " ") })
             default: return nil
             }
         default:

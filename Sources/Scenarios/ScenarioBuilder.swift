@@ -12,8 +12,9 @@ struct ScenarioBuilder {
     static let typeKeys = [
         "type", "instances", "memory", "page_size", "content_seed", "fill", "config_size", "data_section",
         "mmap", "chunk_size", "precopy", "dirty", "link_bandwidth", "clock", "reserved_state_bits", "faults",
-        "pci", "dma",
+        "pci", "dma", "protocols", "v2",
     ]
+    static let v2Keys = ["p2p", "pre_copy"]
     static let dirtyKeys = ["rate", "pattern", "hot_fraction", "hot_share"]
     static let migrationKeys = ["source", "destination", "client"]
     static let clientKeys = ["max_precopy_iterations", "stop_threshold", "access", "paused", "cancel_in_precopy_after"]
@@ -105,6 +106,14 @@ struct ScenarioBuilder {
             }
         }
         if let e = f["dirty"] { dirty(e, into: &c, entries: &entries) }
+        if let e = f["protocols"] { protocols(e, into: &c) }
+        if let e = f["v2"], let v2 = reader.mapping(e.value, what: "v2", keys: Self.v2Keys, labelPrefix: "v2.") {
+            if let p = v2["p2p"], let on = reader.bool(p) { c.v2Features = on ? c.v2Features.union(.p2p) : c.v2Features.subtracting(.p2p) }
+            if let p = v2["pre_copy"], let on = reader.bool(p) {
+                c.v2Features = on ? c.v2Features.union(.preCopy) : c.v2Features.subtracting(.preCopy)
+            }
+            if !c.protocols.contains(.v2) { reader.error(at: e.key, "v2: this type does not speak v2 (add v2 to protocols)") }
+        }
         let pci = f["pci"].map { self.pci($0) } ?? .default
         let dma = f["dma"].flatMap { self.dma($0, seed: c.contentSeed) }
 
@@ -180,6 +189,24 @@ struct ScenarioBuilder {
             vendorID: vendor, deviceID: device, subsystemVendorID: id16("subsystem_vendor_id"), subsystemID: id16("subsystem_id"),
             classCode: classCode.map { UInt32($0) } ?? PCIIdentity.default.classCode,
             revision: revision.map { UInt8($0) } ?? PCIIdentity.default.revision)
+    }
+
+    /// `protocols: [v1, v2]`: a non-empty list of distinct protocol names.
+    func protocols(_ e: Entry, into c: inout DeviceConfiguration) {
+        guard case .sequence(let items) = e.value, !items.isEmpty else {
+            reader.expected(e, "a non-empty list of v1, v2")
+            return
+        }
+        var set: MigrationProtocols = []
+        for item in items {
+            guard let name = reader.scalarText(item), let p = MigrationProtocols.named.first(where: { $0.0 == name })?.1 else {
+                reader.error(at: item, "protocols: expected v1 or v2, got \(NodeReader.show(item))")
+                continue
+            }
+            if set.contains(p) { reader.error(at: item, "protocols: \(name) is listed twice") }
+            set.insert(p)
+        }
+        if !set.isEmpty { c.protocols = set }
     }
 
     func dirty(_ entry: Entry, into c: inout DeviceConfiguration, entries: inout [String: Entry]) {

@@ -1,7 +1,10 @@
 // mdevsim-vfio-probe: exercises libmdevsim-vfio.so the way a VMM would, without a VMM, so the
 // tests can check the shim's own contract: ioctls dispatched by descriptor kind, dup/F_DUPFD,
 // descriptor reuse after close, concurrent access from several threads, reopening a device.
-//   LD_PRELOAD=libmdevsim-vfio.so MDEVSIM_VFIO_MOUNT=MOUNT mdevsim-vfio-probe MOUNT UUID
+//   LD_PRELOAD=libmdevsim-vfio.so MDEVSIM_VFIO_MOUNT=MOUNT mdevsim-vfio-probe MOUNT UUID [v2]
+// With v2 (a device whose type speaks v1 and v2 with every feature), the migration v2 calls
+// instead of the v1 region: VFIO_DEVICE_FEATURE's header checks, MIG_DEVICE_STATE and its
+// data_fd, PRECOPY_INFO, MIG_DATA_SIZE, DMA logging, each with its exact errno.
 // Prints one line per check; exits 0 when all passed, 1 at the first failure.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,6 +17,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+#include "../CMdevsimVFIO/vfio_v2_compat.h"
 
 #define REGION(index) ((off_t)(index) << 40)
 
@@ -36,9 +41,111 @@ static void *hammer(void *arg) {
     return NULL;
 }
 
+/// One VFIO_DEVICE_FEATURE call with `size` bytes of data in and out of `data`.
+static int feature(int fd, uint32_t flags, void *data, size_t size) {
+    union {
+        struct vfio_device_feature f;
+        uint8_t bytes[sizeof(struct vfio_device_feature) + 64];
+    } buf;
+    memset(&buf, 0, sizeof buf);
+    buf.f.argsz = (uint32_t)(sizeof buf.f + size);
+    buf.f.flags = flags;
+    if (size) memcpy(buf.f.data, data, size);
+    int rc = ioctl(fd, VFIO_DEVICE_FEATURE, &buf);
+    if (size) memcpy(data, buf.f.data, size);
+    return rc;
+}
+
+static int set_state(int fd, uint32_t state) {
+    struct vfio_device_feature_mig_state mig = {.device_state = state};
+    int rc = feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &mig, sizeof mig);
+    return rc == 0 ? mig.data_fd : -2;
+}
+
+static void v2_checks(int fd) {
+    struct vfio_device_info dinfo = {.argsz = sizeof dinfo};
+    check(ioctl(fd, VFIO_DEVICE_GET_INFO, &dinfo) == 0 && dinfo.num_regions == VFIO_PCI_NUM_REGIONS, "v2: no region 9");
+    struct vfio_region_info rinfo = {.argsz = sizeof rinfo, .index = 9};
+    check(ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, &rinfo) == -1 && errno == EINVAL, "v2: region 9 is EINVAL");
+
+    // The header checks of the kernel's vfio_ioctl_device_feature and vfio_check_feature.
+    struct vfio_device_feature tiny = {.argsz = 4, .flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION};
+    check(ioctl(fd, VFIO_DEVICE_FEATURE, &tiny) == -1 && errno == EINVAL, "v2: argsz below the header is EINVAL");
+    struct vfio_device_feature_migration mig = {0};
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | 63, &mig, sizeof mig) == -1 && errno == ENOTTY, "v2: unknown feature is ENOTTY");
+    check(feature(fd, (1u << 19) | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, &mig, sizeof mig) == -1 &&
+          errno == EINVAL, "v2: unknown flag is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &mig, sizeof mig) == -1 &&
+          errno == EINVAL, "v2: GET with SET without PROBE is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_MIGRATION, &mig, sizeof mig) == -1 && errno == EINVAL, "v2: neither GET, SET nor PROBE is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIGRATION, &mig, sizeof mig) == -1 && errno == EINVAL,
+          "v2: SET of MIGRATION (GET only) is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, NULL, 0) == 0,
+          "v2: PROBE GET of MIGRATION needs no data");
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, NULL, 0) == -1 && errno == EINVAL,
+          "v2: GET of MIGRATION without room for the data is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, &mig, sizeof mig) == 0 &&
+          mig.flags == (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY), "v2: MIGRATION GET: all features");
+
+    struct vfio_device_feature_mig_state st = {.device_state = 99, .data_fd = 0};
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &st, sizeof st) == 0 &&
+          st.device_state == VFIO_DEVICE_STATE_RUNNING && st.data_fd == -1, "v2: GET state: RUNNING, data_fd -1");
+    st = (struct vfio_device_feature_mig_state){.device_state = 99, .data_fd = 0};
+    check(feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &st, sizeof st) == -1 && errno == EINVAL &&
+          st.data_fd == -1, "v2: SET of no state is EINVAL, data_fd -1");
+    check(set_state(fd, VFIO_DEVICE_STATE_RUNNING_P2P) == -1, "v2: SET RUNNING_P2P starts no session: data_fd -1");
+
+    int data = set_state(fd, VFIO_DEVICE_STATE_PRE_COPY_P2P);
+    check(data >= 0, "v2: SET PRE_COPY_P2P returns a data_fd");
+    struct vfio_precopy_info pi = {.argsz = sizeof pi};
+    check(ioctl(data, VFIO_MIG_GET_PRECOPY_INFO, &pi) == 0 && pi.initial_bytes > 0, "v2: PRECOPY_INFO on the data_fd");
+    struct vfio_precopy_info short_pi = {.argsz = 8};
+    check(ioctl(data, VFIO_MIG_GET_PRECOPY_INFO, &short_pi) == -1 && errno == EINVAL, "v2: PRECOPY_INFO with a short argsz is EINVAL");
+    check(ioctl(data, VFIO_DEVICE_GET_INFO, &dinfo) == -1 && errno == ENOTTY, "v2: a device ioctl on the data_fd is ENOTTY");
+    check(ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, &pi) == -1 && errno == ENOTTY, "v2: PRECOPY_INFO on the device fd is ENOTTY");
+    struct vfio_device_feature_mig_data_size ds = {0};
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, &ds, sizeof ds) == 0 && ds.stop_copy_length > 0,
+          "v2: MIG_DATA_SIZE GET");
+    static uint8_t buffer[1 << 20];
+    check(read(data, buffer, sizeof buffer) > 0, "v2: read the data_fd in PRE_COPY_P2P");
+    int copy = dup(data);
+    check(copy >= 0 && close(data) == 0, "v2: dup the data_fd, close the original");
+    check(ioctl(copy, VFIO_MIG_GET_PRECOPY_INFO, &pi) == 0, "v2: PRECOPY_INFO through the dup");
+    check(set_state(fd, VFIO_DEVICE_STATE_STOP_COPY) == -1, "v2: PRE_COPY_P2P -> STOP_COPY keeps the session: data_fd -1");
+    ssize_t n;
+    while ((n = read(copy, buffer, sizeof buffer)) > 0) {}
+    check(n == 0, "v2: STOP_COPY reads end with 0");
+    check(ioctl(copy, VFIO_MIG_GET_PRECOPY_INFO, &pi) == -1 && errno == EINVAL, "v2: PRECOPY_INFO outside PRE_COPY is EINVAL");
+    check(set_state(fd, VFIO_DEVICE_STATE_STOP) == -1, "v2: SET STOP");
+    close(copy);
+    check(ioctl(copy, VFIO_MIG_GET_PRECOPY_INFO, &pi) == -1 && errno == EBADF, "v2: a closed data_fd is forgotten");
+
+    // Device DMA logging.
+    struct vfio_device_feature_dma_logging_range range = {.iova = 0, .length = 1ULL << 32};
+    struct vfio_device_feature_dma_logging_control control = {.page_size = 4096, .num_ranges = 1, .ranges = (uintptr_t)&range};
+    uint64_t bitmap[4] = {0};
+    struct vfio_device_feature_dma_logging_report report = {.iova = 0, .length = 1 << 20, .page_size = 4096, .bitmap = (uintptr_t)bitmap};
+    check(feature(fd, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START, NULL, 0) == 0,
+          "v2: PROBE of DMA_LOGGING_START");
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &report, sizeof report) == -1 && errno == EINVAL,
+          "v2: REPORT before START is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START, &control, sizeof control) == 0 &&
+          control.page_size == 4096, "v2: DMA_LOGGING_START");
+    check(feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START, &control, sizeof control) == -1 && errno == EBUSY,
+          "v2: a second START is EBUSY");
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &report, sizeof report) == 0 &&
+          bitmap[0] == 0, "v2: REPORT of a device without DMA: nothing dirty");
+    report.page_size = 3000;
+    check(feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &report, sizeof report) == -1 && errno == EINVAL,
+          "v2: REPORT with a page size not a power of two is EINVAL");
+    check(feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, NULL, 0) == 0, "v2: DMA_LOGGING_STOP");
+    check(ioctl(fd, VFIO_DEVICE_RESET) == 0, "v2: reset");
+    check(set_state(fd, VFIO_DEVICE_STATE_RUNNING) == -1, "v2: back to RUNNING after reset");
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MOUNT UUID\n", argv[0]);
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "v2") == 0)) {
+        fprintf(stderr, "usage: %s MOUNT UUID [v2]\n", argv[0]);
         return 2;
     }
     char path[4096], link[4096];
@@ -86,6 +193,12 @@ int main(int argc, char **argv) {
     check(device_fd >= 0, "device fd");
     // Same request number as VFIO_IOMMU_GET_INFO, on a device: not answered as the container's.
     check(ioctl(device_fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info) == -1 && errno == ENOTTY, "dispatch by descriptor kind");
+    if (argc == 4) {
+        v2_checks(device_fd);
+        close(device_fd);
+        printf("all checks passed\n");
+        return 0;
+    }
     struct vfio_device_info dinfo = {.argsz = sizeof dinfo};
     check(ioctl(device_fd, VFIO_DEVICE_GET_INFO, &dinfo) == 0 && dinfo.num_regions == 10 && (dinfo.flags & VFIO_DEVICE_FLAGS_PCI), "device info");
     uint16_t ids[2];

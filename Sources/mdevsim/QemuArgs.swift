@@ -4,7 +4,7 @@ import Glibc
 import MigrationProtocol
 
 /// `mdevsim qemu-args UUID`: what to add to a QEMU command line so that an unmodified QEMU
-/// (7.2, migration v1) uses a device of a mount through `libmdevsim-vfio.so`.
+/// (7.2, migration v1, or 10.0, migration v2) uses a device of a mount through `libmdevsim-vfio.so`.
 struct QemuArgs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qemu-args",
@@ -13,6 +13,11 @@ struct QemuArgs: ParsableCommand {
             Prints two lines: the environment (LD_PRELOAD of libmdevsim-vfio.so, found next to \
             this executable, and MDEVSIM_VFIO_MOUNT) and the -device argument. For scripts: \
             env $(mdevsim qemu-args UUID --env-only) qemu-system-x86_64 ... $(mdevsim qemu-args UUID --device-only)
+
+            --qemu 10 is for the private QEMU 10.0 of scripts/install-qemu10.sh \
+            ($MDEVSIM_QEMU10_ROOT, default /opt/mdevsim-qemu10; run ROOT/usr/bin/qemu-system-x86_64): \
+            the -device gets enable-migration=on, and the options start with -L for its firmware \
+            folders. The device's type must speak v2 (protocols: [v2] or [v1, v2]).
 
             \(ExitStatus.help([.success, .badInput, .environment, .usage]))
             """
@@ -33,8 +38,30 @@ struct QemuArgs: ParsableCommand {
     @Flag(name: .long, help: "Print only the environment assignments.")
     var envOnly = false
 
-    @Flag(name: .long, help: "Print only the -device option and its value.")
+    @Flag(name: .long, help: "Print only the QEMU options: -device and its value (with --qemu 10, after the -L options).")
     var deviceOnly = false
+
+    @Option(name: .long, help: "The QEMU the options are for: 7.2 (migration v1) or 10 (10.0, migration v2).")
+    var qemu: QemuVersion = .v7
+
+    /// The QEMUs whose VFIO migration client the project serves.
+    enum QemuVersion: String, ExpressibleByArgument, CaseIterable {
+        case v7 = "7.2"
+        case v10 = "10"
+
+        init?(argument: String) {
+            switch argument {
+            case "7.2", "7": self = .v7
+            case "10", "10.0": self = .v10
+            default: return nil
+            }
+        }
+    }
+
+    /// Where scripts/install-qemu10.sh unpacks QEMU 10.0.
+    static var qemu10Root: String {
+        ProcessInfo.processInfo.environment["MDEVSIM_QEMU10_ROOT"].flatMap { $0.isEmpty ? nil : $0 } ?? "/opt/mdevsim-qemu10"
+    }
 
     /// The shim's file name, as the package's `mdevsim-vfio` product builds it.
     static let libraryName = "libmdevsim-vfio.so"
@@ -60,7 +87,26 @@ struct QemuArgs: ParsableCommand {
         var env = ["LD_PRELOAD=\(library)", "MDEVSIM_VFIO_MOUNT=\(mountpoint)"]
         if bounce { env.append("MDEVSIM_VFIO_BOUNCE=1") }
         if let log { env.append("MDEVSIM_VFIO_LOG=\(absolute(log))") }
-        let deviceArgument = ["-device", "vfio-pci,sysfsdev=\(mountpoint)/devices/\(device),x-enable-migration=on"]
+        // The shim serves a device with v2 files as v2; QEMU 7.2 knows v1 only. (Unchanged
+        // output for a v1-only device.)
+        let speaksV2 = FileManager.default.fileExists(atPath: "\(mountpoint)/devices/\(device)/mig_state")
+        if qemu == .v7 && speaksV2 { env.append("MDEVSIM_VFIO_PROTOCOL=v1") }
+        if qemu == .v10 && !speaksV2 {
+            throw CommandError("\(device): its type does not speak migration v2, which QEMU 10 needs", fix: "add protocols: [v1, v2] to the scenario", status: .badInput)
+        }
+        let sysfsdev = "vfio-pci,sysfsdev=\(mountpoint)/devices/\(device)"
+        let deviceArgument: [String]
+        switch qemu {
+        case .v7:
+            deviceArgument = ["-device", "\(sysfsdev),x-enable-migration=on"]
+        case .v10:
+            // enable-migration=on rather than the default auto: a device QEMU cannot migrate then
+            // fails at start instead of silently getting a migration blocker. (Dirty tracking is
+            // the device's DMA logging, or, with MDEVSIM_VFIO_DMA_LOGGING=0, the container's.)
+            // Its own firmware folder, then the system's SeaBIOS (the private copy has none).
+            deviceArgument = ["-L", "\(Self.qemu10Root)/usr/share/qemu", "-L", "/usr/share/seabios",
+                      "-device", "\(sysfsdev),enable-migration=on"]
+        }
         if !deviceOnly { print(env.joined(separator: " ")) }
         if !envOnly { print(deviceArgument.joined(separator: " ")) }
     }

@@ -18,6 +18,36 @@ struct HarnessError: Error, CustomStringConvertible {
 /// The QEMU every test runs: Debian's 7.2 (the last with the VFIO migration v1 client).
 let qemuBinary = "/usr/bin/qemu-system-x86_64"
 
+/// The two QEMUs the tests run: Debian's 7.2 (migration v1), and QEMU 10.0 (migration v2) from
+/// bookworm-backports, unpacked by scripts/install-qemu10.sh into $MDEVSIM_QEMU10_ROOT or
+/// /opt/mdevsim-qemu10.
+enum QEMUBuild: Sendable {
+    case qemu7
+    case qemu10
+
+    static var qemu10Root: String {
+        ProcessInfo.processInfo.environment["MDEVSIM_QEMU10_ROOT"].flatMap { $0.isEmpty ? nil : $0 } ?? "/opt/mdevsim-qemu10"
+    }
+
+    var binary: String { self == .qemu7 ? qemuBinary : "\(Self.qemu10Root)/usr/bin/qemu-system-x86_64" }
+
+    var missingHint: String {
+        self == .qemu7
+            ? "install it with scripts/ensure-deps.sh (apt-get install -y --no-install-recommends qemu-system-x86)"
+            : "install it as root with scripts/install-qemu10.sh (scripts/ensure-deps.sh --with-qemu does)"
+    }
+
+    /// What goes before the -device (QEMU 10's firmware folders: its own, then the system's
+    /// SeaBIOS, which the private copy lacks) and the device's migration switch, as `mdevsim
+    /// qemu-args --qemu 10` prints them (`on`: a device QEMU cannot migrate fails at start
+    /// rather than getting a migration blocker).
+    var firmwareArguments: [String] {
+        self == .qemu7 ? [] : ["-L", "\(Self.qemu10Root)/usr/share/qemu", "-L", "/usr/share/seabios"]
+    }
+
+    var migrationSwitch: String { self == .qemu7 ? "x-enable-migration=on" : "enable-migration=on" }
+}
+
 /// libmdevsim-vfio.so of this build (or $MDEVSIM_VFIO_LIBRARY), next to the test bundle.
 func shimLibrary() throws -> String {
     if let path = ProcessInfo.processInfo.environment["MDEVSIM_VFIO_LIBRARY"], !path.isEmpty { return path }
@@ -150,9 +180,11 @@ final class QEMUInstance {
     ///   - paused: `-S` (the guest does not run until `cont`).
     ///   - incomingPort: makes it a destination waiting on 127.0.0.1:port.
     init(name: String, directory: String, mount: QEMUMount, uuid: String, paused: Bool, incomingPort: Int? = nil,
-         bounce: Bool = false, environment extra: [String: String] = [:]) throws {
-        guard FileManager.default.isExecutableFile(atPath: qemuBinary) else {
-            throw HarnessError("\(qemuBinary) is missing: install it with scripts/ensure-deps.sh (apt-get install -y --no-install-recommends qemu-system-x86)")
+         bounce: Bool = false, environment extra: [String: String] = [:], qemu: QEMUBuild = .qemu7,
+         migrationSwitch: String? = nil, extraArguments: [String] = []) throws {
+        // Missing is a failure, never a skip: CI must run what it claims to run.
+        guard FileManager.default.isExecutableFile(atPath: qemu.binary) else {
+            throw HarnessError("\(qemu.binary) is missing: \(qemu.missingHint)")
         }
         self.name = name
         qmpPath = "\(directory)/\(name).qmp"
@@ -164,14 +196,15 @@ final class QEMUInstance {
         environment["MDEVSIM_VFIO_LOG"] = logPath
         environment["MDEVSIM_VFIO_BOUNCE"] = bounce ? "1" : nil
         environment.merge(extra) { _, new in new }
-        var arguments = [
+        var arguments = qemu.firmwareArguments + [
             "-machine", "q35", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults", "-display", "none",
             "-serial", "none", "-qmp", "unix:\(qmpPath),server,nowait",
-            "-device", "vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),x-enable-migration=on",
+            "-device", "vfio-pci,sysfsdev=\(mount.path)/devices/\(uuid),\(migrationSwitch ?? qemu.migrationSwitch)",
         ]
+        arguments += extraArguments
         if paused { arguments.append("-S") }
         if let incomingPort { arguments += ["-incoming", "tcp:127.0.0.1:\(incomingPort)"] }
-        process.executableURL = URL(fileURLWithPath: qemuBinary)
+        process.executableURL = URL(fileURLWithPath: qemu.binary)
         process.arguments = arguments
         process.environment = environment
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
@@ -207,6 +240,14 @@ final class QEMUInstance {
             guard line.contains(" write device_state "), line.hasSuffix("-> ok"),
                   let hex = line.split(separator: " ").first(where: { $0.hasPrefix("0x") }) else { return nil }
             return UInt32(hex.dropFirst(2), radix: 16)
+        }
+    }
+
+    /// The v2 states QEMU SET successfully, in order (the targets, not each arc of the walks).
+    var v2Sets: [String] {
+        shimLog.split(separator: "\n").compactMap { line -> String? in
+            guard let range = line.range(of: " v2 SET "), line.contains("-> ok data_fd") else { return nil }
+            return line[range.upperBound...].split(separator: " ").first.map(String.init)
         }
     }
 

@@ -1,0 +1,294 @@
+import Logging
+import MigrationProtocol
+import SystemPackage
+
+/// The vendor driver's side of one device speaking VFIO migration v2 (`<linux/vfio.h>`,
+/// Linux >= 5.18, PRE_COPY since 6.2): `VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE` SET and GET, the
+/// data_fd of each data transfer session, `VFIO_MIG_GET_PRECOPY_INFO` and
+/// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`, on the same simulated device, stream and dirty model as v1.
+///
+/// A data_fd is named by its session number: every arc that starts a session (into PRE_COPY,
+/// PRE_COPY_P2P, STOP_COPY from outside the saving group, or into RESUMING) returns a new one,
+/// and every access names the session it was opened for, so that a stale data_fd is told apart.
+///
+/// Not thread-safe: a caller serving several threads wraps it in a lock. It does no I/O.
+public final class V2Device {
+    public let device: SimulatedDevice
+    public var configuration: DeviceConfiguration { device.configuration }
+    /// What `VFIO_DEVICE_FEATURE_MIGRATION` GET reports.
+    public let features: V2MigrationFeatures
+    public private(set) var state: V2DeviceState = .running
+    /// With `strict`, each protocol violation fails the offending call with `EINVAL`.
+    public var strict: Bool
+    public var logger: Logger
+
+    private var clock: DeviceClock
+    private var save: V2SaveStream?
+    private var resume: ResumeSession?
+    /// The resume stream was found broken by a write; leaving RESUMING then fails.
+    private var resumeFailure: String?
+    /// The session number of the current data_fd, if a session is open.
+    public private(set) var currentSession: UInt64?
+    private var lastSessionNumber: UInt64 = 0
+    public private(set) var violations: [ProtocolViolation] = []
+    /// The last failure the device logged (a stream it could not load, a refused arc).
+    public private(set) var lastError: String?
+    /// Every state the device entered, in order (each arc of a walk), for reports and tests.
+    public private(set) var stateLog: [V2DeviceState] = []
+    public private(set) var lastSave: SaveFigures?
+    public private(set) var lastResume: ResumeFigures?
+
+    /// Creates the v2 face of a device at power-on (RUNNING); `.stopCopy` is always offered.
+    /// - Parameter wallClock: where a device in wall-clock mode takes the time from (the engine
+    ///   reads no clock). Virtual mode ignores it.
+    public init(device: SimulatedDevice, features: V2MigrationFeatures, strict: Bool = false,
+                logger: Logger = MigrationRegion.silentLogger, wallClock: (any WallClock)? = nil) {
+        self.device = device
+        self.features = features.union(.stopCopy)
+        self.strict = strict
+        self.logger = logger
+        clock = DeviceClock(mode: device.configuration.clock, bandwidth: device.configuration.linkBandwidth, wall: wallClock)
+    }
+
+    deinit { save?.release() }
+
+    /// Device time in nanoseconds.
+    public var now: UInt64 { clock.now }
+
+    /// What a SET did.
+    public struct SetOutcome: Sendable, Hashable {
+        /// The state the device is in afterwards.
+        public var state: V2DeviceState
+        /// The session number of the new data_fd, when an arc of the walk started a session.
+        public var newSession: UInt64?
+    }
+
+    /// A SET failure: the errno and the state the device was left in, which may be any state
+    /// along the walk, or ERROR.
+    public struct SetFailure: Error, Sendable, Hashable {
+        public var errno: Errno
+        public var state: V2DeviceState
+        public var reason: String
+    }
+
+    // MARK: - MIG_DEVICE_STATE
+
+    /// `VFIO_DEVICE_FEATURE_SET` of `MIG_DEVICE_STATE`: walks the kernel's path one arc at a time.
+    public func set(_ target: V2DeviceState) -> Result<SetOutcome, SetFailure> {
+        if target == .error,
+           violation(.v2SetError, "SET of ERROR: only the device enters it (VFIO_DEVICE_STATE_ERROR cannot be specified)"), state == .error {
+            // The drivers' `while (cur != new)` loop would succeed here; strict refuses.
+            return .failure(SetFailure(errno: .invalidArgument, state: state, reason: "SET of ERROR"))
+        }
+        let path: [V2DeviceState]
+        switch V2TransitionTable.path(from: state, to: target, features: features) {
+        case .failure(let refusal):
+            if case .inError = refusal { violation(.v2SetInError, "SET \(target) while in ERROR: only VFIO_DEVICE_RESET leaves it") }
+            if case .unsupported(let s) = refusal { violation(.v2UnsupportedState, "SET \(target): \(s) is not offered (features 0x\(String(features.rawValue, radix: 16)))") }
+            logger.info("SET \(target) from \(state) refused: \(refusal)")
+            return .failure(SetFailure(errno: .invalidArgument, state: state, reason: refusal.description))
+        case .success(let p):
+            path = p
+        }
+        var newSession: UInt64?
+        for next in path {
+            switch perform(from: state, to: next) {
+            case .failure(let failure):
+                lastError = failure.reason
+                logger.warning("SET \(target): arc \(state) -> \(next) failed: \(failure.reason)")
+                return .failure(failure)
+            case .success(let session):
+                if let session { newSession = session }
+                state = next
+                stateLog.append(next)
+            }
+        }
+        logger.debug("SET \(target): now \(state)")
+        return .success(SetOutcome(state: state, newSession: newSession))
+    }
+
+    /// One arc: its effect on sessions; the new session number if it started one.
+    private func perform(from: V2DeviceState, to: V2DeviceState) -> Result<UInt64?, SetFailure> {
+        switch (from, to) {
+        case (.running, .preCopy), (.runningP2P, .preCopyP2P), (.stop, .stopCopy):
+            save?.release()
+            save = V2SaveStream(configuration: configuration)
+            return .success(openSession())
+        case (.preCopy, .running), (.preCopyP2P, .runningP2P), (.stopCopy, .stop):
+            endSave()
+            currentSession = nil
+            return .success(nil)
+        case (.stop, .resuming):
+            resume = ResumeSession(configuration: configuration)
+            resumeFailure = nil
+            return .success(openSession())
+        case (.resuming, .stop):
+            return judgeResume().map { nil }
+        default:
+            return .success(nil)
+        }
+    }
+
+    private func openSession() -> UInt64 {
+        lastSessionNumber += 1
+        currentSession = lastSessionNumber
+        return lastSessionNumber
+    }
+
+    /// Leaving RESUMING: the uAPI asks the driver to "perform final validity and consistency
+    /// checking of the new device state" and to fail the SET if the data is "incomplete,
+    /// inconsistent, or otherwise invalid". The device then cannot hold any valid state with
+    /// half a stream applied, so it goes to ERROR (the uAPI's "optionally go to the ERROR
+    /// state"), which only a reset leaves; QEMU resets a device whose SET fails that way.
+    private func judgeResume() -> Result<Void, SetFailure> {
+        let session = resume
+        endResume()
+        currentSession = nil
+        var reason: String?
+        if let failure = resumeFailure {
+            reason = "the stream written to the data_fd cannot be loaded: \(failure)"
+        } else if let session, !session.complete {
+            reason = session.started
+                ? "RESUMING left with an incomplete stream (\(session.chunksApplied) chunks, no end marker)"
+                : "RESUMING left before any stream byte was written"
+            violation(.v2ResumeIncomplete, reason ?? "")
+        }
+        guard let reason else { return .success(()) }
+        enterError(reason)
+        return .failure(SetFailure(errno: .invalidArgument, state: .error, reason: reason))
+    }
+
+    // MARK: - The data_fd
+
+    /// `read()` on the data_fd of `session`: the next stream bytes. In a pre-copy state with
+    /// nothing more for now it fails with `ENOMSG` (the uAPI's temporary end of stream); in
+    /// STOP_COPY it returns 0 at the end of the stream.
+    public func read(session: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        if let refusal = checkSession(session, reading: true) { return .failure(refusal) }
+        guard state.isSaving, var stream = save else { return .failure(.badFileDescriptor) }
+        save = nil
+        let phase: MigrationPhase = state == .stopCopy ? .stopAndCopy : .preCopy
+        let (n, moved) = stream.read(into: buffer, phase: phase, device: device)
+        // The client moved whole chunks: link time passes, during which a running device works.
+        if moved > 0 { runDevice(nanoseconds: clock.advance(by: clock.transferTime(bytes: moved)), stream: &stream) }
+        save = stream
+        if n == 0, phase == .preCopy { return .failure(.noMessage) }
+        return .success(n)
+    }
+
+    /// `write()` on the data_fd of `session`: stream bytes in any segmentation.
+    public func write(session: UInt64, from buffer: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        if let refusal = checkSession(session, reading: false) { return .failure(refusal) }
+        guard state == .resuming, var stream = resume else { return .failure(.badFileDescriptor) }
+        if let failure = resumeFailure {
+            logger.info("data_fd write after the stream broke: \(failure)")
+            return .failure(.invalidArgument)
+        }
+        resume = nil
+        defer { resume = stream }
+        do {
+            try stream.apply(buffer, to: device)
+        } catch {
+            resumeFailure = error.message
+            lastError = error.message
+            logger.warning("resume stream refused: \(error.message)")
+            return .failure(.invalidArgument)
+        }
+        _ = clock.advance(by: clock.transferTime(bytes: UInt64(buffer.count)))
+        return .success(buffer.count)
+    }
+
+    /// A data_fd of an ended session answers `ENODEV`, as mlx5's does once its file is disabled;
+    /// a save data_fd is not written and a resume one not read (`EBADF`, their open modes).
+    private func checkSession(_ session: UInt64, reading: Bool) -> Errno? {
+        guard session == currentSession else {
+            violation(.v2StaleDataFD, "data_fd of session \(session) used after that session ended (current: \(currentSession.map(String.init) ?? "none"), state \(state))")
+            return .operationNotSupportedByDevice
+        }
+        if reading, state == .resuming {
+            violation(.v2DataFDDirection, "read() on the data_fd of a resume session")
+            return .badFileDescriptor
+        }
+        if !reading, state.isSaving {
+            violation(.v2DataFDDirection, "write() on the data_fd of a save session")
+            return .badFileDescriptor
+        }
+        return nil
+    }
+
+    // MARK: - Sizes
+
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on the data_fd of `session` (nil: the current session's):
+    /// valid only in PRE_COPY and PRE_COPY_P2P (`EINVAL` elsewhere, as the uAPI says).
+    public func precopyInfo(session: UInt64? = nil) -> Result<(initialBytes: UInt64, dirtyBytes: UInt64), Errno> {
+        if let session, let refusal = checkSession(session, reading: true) { return .failure(refusal) }
+        guard state == .preCopy || state == .preCopyP2P, let stream = save else {
+            violation(.v2PrecopyInfoState, "VFIO_MIG_GET_PRECOPY_INFO in \(state): valid only in PRE_COPY states")
+            return .failure(.invalidArgument)
+        }
+        let info = stream.precopyInfo(recordSize: UInt64(StreamFormat.pageRecordSize(pageSize: configuration.pageSize)))
+        return .success((info.initial, info.dirty))
+    }
+
+    /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: the exact length of what stop-copy would stream now.
+    public func stopCopyLength() -> UInt64 {
+        if let stream = save { return stream.pendingBytes(in: .stopAndCopy) }
+        return fullStopCopyLength(configuration)
+    }
+
+    // MARK: - Reset
+
+    /// `VFIO_DEVICE_RESET`: RUNNING with power-on memory; every session and data_fd ends. The
+    /// only way out of ERROR.
+    public func reset() {
+        endSave()
+        endResume()
+        currentSession = nil
+        device.powerOn()
+        state = .running
+        stateLog.append(.running)
+        logger.info("device reset: RUNNING with power-on memory")
+    }
+
+    // MARK: - Helpers
+
+    private func endSave() {
+        if let s = save {
+            lastSave = SaveFigures(bytes: s.bytesRead.mapKeys(\.rawValue), chunks: s.session.chunksConsumed.mapKeys(\.rawValue),
+                                   pagesSent: s.session.pagesSent, streamComplete: s.complete)
+            s.release()
+        }
+        save = nil
+    }
+
+    private func endResume() {
+        if let r = resume {
+            lastResume = ResumeFigures(chunks: r.chunksApplied, transactions: r.writes, bytes: r.bytesApplied,
+                                       pagesApplied: r.pagesApplied, complete: r.complete, deviations: [])
+        }
+        resume = nil
+    }
+
+    private func enterError(_ message: String) {
+        lastError = message
+        logger.error("\(message)")
+        endSave()
+        endResume()
+        currentSession = nil
+        state = .error
+        stateLog.append(.error)
+    }
+
+    private func runDevice(nanoseconds: UInt64, stream: inout V2SaveStream) {
+        guard state.isRunning, nanoseconds > 0 else { return }
+        device.run(nanoseconds: nanoseconds) { page in stream.markDirty(page) }
+    }
+
+    /// Records a violation; returns true when `strict` turns it into a failure.
+    @discardableResult
+    private func violation(_ rule: ProtocolViolation.Rule, _ explanation: String) -> Bool {
+        violations.append(ProtocolViolation(index: violations.count, rule: rule, state: state.rawValue, access: nil, explanation: explanation))
+        logger.notice("protocol violation [\(rule.rawValue)]: \(explanation)")
+        return strict
+    }
+}

@@ -1,0 +1,103 @@
+import DeviceSimulator
+import Foundation
+import FUSEKit
+import MigrationProtocol
+import SystemPackage
+
+/// The migration v2 files of a device directory, each one v2 call (docs/vmm-guide.md, "The v2
+/// contract"): `mig_features`, `mig_state`, `mig_data_size`, `mig_precopy_info` hold binary
+/// little-endian values read (or, for `mig_state`, written) whole at offset 0; `mig_data` is the
+/// data_fd of the session current when it was opened. It only moves bytes: every rule is the
+/// engine's (`V2Device`).
+final class V2Files: @unchecked Sendable {
+    private let lock = NSLock()
+    // Guarded by `lock`: open `mig_data` files and the session each was opened for.
+    private var dataHandles: [UInt64: (device: MdevDevice, session: UInt64)] = [:]
+    /// Data handles are numbered apart from region handles, so a release finds its own table.
+    private var nextHandle: UInt64 = 1 << 62
+
+    /// Opens `mig_data`: binds the open file to the device's current data transfer session.
+    /// With no session open there is no data_fd to stand for (`ENODEV`).
+    func openData(_ device: MdevDevice, reply: OpenReply) {
+        guard let v2 = device.v2, let session = device.withLock({ v2.currentSession }) else {
+            return reply.error(.operationNotSupportedByDevice)
+        }
+        let handle = lock.withLock { () -> UInt64 in
+            defer { nextHandle += 1 }
+            dataHandles[nextHandle] = (device, session)
+            return nextHandle
+        }
+        // A stream: offsets mean nothing, and every read or write must reach the device.
+        reply.open(handle: handle, directIO: true, nonSeekable: true)
+    }
+
+    /// Forgets a `mig_data` open; false when `handle` is not one.
+    @discardableResult
+    func release(_ handle: UInt64) -> Bool {
+        lock.withLock { dataHandles.removeValue(forKey: handle) != nil }
+    }
+
+    func read(_ device: MdevDevice, _ file: MdevNode.DeviceFile, _ request: ReadRequest, reply: DataReply) {
+        guard let v2 = device.v2 else { return reply.error(.operationNotSupportedByDevice) }
+        if file == .migData {
+            guard let bound = lock.withLock({ dataHandles[request.handle] }) else { return reply.error(.badFileDescriptor) }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: request.size, alignment: 8)
+            defer { buffer.deallocate() }
+            switch device.withLock({ v2.read(session: bound.session, into: buffer) }) {
+            case .failure(let e): reply.error(e)
+            case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
+            return
+        }
+        let value: Result<[UInt64], Errno>
+        let width: Int
+        switch file {
+        case .migFeatures:
+            width = 8
+            value = .success([v2.features.rawValue])
+        case .migState:
+            width = 4
+            value = .success([UInt64(device.withLock { v2.state.rawValue })])
+        case .migDataSize:
+            width = 8
+            value = .success([device.withLock { v2.stopCopyLength() }])
+        case .migPrecopyInfo:
+            width = 16
+            value = device.withLock { v2.precopyInfo() }.map { [$0.initialBytes, $0.dirtyBytes] }
+        default:
+            return reply.error(.invalidArgument)
+        }
+        // One value, read whole at offset 0, as the ioctl returns it whole.
+        guard request.offset == 0, request.size == width else { return reply.error(.invalidArgument) }
+        switch value {
+        case .failure(let e): reply.error(e)
+        case .success(let words):
+            var bytes: [UInt8] = []
+            for w in words { withUnsafeBytes(of: w.littleEndian) { bytes += $0 } }
+            reply.data(bytes.prefix(width))
+        }
+    }
+
+    func write(_ device: MdevDevice, _ file: MdevNode.DeviceFile, _ request: WriteRequest, data: UnsafeRawBufferPointer,
+               reply: WriteReply) {
+        guard let v2 = device.v2 else { return reply.error(.operationNotSupportedByDevice) }
+        switch file {
+        case .migData:
+            guard let bound = lock.withLock({ dataHandles[request.handle] }) else { return reply.error(.badFileDescriptor) }
+            switch device.withLock({ v2.write(session: bound.session, from: data) }) {
+            case .failure(let e): reply.error(e)
+            case .success(let n): reply.write(n)
+            }
+        case .migState:
+            guard request.offset == 0, data.count == 4 else { return reply.error(.invalidArgument) }
+            let raw = UInt32(littleEndian: data.loadUnaligned(as: UInt32.self))
+            guard let target = V2DeviceState(rawValue: raw) else { return reply.error(.invalidArgument) }
+            switch device.withLock({ v2.set(target) }) {
+            case .failure(let failure): reply.error(failure.errno)
+            case .success: reply.write(4)
+            }
+        default:
+            reply.error(.permissionDenied)
+        }
+    }
+}

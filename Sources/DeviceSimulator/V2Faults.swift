@@ -4,13 +4,13 @@ import SystemPackage
 /// The scenario's faults on a v2 device: the same triggers and actions as v1, where they mean
 /// something in v2 (`scenarios/README.md` says which):
 ///
-/// - state triggers (`state:`, `transition:`) name v1 states; each is the v2 state of the same
+/// - state triggers (`enter:`, `from:`/`to:`) name v1 states; each is the v2 state of the same
 ///   meaning (running RUNNING, pre-copy PRE_COPY, stop-and-copy STOP_COPY, stop STOP, resuming
 ///   RESUMING) and fires on the arc of a SET walk that enters it. `fail` fails that SET at that
-///   arc (the device stays in the state reached, as the uAPI allows); `fail_error_state` leaves
+///   arc (the device stays in the state reached, as the uAPI allows); `fail_to_error_state` leaves
 ///   it in ERROR ("unable to execute the requested arc and ... to restore ... any valid state");
 /// - chunk and byte triggers fire on each chunk the source stages for data_fd reads, and on each
-///   `write()` the destination applies. `fail` fails that read or write; `fail_error_state` also
+///   `write()` the destination applies. `fail` fails that read or write; `fail_to_error_state` also
 ///   breaks the session, so that leaving its state fails into ERROR (a v2 device never changes
 ///   state by itself: only a SET or a reset does);
 /// - `corrupt` flips bytes of the staged chunk (source) or of the written bytes before they are

@@ -23,6 +23,14 @@ public final class V2Device {
     public var logger: Logger
 
     private var clock: DeviceClock
+    private var faults: V2Faults
+    /// Nanoseconds the last calls must wait (injected stalls), for the host to sleep: the engine
+    /// does no I/O. Taken with `takeStall()`.
+    public private(set) var stallOwed: UInt64 = 0
+    /// A fault broke the current save session: reads fail, and leaving its state fails into ERROR.
+    private var saveBroken: String?
+    /// An errno a fault gave at staging after the read had already copied bytes: the next read's.
+    private var heldReadError: Errno?
     private var save: V2SaveStream?
     private var resume: ResumeSession?
     /// The resume stream was found broken by a write; leaving RESUMING then fails.
@@ -48,6 +56,16 @@ public final class V2Device {
         self.strict = strict
         self.logger = logger
         clock = DeviceClock(mode: device.configuration.clock, bandwidth: device.configuration.linkBandwidth, wall: wallClock)
+        faults = V2Faults(faults: device.configuration.faults)
+    }
+
+    /// Names of the faults that fired, in order.
+    public var firedFaults: [String] { faults.log }
+
+    /// The injected wait the host owes the last calls; zero afterwards.
+    public func takeStall() -> UInt64 {
+        defer { stallOwed = 0 }
+        return stallOwed
     }
 
     deinit { save?.release() }
@@ -92,6 +110,10 @@ public final class V2Device {
         }
         var newSession: UInt64?
         for next in path {
+            if let failure = fireArcFaults(to: next) {
+                lastError = failure.reason
+                return .failure(failure)
+            }
             switch perform(from: state, to: next) {
             case .failure(let failure):
                 lastError = failure.reason
@@ -107,14 +129,53 @@ public final class V2Device {
         return .success(SetOutcome(state: state, newSession: newSession))
     }
 
+    /// The faults an arc fires, acted on; the failure of the SET if one fails it.
+    private func fireArcFaults(to next: V2DeviceState) -> SetFailure? {
+        for action in faults.arc(from: state, to: next) {
+            switch action {
+            case .fail(let e):
+                return SetFailure(errno: e, state: state, reason: "fault: arc \(state) -> \(next) failed with \(e)")
+            case .failToErrorState(let e):
+                let reason = "fault: arc \(state) -> \(next) failed with \(e), device in ERROR"
+                enterError(reason)
+                return SetFailure(errno: e, state: .error, reason: reason)
+            case .stall(let ns):
+                stall(ns)
+            default:
+                faults.note(action)
+            }
+        }
+        return nil
+    }
+
+    private func stall(_ ns: UInt64) {
+        stallOwed += ns
+        let passed = clock.advance(by: ns)
+        if var stream = save {
+            save = nil
+            runDevice(nanoseconds: passed, stream: &stream)
+            save = stream
+        } else if state.isRunning {
+            device.run(nanoseconds: passed) { _ in }
+        }
+    }
+
     /// One arc: its effect on sessions; the new session number if it started one.
     private func perform(from: V2DeviceState, to: V2DeviceState) -> Result<UInt64?, SetFailure> {
         switch (from, to) {
         case (.running, .preCopy), (.runningP2P, .preCopyP2P), (.stop, .stopCopy):
             save?.release()
             save = V2SaveStream(configuration: configuration)
+            saveBroken = nil
+            heldReadError = nil
             return .success(openSession())
         case (.preCopy, .running), (.preCopyP2P, .runningP2P), (.stopCopy, .stop):
+            if let broken = saveBroken {
+                // The driver cannot bring a device whose save broke back to a valid state.
+                let reason = "leaving \(from) after the save session broke: \(broken)"
+                enterError(reason)
+                return .failure(SetFailure(errno: .ioError, state: .error, reason: reason))
+            }
             endSave()
             currentSession = nil
             return .success(nil)
@@ -166,14 +227,48 @@ public final class V2Device {
     public func read(session: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
         if let refusal = checkSession(session, reading: true) { return .failure(refusal) }
         guard state.isSaving, var stream = save else { return .failure(.badFileDescriptor) }
+        if let e = heldReadError {
+            heldReadError = nil
+            return .failure(e)
+        }
+        if let broken = saveBroken {
+            logger.info("data_fd read after the save broke: \(broken)")
+            return .failure(.ioError)
+        }
         save = nil
         let phase: MigrationPhase = state == .stopCopy ? .stopAndCopy : .preCopy
-        let (n, moved) = stream.read(into: buffer, phase: phase, device: device)
+        var stalls: UInt64 = 0
+        let outcome = stream.read(into: buffer, phase: phase, device: device, cap: faults.shortRead) { index, phaseBytes, total, chunk in
+            faults.chunkStaged()
+            for action in faults.chunk(phase, index: index, phaseBytes: phaseBytes, totalBytes: total) {
+                switch action {
+                case .fail(let e):
+                    return e
+                case .failToErrorState(let e):
+                    saveBroken = "fault: staging chunk \(index) of \(phase.rawValue) failed with \(e)"
+                    return e
+                case .corruptChunk(let offset, let count):
+                    guard offset < UInt64(chunk.count) else { continue }
+                    for i in Int(offset)..<Int(min(offset + count, UInt64(chunk.count))) { chunk[i] ^= 0xFF }
+                case .stall(let ns):
+                    stalls += ns
+                default:
+                    faults.note(action)
+                }
+            }
+            return nil
+        }
         // The client moved whole chunks: link time passes, during which a running device works.
-        if moved > 0 { runDevice(nanoseconds: clock.advance(by: clock.transferTime(bytes: moved)), stream: &stream) }
+        if outcome.moved > 0 { runDevice(nanoseconds: clock.advance(by: clock.transferTime(bytes: outcome.moved)), stream: &stream) }
         save = stream
-        if n == 0, phase == .preCopy { return .failure(.noMessage) }
-        return .success(n)
+        if stalls > 0 { stall(stalls) }
+        if let e = outcome.error {
+            lastError = saveBroken ?? "fault: staging a \(phase.rawValue) chunk failed with \(e)"
+            guard outcome.count > 0 else { return .failure(e) }
+            heldReadError = e
+        }
+        if outcome.count == 0, phase == .preCopy { return .failure(.noMessage) }
+        return .success(outcome.count)
     }
 
     /// `write()` on the data_fd of `session`: stream bytes in any segmentation.
@@ -186,9 +281,36 @@ public final class V2Device {
         }
         resume = nil
         defer { resume = stream }
-        do {
-            try stream.apply(buffer, to: device)
-        } catch {
+        var corrupted: [UInt8]?
+        let index = stream.writes + 1, applied = stream.bytesApplied + UInt64(buffer.count)
+        for action in faults.chunk(.resuming, index: index, phaseBytes: applied, totalBytes: applied) {
+            switch action {
+            case .fail(let e):
+                lastError = "fault: applying write \(index) failed with \(e)"
+                return .failure(e)
+            case .failToErrorState(let e):
+                resumeFailure = "fault: applying write \(index) failed with \(e)"
+                lastError = resumeFailure
+                return .failure(e)
+            case .corruptChunk(let offset, let count):
+                var copy = corrupted ?? Array(buffer)
+                if offset < UInt64(copy.count) {
+                    for i in Int(offset)..<Int(min(offset + count, UInt64(copy.count))) { copy[i] ^= 0xFF }
+                }
+                corrupted = copy
+            case .stall(let ns):
+                stall(ns)
+            default:
+                break
+            }
+        }
+        let applying: Result<Void, ResumeSession.Failure>
+        if let corrupted {
+            applying = corrupted.withUnsafeBytes { b in Result { () throws(ResumeSession.Failure) in try stream.apply(b, to: device) } }
+        } else {
+            applying = Result { () throws(ResumeSession.Failure) in try stream.apply(buffer, to: device) }
+        }
+        if case .failure(let error) = applying {
             resumeFailure = error.message
             lastError = error.message
             logger.warning("resume stream refused: \(error.message)")
@@ -227,12 +349,15 @@ public final class V2Device {
             return .failure(.invalidArgument)
         }
         let info = stream.precopyInfo(recordSize: UInt64(StreamFormat.pageRecordSize(pageSize: configuration.pageSize)))
-        return .success((info.initial, info.dirty))
+        // A lying device (pending_never_zero, pending_grows) reports more dirty bytes than it has.
+        let total = faults.reported(info.initial + info.dirty)
+        return .success((info.initial, total - info.initial))
     }
 
-    /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: the exact length of what stop-copy would stream now.
+    /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: the exact length of what stop-copy would stream now
+    /// (unless a fault makes the device lie).
     public func stopCopyLength() -> UInt64 {
-        if let stream = save { return stream.pendingBytes(in: .stopAndCopy) }
+        if let stream = save { return faults.reported(stream.pendingBytes(in: .stopAndCopy)) }
         return fullStopCopyLength(configuration)
     }
 
@@ -259,6 +384,8 @@ public final class V2Device {
             s.release()
         }
         save = nil
+        // The lies of a fault last one session (a fault arming them fires before it starts).
+        faults.sessionEnded()
     }
 
     private func endResume() {

@@ -1,4 +1,5 @@
 import MigrationProtocol
+import SystemPackage
 
 /// The source side of one v2 data transfer session: what `read()` on the data_fd returns.
 ///
@@ -43,22 +44,40 @@ struct V2SaveStream {
         return (total - dirty, dirty)
     }
 
-    /// Copies the next stream bytes of `phase` into `destination`; returns how many (0 when the
-    /// phase has nothing more now) and the sizes of the chunks the client finished reading, for
-    /// the caller to let their link time pass.
-    mutating func read(into destination: UnsafeMutableRawBufferPointer, phase: MigrationPhase,
-                       device: SimulatedDevice) -> (count: Int, moved: UInt64) {
-        var copied = 0
+    /// What one read did: the bytes copied, the sizes of the chunks the client finished reading
+    /// (for the caller to let their link time pass), and the errno a fault at staging gave.
+    struct ReadOutcome {
+        var count = 0
         var moved: UInt64 = 0
-        while copied < destination.count {
+        var error: Errno?
+    }
+
+    /// Copies the next stream bytes of `phase` into `destination`, at most `cap` (a fault's short
+    /// read) when given. `staged` sees each chunk as it is staged (its index in the phase from 1,
+    /// the phase's and the session's bytes with it, and its bytes, which it may change) and may
+    /// refuse it with an errno: the chunk is then dropped and the read stops there.
+    mutating func read(into destination: UnsafeMutableRawBufferPointer, phase: MigrationPhase, device: SimulatedDevice,
+                       cap: UInt64? = nil,
+                       staged: (Int, UInt64, UInt64, UnsafeMutableRawBufferPointer) -> Errno? = { _, _, _, _ in nil }) -> ReadOutcome {
+        var outcome = ReadOutcome()
+        var copied = 0
+        let limit = cap.map { min(destination.count, Int(clamping: $0)) } ?? destination.count
+        while copied < limit {
             if stagedLeft == 0 {
-                if let done = session.consumeStaged() { moved += done.size }
+                if let done = session.consumeStaged() { outcome.moved += done.size }
                 readCursor = 0
                 let size = session.stage(into: buffer, phase: phase, device: device)
                 guard size > 0 else { break }
+                let index = session.chunksStaged[phase, default: 0]
+                let phaseBytes = session.bytesConsumed[phase, default: 0] + size
+                let total = session.bytesConsumed.values.reduce(0, +) + size
+                if let e = staged(index, phaseBytes, total, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])) {
+                    outcome.error = e
+                    break
+                }
                 session.staged = SaveSession.Staged(offset: 0, size: size, phase: phase)
             }
-            let n = Int(min(stagedLeft, UInt64(destination.count - copied)))
+            let n = Int(min(stagedLeft, UInt64(limit - copied)))
             let from = Int(readCursor)
             UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + n)])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[from..<(from + n)]))
@@ -69,10 +88,11 @@ struct V2SaveStream {
         // A chunk read to its end is consumed at once, so that PRECOPY_INFO and MIG_DATA_SIZE
         // asked right after this read already count it as sent.
         if stagedLeft == 0, let done = session.consumeStaged() {
-            moved += done.size
+            outcome.moved += done.size
             readCursor = 0
         }
-        return (copied, moved)
+        outcome.count = copied
+        return outcome
     }
 
     /// The running device wrote `page`.

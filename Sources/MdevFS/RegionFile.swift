@@ -128,10 +128,5 @@ struct RegionFile: Sendable {
     }
 
     /// An injected stall: the access answers late, as a slow driver would.
-    private func stall(_ nanoseconds: UInt64) {
-        guard nanoseconds > 0 else { return }
-        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
-    }
+    private func stall(_ nanoseconds: UInt64) { hostSleep(nanoseconds: nanoseconds) }
 }

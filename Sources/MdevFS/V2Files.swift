@@ -37,13 +37,20 @@ final class V2Files: @unchecked Sendable {
         lock.withLock { dataHandles.removeValue(forKey: handle) != nil }
     }
 
+    /// Waits for the stalls the last call's faults asked for, with no lock held.
+    private func settle(_ v2: V2Device, of device: MdevDevice) {
+        hostSleep(nanoseconds: device.withLock { v2.takeStall() })
+    }
+
     func read(_ device: MdevDevice, _ file: MdevNode.DeviceFile, _ request: ReadRequest, reply: DataReply) {
         guard let v2 = device.v2 else { return reply.error(.operationNotSupportedByDevice) }
         if file == .migData {
             guard let bound = lock.withLock({ dataHandles[request.handle] }) else { return reply.error(.badFileDescriptor) }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: request.size, alignment: 8)
             defer { buffer.deallocate() }
-            switch device.withLock({ v2.read(session: bound.session, into: buffer) }) {
+            let outcome = device.withLock { v2.read(session: bound.session, into: buffer) }
+            settle(v2, of: device)
+            switch outcome {
             case .failure(let e): reply.error(e)
             case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             }
@@ -69,6 +76,7 @@ final class V2Files: @unchecked Sendable {
         }
         // One value, read whole at offset 0, as the ioctl returns it whole.
         guard request.offset == 0, request.size == width else { return reply.error(.invalidArgument) }
+        settle(v2, of: device)
         switch value {
         case .failure(let e): reply.error(e)
         case .success(let words):
@@ -84,7 +92,9 @@ final class V2Files: @unchecked Sendable {
         switch file {
         case .migData:
             guard let bound = lock.withLock({ dataHandles[request.handle] }) else { return reply.error(.badFileDescriptor) }
-            switch device.withLock({ v2.write(session: bound.session, from: data) }) {
+            let outcome = device.withLock { v2.write(session: bound.session, from: data) }
+            settle(v2, of: device)
+            switch outcome {
             case .failure(let e): reply.error(e)
             case .success(let n): reply.write(n)
             }
@@ -92,7 +102,9 @@ final class V2Files: @unchecked Sendable {
             guard request.offset == 0, data.count == 4 else { return reply.error(.invalidArgument) }
             let raw = UInt32(littleEndian: data.loadUnaligned(as: UInt32.self))
             guard let target = V2DeviceState(rawValue: raw) else { return reply.error(.invalidArgument) }
-            switch device.withLock({ v2.set(target) }) {
+            let outcome = device.withLock { v2.set(target) }
+            settle(v2, of: device)
+            switch outcome {
             case .failure(let failure): reply.error(failure.errno)
             case .success: reply.write(4)
             }

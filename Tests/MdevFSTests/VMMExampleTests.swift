@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import MigrationProtocol
 import Testing
 import TestSupport
 
@@ -24,12 +25,14 @@ import TestSupport
         var description: String { "no C compiler (cc, gcc, clang) on PATH: install gcc" }
     }
 
-    /// Compiles the example warning-free into a fresh directory; returns the binary's path.
-    static func build() throws -> String {
+    static let v2Source = URL(fileURLWithPath: source).deletingLastPathComponent().appendingPathComponent("migrate_v2.c").path
+
+    /// Compiles an example warning-free into a fresh directory; returns the binary's path.
+    static func build(_ file: String = source) throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mdevsim-example-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
-        let binary = "\(dir)/migrate_one"
-        let (status, output) = try runTool(compiler(), ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-o", binary, source])
+        let binary = "\(dir)/" + URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+        let (status, output) = try runTool(compiler(), ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-o", binary, file])
         #expect(status == 0, "the example does not compile cleanly:\n\(output)")
         return binary
     }
@@ -57,5 +60,32 @@ import TestSupport
         let (status, output) = try runTool(binary, [fixture.path, "no-such-type"])
         #expect(status == 2)
         #expect(output.contains("no-such-type/create"), "\(output)")
+    }
+
+    /// The v2 example migrates a device of every v2 feature set through the mount's v2 files.
+    @Test(arguments: [V2MigrationFeatures([.stopCopy, .p2p, .preCopy]), [.stopCopy, .preCopy], [.stopCopy]])
+    func v2ExampleMigratesOneDevice(_ features: V2MigrationFeatures) throws {
+        let binary = try Self.build(Self.v2Source)
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: binary).deletingLastPathComponent().path) }
+        let fixture = try MountFixture(V2MountTests.scenario(features: features))
+        defer { fixture.close() }
+        let (status, output) = try runTool(binary, [fixture.path, "mdevsim-v2"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("with v2:") && output.contains("digests equal, 0 violation(s)"), "\(output)")
+        // With PRE_COPY the running source sends memory before the switchover; without, none.
+        #expect(output.contains("with v2: 0 pre-copy bytes") != features.contains(.preCopy), "\(output)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: "\(fixture.path)/devices")
+        #expect(left.isEmpty, "devices left behind: \(left)")
+    }
+
+    /// A type that speaks only v1 has no v2 files: the example says so, status 2.
+    @Test func v2ExampleRefusesAV1OnlyType() throws {
+        let binary = try Self.build(Self.v2Source)
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: binary).deletingLastPathComponent().path) }
+        let fixture = try MountFixture()
+        defer { fixture.close() }
+        let (status, output) = try runTool(binary, [fixture.path, fixture.typeName])
+        #expect(status == 2)
+        #expect(output.contains("does not speak migration v2"), "\(output)")
     }
 }

@@ -42,7 +42,7 @@ func oneType(_ extra: String, tail: String = "") -> String {
             "x.yaml:4:1: error: unknown key 'migraton' in a scenario; did you mean 'migration'?",
         ])
         #expect(diagnose(oneType("zzz: 1")) == [
-            "x.yaml:5:5: error: unknown key 'zzz' in a device type; expected one of type, instances, memory, page_size, content_seed, fill, config_size, data_section, mmap, chunk_size, precopy, dirty, link_bandwidth, clock, reserved_state_bits, faults, pci, dma",
+            "x.yaml:5:5: error: unknown key 'zzz' in a device type; expected one of type, instances, memory, page_size, content_seed, fill, config_size, data_section, mmap, chunk_size, precopy, dirty, link_bandwidth, clock, reserved_state_bits, faults, pci, dma, protocols, v2",
         ])
     }
 

@@ -1,5 +1,6 @@
 import Conformance
 import DeviceSimulator
+import EngineFixtures
 import MigrationProtocol
 import SystemPackage
 import Testing

@@ -190,8 +190,8 @@ struct PageBitmap: Sendable {
         let first = start >> Self.leafShift
         // Leaves wholly below `start` are full-size (the short one, if any, is the last).
         var below: UInt64 = background ? first << Self.leafShift : 0
-        for index in order where index < first {
-            guard let leaf = leaves[index] else { continue }
+        // Every explicit leaf (`order` lists them only over a clear background).
+        for (index, leaf) in leaves where index < first {
             if background { below -= bits(ofLeaf: index) }
             below += leaf.setCount
         }

@@ -224,7 +224,9 @@ final class MdevTree: @unchecked Sendable {
 
     /// The sysfs-shaped view of the tree as it stands (under the lock).
     private var sysfsLocked: SysfsView {
-        let view = { (d: MdevDevice) in SysfsView.Device(uuid: d.uuid, type: d.typeIndex, iommuGroup: d.iommuGroup) }
+        let view = { (d: MdevDevice) in
+            SysfsView.Device(uuid: d.uuid, type: d.typeIndex, iommuGroup: d.iommuGroup, files: MdevNode.DeviceFile.allCases.filter(d.offers))
+        }
         return SysfsView(parent: parent, typeNames: types.map(\.name),
                          devices: deviceOrder.compactMap { devices[$0].map(view) }, device: { self.devices[$0].map(view) })
     }

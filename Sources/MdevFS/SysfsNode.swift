@@ -91,6 +91,8 @@ struct SysfsView {
         let uuid: String
         let type: Int
         let iommuGroup: Int
+        /// The device's files, as its mdevsim directory has them (the v2 ones only on a device speaking v2).
+        let files: [MdevNode.DeviceFile]
     }
 
     let parent: String
@@ -114,7 +116,8 @@ struct SysfsView {
         case .typeDevicesDirectory(let t):
             return device(name).flatMap { $0.type == t ? .sysfs(.typeDeviceLink(uuid: $0.uuid)) : nil }
         case .deviceDirectory(let uuid):
-            return MdevNode.DeviceFile(rawValue: name).map { Self.deviceEntry(uuid, $0) }
+            guard let file = MdevNode.DeviceFile(rawValue: name), device(uuid)?.files.contains(file) == true else { return nil }
+            return Self.deviceEntry(uuid, file)
         case .busDirectory: return name == "mdev" ? .sysfs(.busMdevDirectory) : nil
         case .busMdevDirectory: return name == "devices" ? .sysfs(.busDevicesDirectory) : nil
         case .busDevicesDirectory: return device(name).map { .sysfs(.busDeviceLink(uuid: $0.uuid)) }
@@ -136,7 +139,7 @@ struct SysfsView {
         case .typeDevicesDirectory(let t):
             return devices.filter { $0.type == t }.map { ($0.uuid, .sysfs(.typeDeviceLink(uuid: $0.uuid))) }
         case .deviceDirectory(let uuid):
-            return MdevNode.DeviceFile.allCases.map { ($0.rawValue, Self.deviceEntry(uuid, $0)) }
+            return (device(uuid)?.files ?? []).map { ($0.rawValue, Self.deviceEntry(uuid, $0)) }
         case .busDirectory: return [("mdev", .sysfs(.busMdevDirectory))]
         case .busMdevDirectory: return [("devices", .sysfs(.busDevicesDirectory))]
         case .busDevicesDirectory: return devices.map { ($0.uuid, .sysfs(.busDeviceLink(uuid: $0.uuid))) }

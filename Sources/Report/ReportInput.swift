@@ -4,11 +4,12 @@ import Scenarios
 import SystemPackage
 
 extension ReportPage {
-    /// The page of one migration (`mdevsim migrate --html`): nothing judged, the outcome is the
-    /// verdict (as the command's exit status); the scenario's expectation is shown beside a failure.
-    public init(migration report: MigrationReport, log: AccessLog, scenario: Scenario, scenarioFile: String?, mode: String,
-                durationSeconds: Double, generator: String) {
-        let entry = ReportEntry(name: scenario.name, file: scenarioFile, report: report, durationSeconds: durationSeconds, seed: scenario.seed,
+    /// The page of one migration (`mdevsim migrate --html`): `verdict` is the one the command's
+    /// exit status gives (the report judged against the scenario's `expect:`); the expectation
+    /// is shown beside a failed migration.
+    public init(migration report: MigrationReport, verdict: Verdict? = nil, log: AccessLog, scenario: Scenario, scenarioFile: String?,
+                mode: String, durationSeconds: Double, generator: String) {
+        let entry = ReportEntry(name: scenario.name, file: scenarioFile, verdict: verdict, report: report, durationSeconds: durationSeconds, seed: scenario.seed,
                                 expectation: scenario.expectation, records: log.records, omittedDataRecords: log.omittedDataRecords,
                                 stopThreshold: log.stopThreshold ?? scenario.migration.client.stopThreshold, recordsOrigin: "the migration's access log")
         self.init(title: "mdevsim migrate", subtitle: "One migration of \(scenario.name) \(mode)", durationSeconds: durationSeconds,

@@ -135,7 +135,7 @@ struct Migrate: ParsableCommand {
         }
         if let html, let log {
             let elapsed = ContinuousClock.now - started
-            let page = ReportPage(migration: report, log: log.log, scenario: loaded, scenarioFile: scenario,
+            let page = ReportPage(migration: report, verdict: verdict, log: log.log, scenario: loaded, scenarioFile: scenario,
                                   mode: inProcess ? "in process" : "through a FUSE mount",
                                   durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                                   generator: HTMLOutput.generator)

@@ -46,9 +46,12 @@ let package = Package(
             dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings
         ),
+        // posix_memalign/free for the engine's fallible allocations: the engine imports no Glibc.
+        .target(name: "CFallibleMemory", path: "Sources/CFallibleMemory"),
         .target(
             name: "DeviceSimulator",
             dependencies: [
+                "CFallibleMemory",
                 "MigrationProtocol",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,4 +1,4 @@
-import Glibc
+import CFallibleMemory
 
 /// Allocations whose size a scenario or a client decides. Swift's own allocation ends the
 /// process when memory runs out; these answer nil instead, so that the one access that needed
@@ -7,10 +7,8 @@ public enum FallibleAllocation {
     /// `byteCount` bytes aligned to `alignment` (a power of two, at least a pointer), or nil.
     /// Give them back with `free`.
     public static func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, max(alignment, MemoryLayout<UnsafeRawPointer>.size), max(1, byteCount)) == 0 else { return nil }
-        return memory
+        cfallible_allocate(max(1, byteCount), max(alignment, MemoryLayout<UnsafeRawPointer>.size))
     }
 
-    public static func free(_ memory: UnsafeMutableRawPointer) { Glibc.free(memory) }
+    public static func free(_ memory: UnsafeMutableRawPointer) { cfallible_free(memory) }
 }

@@ -29,7 +29,7 @@ import TestSupport
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         // stderr to a file, stdout through a pipe read to its end: neither can fill up and block it.
         let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("mdevsim-contract-\(UUID().uuidString).err").path
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        #expect(FileManager.default.createFile(atPath: errPath, contents: nil), "cannot create \(errPath)")
         defer { try? FileManager.default.removeItem(atPath: errPath) }
         let out = Pipe()
         process.standardOutput = out

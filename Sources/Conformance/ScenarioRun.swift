@@ -360,6 +360,8 @@ public struct FUSEMigration {
     public let identities: DeviceIdentities
     /// The level of the mount's own log.
     public var logLevel: Logger.Level = .warning
+    /// The protocol the client migrates with: v1 (the region) or v2 (the device's v2 files).
+    public var migrationProtocol: MigrationProtocolVersion = .v1
 
     public init(scenario: Scenario, mountpoint: String, observer: (any AccessObserver)? = nil, identities: DeviceIdentities? = nil) {
         self.scenario = scenario
@@ -394,6 +396,26 @@ public struct FUSEMigration {
         try create(destinationUUID, type: destinationType.name)
         guard let s = mount.filesystem.device(sourceUUID), let d = mount.filesystem.device(destinationUUID) else {
             throw RunError("the devices disappeared from the mount before the migration")
+        }
+        if migrationProtocol == .v2 {
+            _ = try V2Migration.types(scenario)
+            guard let s2 = mount.filesystem.v2Device(sourceUUID), let d2 = mount.filesystem.v2Device(destinationUUID) else {
+                throw RunError("the devices have no v2 files")
+            }
+            var report: MigrationReport
+            do {
+                let source = try FileV2Transport(directory: "\(root)/devices/\(sourceUUID)", name: "source")
+                let destination = try FileV2Transport(directory: "\(root)/devices/\(destinationUUID)", name: "destination")
+                var client = V2ReferenceClient(options: ClientOptions(plan: scenario.migration.client), linkBandwidth: sourceType.configuration.linkBandwidth)
+                client.progress = progress
+                report = client.migrate(from: source, to: destination)
+            }
+            // The transports (their state and data files) are closed here; no region was opened.
+            remove(destinationUUID)
+            remove(sourceUUID)
+            removed = true
+            report.attach(v2Source: s2, destination: d2)
+            return report
         }
         let map = scenario.migration.client.access == .mmap
         let source = try transport(sourceUUID, name: "source", map: map)

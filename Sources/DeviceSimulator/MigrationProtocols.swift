@@ -16,3 +16,12 @@ public struct MigrationProtocols: OptionSet, Sendable, Hashable, CustomStringCon
         Self.named.filter { contains($0.1) }.map(\.0).joined(separator: ",")
     }
 }
+
+/// The one protocol a migration uses (a device may speak both).
+public enum MigrationProtocolVersion: String, Sendable, Hashable, CaseIterable, Codable {
+    case v1
+    case v2
+
+    /// The set holding this protocol.
+    public var set: MigrationProtocols { self == .v1 ? .v1 : .v2 }
+}

@@ -46,6 +46,9 @@ struct Migrate: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also write one self-contained HTML page of the migration (charts) to this file and print its path (to stderr with --json).", valueName: "file"))
     var html: String?
 
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("The migration protocol: v1 (the region, QEMU 5.2-7.2's) or v2 (the device's v2 files, QEMU 8+'s; the scenario's types must speak it).", valueName: "v1|v2"))
+    var migrationProtocol: MigrationProtocolVersion = .v1
+
     @Flag(name: .shortAndLong, help: "No progress on stderr.")
     var quiet = false
 
@@ -76,6 +79,14 @@ struct Migrate: ParsableCommand {
         if let access, let mode = DataAccessMode(rawValue: access) {
             loaded.migration.client.access = mode
         }
+        if migrationProtocol == .v2 {
+            for name in [loaded.migration.source, loaded.migration.destination] {
+                if let t = loaded.types.first(where: { $0.name == name }), !t.configuration.protocols.contains(.v2) {
+                    throw CommandError("cannot migrate with v2", cause: "the type \(name) does not speak migration v2",
+                                       fix: "add protocols: [v1, v2] to it in the scenario", status: .badInput)
+                }
+            }
+        }
         let started = ContinuousClock.now
         let log = html.map { _ in AccessLogRecorder(stopThreshold: loaded.migration.client.stopThreshold) }
         var migration = InProcessMigration(scenario: loaded)
@@ -89,7 +100,7 @@ struct Migrate: ParsableCommand {
         let report: MigrationReport
         if inProcess {
             do {
-                report = try migration.run(progress: progress).0
+                report = migrationProtocol == .v2 ? try V2Migration.inProcess(migration, progress: progress) : try migration.run(progress: progress).0
             } catch {
                 throw CommandError("cannot migrate", cause: "\(error)", status: .badInput)
             }
@@ -115,6 +126,7 @@ struct Migrate: ParsableCommand {
             do {
                 var fuse = FUSEMigration(scenario: scenario, mountpoint: mountpoint.path, observer: log, identities: migration.identities)
                 fuse.logLevel = logging.level(default: .warning)
+                fuse.migrationProtocol = migrationProtocol
                 report = try fuse.run(progress: progress)
             } catch {
                 throw CommandError("the migration through the mount could not run", cause: "\(error)", status: .environment)
@@ -157,3 +169,5 @@ struct Migrate: ParsableCommand {
         return CommandError("invalid scenario \(path)", cause: diagnostics.joined(separator: "\n"), status: .failed)
     }
 }
+
+extension MigrationProtocolVersion: ExpressibleByArgument {}

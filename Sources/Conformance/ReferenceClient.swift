@@ -89,22 +89,12 @@ public struct ReferenceClient {
                 outcome = "failed"
                 failure = MigrationReport.Failure(step: phase, errno: nil, message: "\(error)")
             }
-            let stopped = stopBytes
             return MigrationReport(
-                outcome: outcome,
-                sourceDigest: sourceDigest, destinationDigest: destinationDigest,
-                digestsMatch: sourceDigest != nil && sourceDigest == destinationDigest,
-                precopyIterations: precopyIterations, converged: converged,
-                bytes: .init(precopy: precopyBytes, stopAndCopy: stopBytes, total: precopyBytes + stopBytes),
+                outcome: outcome, sourceDigest: sourceDigest, destinationDigest: destinationDigest,
+                precopyIterations: precopyIterations, converged: converged, precopyBytes: precopyBytes, stopBytes: stopBytes,
                 chunks: .init(precopy: precopyChunks, stopAndCopy: stopChunks, resumeTransactions: resumeTransactions),
-                pendingSequence: pending,
-                bytesWhileStopped: stopped,
-                downtimeEstimateMs: Double(stopped) / Double(client.linkBandwidth) * 1000,
-                sourceTimeMs: 0,
-                failure: failure,
-                sourceState: stateName(source), destinationState: stateName(destination),
-                recoveredByReset: recovered,
-                violations: [], resumeDeviations: [])
+                pendingSequence: pending, linkBandwidth: client.linkBandwidth, failure: failure,
+                sourceState: stateName(source), destinationState: stateName(destination), recoveredByReset: recovered)
         }
 
         /// Returns true when the migration was cancelled as asked.

@@ -86,21 +86,12 @@ public struct V2ReferenceClient {
                 recovered = rollBack()
             }
             return MigrationReport(
-                outcome: outcome,
-                sourceDigest: sourceDigest, destinationDigest: destinationDigest,
-                digestsMatch: sourceDigest != nil && sourceDigest == destinationDigest,
-                precopyIterations: precopyIterations, converged: converged,
-                bytes: .init(precopy: precopyBytes, stopAndCopy: stopBytes, total: precopyBytes + stopBytes),
+                outcome: outcome, sourceDigest: sourceDigest, destinationDigest: destinationDigest,
+                precopyIterations: precopyIterations, converged: converged, precopyBytes: precopyBytes, stopBytes: stopBytes,
                 chunks: .init(precopy: precopyReads, stopAndCopy: stopReads, resumeTransactions: writes),
-                pendingSequence: pending,
-                bytesWhileStopped: stopBytes,
-                downtimeEstimateMs: Double(stopBytes) / Double(client.linkBandwidth) * 1000,
-                sourceTimeMs: 0,
-                failure: failure,
+                pendingSequence: pending, linkBandwidth: client.linkBandwidth, failure: failure,
                 sourceState: ((try? source.state()) ?? .error).description,
-                destinationState: ((try? destination.state()) ?? .error).description,
-                recoveredByReset: recovered,
-                violations: [], resumeDeviations: [])
+                destinationState: ((try? destination.state()) ?? .error).description, recoveredByReset: recovered)
         }
 
         /// Returns true when the migration was cancelled as asked.

@@ -54,10 +54,8 @@ public final class FileV2Transport: V2Transport {
         let before = try state()
         let value = target.rawValue.littleEndian
         _ = try retryingEINTR { withUnsafeBytes(of: value) { pwrite(stateFD.rawValue, $0.baseAddress, 4, 0) } }
-        // A SET starts a session when its walk enters the saving group from outside or enters
-        // RESUMING; the data_fd is then an open of `mig_data` (the previous one is closed).
-        let starts = (target.isSaving && !before.isSaving) || (target == .resuming && before != .resuming)
-        guard starts else { return false }
+        // The data_fd of a new session is an open of `mig_data` (the previous one is closed).
+        guard V2TransitionTable.startsSession(from: before, to: target) else { return false }
         closeDataFD()
         data = try openFile("\(directory)/mig_data", target == .resuming ? O_WRONLY : O_RDONLY)
         return true

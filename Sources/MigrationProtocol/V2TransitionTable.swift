@@ -122,6 +122,13 @@ public enum V2TransitionTable {
         return .success(states)
     }
 
+    /// Whether a successful SET from `from` to `to` starts a data transfer session, i.e. returns
+    /// a new data_fd: it enters the saving group from outside it, or enters RESUMING. Moving
+    /// inside the saving group keeps the session (PRE_COPY -> STOP_COPY reuses the data_fd).
+    public static func startsSession(from: V2DeviceState, to: V2DeviceState) -> Bool {
+        (to.isSaving && !from.isSaving) || (to == .resuming && from != .resuming)
+    }
+
     /// The single arc `from -> to`, if the uAPI defines it.
     public static func arc(from: V2DeviceState, to: V2DeviceState) -> Arc? {
         arcs.first { $0.from == from && $0.to == to }

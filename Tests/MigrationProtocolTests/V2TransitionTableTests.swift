@@ -137,6 +137,21 @@ import Testing
         #expect(V2TransitionTable.nextState(from: .stopCopy, to: .preCopyP2P, features: all) == .failure(.blocked(from: .stopCopy, to: .preCopyP2P)))
     }
 
+    /// A SET returns a new data_fd exactly when its walk performs an arc that opens a session
+    /// (into the saving group from outside, or into RESUMING), for every pair it allows.
+    @Test(arguments: featureSets)
+    func startsSessionMatchesTheWalk(_ features: V2MigrationFeatures) {
+        let opening: Set<[S]> = [[.running, .preCopy], [.runningP2P, .preCopyP2P], [.stop, .stopCopy], [.stop, .resuming]]
+        for from in S.allCases {
+            for to in S.allCases {
+                guard let path = try? V2TransitionTable.path(from: from, to: to, features: features).get() else { continue }
+                let states = [from] + path
+                let opens = zip(states, states.dropFirst()).contains { opening.contains([$0, $1]) }
+                #expect(V2TransitionTable.startsSession(from: from, to: to) == opens, "\(from) -> \(to)")
+            }
+        }
+    }
+
     @Test func namesRoundTrip() {
         for s in S.allCases { #expect(S(name: s.description) == s) }
         #expect(S(name: "stop-copy") == .stopCopy)

@@ -104,19 +104,57 @@ import TestSupport
     }
 
     @Test func autoUnmountClearsTheMountOfAKilledDaemon() throws {
-        let mp = try mountpoint()
+        // fusermount3 3.14's watchdog decides to unmount by reading /proc/mounts line by line
+        // in a cloned namespace (libfuse later replaced that with listmount, commit bf3dd153,
+        // because such reads are not atomic): under the churn of parallel mount suites it was
+        // once seen to leave the mount. A second, fresh attempt tells that apart from a
+        // watchdog that never works here; each failed attempt says what the watchdog was doing.
+        var failures: [String] = []
+        for _ in 0..<2 {
+            guard let failure = try Self.killDaemonAndWaitForTheWatchdog() else { break }
+            failures.append(failure)
+        }
+        #expect(failures.count < 2, "auto_unmount left the mount twice: \(failures.joined(separator: " | "))")
+    }
+
+    /// One mount with auto_unmount whose daemon is SIGKILLed; nil once libfuse's fusermount3
+    /// watchdog has unmounted it, otherwise what was seen (the stale mount is then cleared).
+    static func killDaemonAndWaitForTheWatchdog() throws -> String? {
+        let mp = try RunMountpoint(prefix: "/tmp/mdevsim-cli.")
         defer { mp.remove() }
         let (status, output) = try MountCommandTests.mdevsim(["mount", mp.path, "-o", "auto_unmount"])
-        #expect(status == 0, "\(output)")
-        let pid = try #require(MountCommandTests.daemonPID(fromMountOutput: output))
-        kill(pid, SIGKILL)
-        // libfuse's fusermount3 watchdog unmounts: no stale mount is left behind.
-        var status2 = MountHelpers.status(of: mp.path)
-        for _ in 0..<1500 where status2 != .notMounted {
-            usleep(10_000)
-            status2 = MountHelpers.status(of: mp.path)
+        guard status == 0, let pid = MountCommandTests.daemonPID(fromMountOutput: output) else {
+            return "mount failed (\(status)): \(output)"
         }
-        #expect(status2 == .notMounted)
+        let watchdog = watchdogPID(of: mp.path)
+        kill(pid, SIGKILL)
+        var state = MountHelpers.status(of: mp.path)
+        for _ in 0..<3000 where state != .notMounted {
+            usleep(10_000)
+            state = MountHelpers.status(of: mp.path)
+        }
+        if state == .notMounted { return nil }
+        let seen = watchdog.map { w in
+            kill(w, 0) == 0
+                ? "watchdog \(w) alive: fds \((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(w)/fd"))?.sorted() ?? []) stat \(procText("/proc/\(w)/stat")) wchan \(procText("/proc/\(w)/wchan"))"
+                : "watchdog \(w) gone"
+        } ?? "no fusermount3 watchdog found before the kill"
+        return "after 30 s the mount is \(state); \(seen)"
+    }
+
+    /// The fusermount3 process watching `mountpoint` (its command line ends with it). Only
+    /// fusermount3 processes have their cmdline read: another test's stuck process could block it.
+    static func watchdogPID(of mountpoint: String) -> pid_t? {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(name), procText("/proc/\(name)/comm") == "fusermount3" else { continue }
+            let arguments = procText("/proc/\(name)/cmdline").split(separator: "\0")
+            if arguments.last.map(String.init) == mountpoint { return pid }
+        }
+        return nil
+    }
+
+    static func procText(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
     }
 
     @Test func aMappingAloneKeepsTheMountBusy() throws {

@@ -101,7 +101,7 @@ import TestSupport
         // pread8 through FUSE takes seconds: long enough to be interrupted mid-migration.
         let (process, _) = try Self.launch(["run", libraryDirectory + "/mmap-off-pread8.yaml"], tmp: tmp)
         var mounted = false
-        for _ in 0..<100 where !mounted {
+        for _ in 0..<600 where !mounted {  // up to 30 s: a loaded CI machine starts processes slowly
             usleep(50_000)
             mounted = !Self.mountsUnder(tmp).isEmpty
         }

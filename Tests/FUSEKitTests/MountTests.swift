@@ -83,7 +83,7 @@ struct MountTests {
                 result.store(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4, 0) }, ordering: .releasing)
             }
             defer { writer.join(timeout: .seconds(5)) }
-            #expect(waitUntil(timeout: .seconds(5), interval: .milliseconds(1)) { fs.state.withLock { !$0.heldWrites.isEmpty } })
+            #expect(waitUntil(timeout: .seconds(30), interval: .milliseconds(1)) { fs.state.withLock { !$0.heldWrites.isEmpty } })
             usleep(50_000)
             #expect(!writer.isFinished, "the client's pwrite waits for the held reply")
             #expect(m.session.pendingRequestCount == 1)
@@ -124,7 +124,7 @@ struct MountTests {
                 result.store(n, ordering: .releasing)
                 close(fd)
             }
-            #expect(waitUntil(timeout: .seconds(5), interval: .milliseconds(1)) { fs.state.withLock { !$0.heldWrites.isEmpty } })
+            #expect(waitUntil(timeout: .seconds(30), interval: .milliseconds(1)) { fs.state.withLock { !$0.heldWrites.isEmpty } })
         }
         // withMount's shutdown ended the loop with the write still held: it was answered EIO.
         #expect(writer?.join(timeout: .seconds(5)) == true)
@@ -210,7 +210,7 @@ struct MountTests {
             for (i, b) in pattern.enumerated() { bytes[i] = b }
 
             try m.session.notifier.retrieve(inode: TreeFS.Node.mapped, size: 8192, offset: 0, cookie: 42)
-            #expect(waitUntil(timeout: .seconds(5), interval: .milliseconds(1)) { fs.state.withLock { $0.retrieved[42] != nil } })
+            #expect(waitUntil(timeout: .seconds(30), interval: .milliseconds(1)) { fs.state.withLock { $0.retrieved[42] != nil } })
             let got = fs.state.withLock { $0.retrieved[42] }
             #expect(got?.offset == 0)
             #expect(got?.bytes == pattern)

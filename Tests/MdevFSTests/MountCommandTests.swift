@@ -53,7 +53,7 @@ import TestSupport
         #expect(mounted == 0, "\(output)")
         let pid = try #require(Self.daemonPID(fromMountOutput: output))
         kill(pid, SIGKILL)
-        #expect(waitUntil(timeout: .seconds(2)) { MountHelpers.status(of: dir) == .stale })
+        #expect(waitUntil(timeout: .seconds(30)) { MountHelpers.status(of: dir) == .stale })
         let (refused, message) = try Self.mdevsim(["mount", dir])
         #expect(refused != 0)
         #expect(message.contains("stale") && message.contains("mdevsim unmount \(dir)"))

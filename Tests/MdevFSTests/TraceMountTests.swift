@@ -80,9 +80,9 @@ import TestSupport
             try region.reset()
         }
         // The region's RELEASE reaches the daemon just after close: remove refuses (EBUSY) until then.
-        #expect(waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { (try? FileTransport.writeText("1\n", to: "\(dir)/devices/\(uuid)/remove")) != nil })
+        #expect(waitUntil(timeout: .seconds(30), interval: .milliseconds(50)) { (try? FileTransport.writeText("1\n", to: "\(dir)/devices/\(uuid)/remove")) != nil })
         kill(pid, SIGTERM)
-        #expect(waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { kill(pid, 0) != 0 && MountHelpers.status(of: dir) == .notMounted })
+        #expect(waitUntil(timeout: .seconds(30), interval: .milliseconds(50)) { kill(pid, 0) != 0 && MountHelpers.status(of: dir) == .notMounted })
         terminated = true
 
         let trace = try TraceFile.load(path: path)

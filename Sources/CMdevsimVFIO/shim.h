@@ -89,7 +89,7 @@ struct device {
     char dir[4096];         // MOUNT/devices/<uuid>
     int mig_fd;             // the mount's migration region file, O_RDWR; -1 on a v2 device
     int v2;                 // the device speaks migration v2 (its directory has mig_state)
-    int v2_state_fd, v2_features_fd, v2_size_fd, v2_precopy_fd; // its v2 files (migration_v2.c)
+    int v2_state_fd, v2_features_fd, v2_size_fd, v2_precopy_fd, v2_dmalog_fd; // its v2 files (migration_v2.c)
     uint8_t config[256];    // PCI config space shadow (from the mount's config file)
     uint64_t region_size, data_offset, data_size;
     int mount_maps;         // migration.info lists an mmap area (the mount can map it)

@@ -64,6 +64,10 @@ enum MdevNode: Hashable, Sendable {
         case migPrecopyInfo = "mig_precopy_info"
         /// 8 bytes: `stop_copy_length` (FEATURE GET `MIG_DATA_SIZE`).
         case migDataSize = "mig_data_size"
+        /// Device DMA logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_START`, `_STOP`, `_REPORT`): a pwrite
+        /// at offset 0 of one command (`DMALogCommand`) is the call; a pread of 8 bytes is the page
+        /// size the device tracks with (0 while logging is off).
+        case migDMALogging = "mig_dma_logging"
         /// Text, read-only, not a v2 call: every v2 state the device entered since it was
         /// created, one per arc of each SET's walk, space-separated (for tests and reports).
         case migStateLog = "mig_state_log"
@@ -74,7 +78,7 @@ enum MdevNode: Hashable, Sendable {
         /// The files that are each one v2 call (`V2Files` serves them).
         var isV2Call: Bool {
             switch self {
-            case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize: true
+            case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize, .migDMALogging: true
             default: false
             }
         }
@@ -84,7 +88,7 @@ enum MdevNode: Hashable, Sendable {
         var permissions: UInt16 {
             switch self {
             case .mdevType, .iommuGroup: 0o777
-            case .migration, .migState, .migData: 0o600
+            case .migration, .migState, .migData, .migDMALogging: 0o600
             case .reset, .remove: 0o200
             default: 0o444
             }

@@ -206,7 +206,8 @@ import Testing
                                           environment: environment, maxBandwidth: 64 << 30, qemu: qemu, extraArguments: ramArguments)
             #expect(ram.status == "completed", "\(ram.info)")
             let ramBytes = ((ram.info["ram"] as? [String: Any])?["normal-bytes"] as? NSNumber)?.intValue ?? -1
-            #expect(ramBytes >= mebibytes << 20, "the guest's random RAM went as whole pages: \(ram.info)")
+            // The firmware zeroes a few hundred KiB of it (seen: 336 KiB of 256 MiB) before the migration.
+            #expect(ramBytes >= (mebibytes << 20) / 100 * 99, "the guest's random RAM went as whole pages: \(ram.info)")
             let name = qemu == .qemu10 ? "QEMU 10.0 (v2)" : "QEMU 7.2 (v1)"
             let mbps = Double(mebibytes << 20) / 1e6 / (Double(run.figure("total-time")) / 1000)
             print("QEMU figures, \(mebibytes) MiB device state, \(name), max-bandwidth 64 GiB/s: total-time \(run.figure("total-time")) ms, downtime \(run.figure("downtime")) ms, setup \(run.figure("setup-time")) ms (\(String(format: "%.0f", mbps)) MB/s of device state over the total)")

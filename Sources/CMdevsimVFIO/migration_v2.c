@@ -110,9 +110,15 @@ static int check_feature(uint32_t flags, size_t argsz, uint32_t supported_ops, s
 static int open_data_fd(struct device *d, uint32_t target) {
     int fd = open_file(d, "mig_data", target == VFIO_DEVICE_STATE_RESUMING ? O_WRONLY : O_RDONLY);
     if (fd < 0) return -1;
+    // A save session's data_fd answers PRECOPY_INFO for its own session: an open of
+    // mig_precopy_info made now is bound to it, so a stale data_fd's query reaches the mount
+    // as stale (ENODEV, recorded). Without it, the device's open answers for the current one.
+    int precopy = target == VFIO_DEVICE_STATE_RESUMING ? -1 : open_file(d, "mig_precopy_info", O_RDONLY);
     shim_lock();
     int rc = shim_fd_install(fd, FD_DATA, d);
+    if (rc == 0 && precopy >= 0) shim_fd_set_aux(fd, precopy);
     shim_unlock();
+    if (rc < 0 && precopy >= 0) real.close(precopy);
     if (rc < 0) {
         int saved = errno;
         real.close(fd);
@@ -351,8 +357,11 @@ int v2_data_ioctl(struct device *d, int fd, unsigned long request, void *arg) {
     struct vfio_precopy_info *info = arg;
     if (!info) return fail(EFAULT);
     if (info->argsz < sizeof *info) return fail(EINVAL);
+    shim_lock();
+    int own = shim_fd_aux(fd);
+    shim_unlock();
     uint64_t values[2];
-    int rc = read_value(d->v2_precopy_fd, values, sizeof values);
+    int rc = read_value(own >= 0 ? own : d->v2_precopy_fd, values, sizeof values);
     int saved = errno;
     if (rc == 0) {
         info->initial_bytes = values[0];

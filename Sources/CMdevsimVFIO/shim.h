@@ -117,6 +117,10 @@ void shim_unlock(void);
 enum fd_kind shim_fd_kind(int fd);
 void *shim_fd_object(int fd, enum fd_kind kind);     // under shim_lock
 int shim_fd_install(int fd, enum fd_kind kind, void *obj); // takes a reference; under shim_lock
+// A descriptor the entry owns beside it (a data_fd's own open of mig_precopy_info), closed when
+// `fd` is; -1 for none, and for dup'd copies. Under shim_lock.
+void shim_fd_set_aux(int fd, int aux);
+int shim_fd_aux(int fd);
 /// A fresh real descriptor to stand for an emulated one (unique number, cheap, close-able).
 int shim_backing_fd(void);
 

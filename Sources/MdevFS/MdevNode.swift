@@ -60,7 +60,8 @@ enum MdevNode: Hashable, Sendable {
         /// The data_fd of the current data transfer session: opened after the SET that started
         /// it; `read()` on a save session, `write()` on a resume session.
         case migData = "mig_data"
-        /// 16 bytes: `initial_bytes`, `dirty_bytes` (`VFIO_MIG_GET_PRECOPY_INFO`).
+        /// 16 bytes: `initial_bytes`, `dirty_bytes` (`VFIO_MIG_GET_PRECOPY_INFO`), for the session
+        /// open when the file was opened (the current one if none was).
         case migPrecopyInfo = "mig_precopy_info"
         /// 8 bytes: `stop_copy_length` (FEATURE GET `MIG_DATA_SIZE`).
         case migDataSize = "mig_data_size"

@@ -13,6 +13,8 @@ final class V2Files: @unchecked Sendable {
     private let lock = NSLock()
     // Guarded by `lock`: open `mig_data` files and the session each was opened for.
     private var dataHandles: [UInt64: (device: MdevDevice, session: UInt64)] = [:]
+    /// Open `mig_precopy_info` files and the session each is bound to (nil: the current one).
+    private var precopyHandles: [UInt64: UInt64?] = [:]
     /// Data handles are numbered apart from region handles, so a release finds its own table.
     private var nextHandle: UInt64 = 1 << 62
 
@@ -31,10 +33,24 @@ final class V2Files: @unchecked Sendable {
         reply.open(handle: handle, directIO: true, nonSeekable: true)
     }
 
-    /// Forgets a `mig_data` open; false when `handle` is not one.
+    /// Opens `mig_precopy_info`: bound to the session open now, if one is, so that it answers
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on that session's data_fd (a stale one is refused and
+    /// recorded); an open made with no session open answers for whichever session is current.
+    func openPrecopyInfo(_ device: MdevDevice, reply: OpenReply) {
+        guard let v2 = device.v2 else { return reply.error(.operationNotSupportedByDevice) }
+        let session = device.withLock { v2.currentSession }
+        let handle = lock.withLock { () -> UInt64 in
+            defer { nextHandle += 1 }
+            precopyHandles[nextHandle] = session
+            return nextHandle
+        }
+        reply.open(handle: handle, directIO: true)
+    }
+
+    /// Forgets a `mig_data` or `mig_precopy_info` open; false when `handle` is not one.
     @discardableResult
     func release(_ handle: UInt64) -> Bool {
-        lock.withLock { dataHandles.removeValue(forKey: handle) != nil }
+        lock.withLock { dataHandles.removeValue(forKey: handle) != nil || precopyHandles.removeValue(forKey: handle) != nil }
     }
 
     /// Waits for the stalls the last call's faults asked for, with no lock held.
@@ -70,7 +86,8 @@ final class V2Files: @unchecked Sendable {
             value = .success([device.withLock { v2.stopCopyLength() }])
         case .migPrecopyInfo:
             width = 16
-            value = device.withLock { v2.precopyInfo() }.map { [$0.initialBytes, $0.dirtyBytes] }
+            let session = lock.withLock { precopyHandles[request.handle] ?? nil }
+            value = device.withLock { v2.precopyInfo(session: session) }.map { [$0.initialBytes, $0.dirtyBytes] }
         case .migDMALogging:
             width = 8
             value = .success([device.withLock { v2.dmaLog.isStarted ? DMALog.trackedPageSize : 0 }])

@@ -183,4 +183,36 @@ import TestSupport
         #expect(v2?["violations"] as? Int == expected.count)
         #expect(v2?["dma_logging"] as? Bool == false)
     }
+
+    /// `mig_precopy_info` opened during a session answers for that session only, as
+    /// PRECOPY_INFO on its data_fd: once a new session started, the old open is refused with
+    /// ENODEV and recorded as a stale data_fd; an open made with no session follows the current one.
+    @Test func precopyInfoAnswersForTheSessionItWasOpenedIn() throws {
+        let fixture = try MountFixture(Self.scenario())
+        defer { fixture.close() }
+        let dir = try fixture.create(type: "mdevsim-v2")
+        let uuid = URL(fileURLWithPath: dir).lastPathComponent
+        let state = open("\(dir)/mig_state", O_RDWR)
+        let unbound = open("\(dir)/mig_precopy_info", O_RDONLY)
+        defer { close(state); close(unbound) }
+        func set(_ s: V2DeviceState) -> Bool {
+            var raw = s.rawValue
+            return pwrite(state, &raw, 4, 0) == 4
+        }
+        func info(_ fd: Int32) -> Int32 {
+            var pair = (UInt64(0), UInt64(0))
+            return pread(fd, &pair, 16, 0) == 16 ? 0 : errno
+        }
+        #expect(set(.preCopy))
+        let first = open("\(dir)/mig_precopy_info", O_RDONLY)
+        defer { close(first) }
+        #expect(info(first) == 0 && info(unbound) == 0)
+        #expect(set(.running) && set(.preCopy), "a second save session")
+        #expect(info(first) == ENODEV, "the first session's PRECOPY_INFO after it ended")
+        #expect(info(unbound) == 0, "an open made with no session follows the current one")
+        let second = open("\(dir)/mig_precopy_info", O_RDONLY)
+        defer { close(second) }
+        #expect(info(second) == 0)
+        #expect(fixture.read("devices/\(uuid)/violations")?.contains("v2-stale-data-fd") == true)
+    }
 }

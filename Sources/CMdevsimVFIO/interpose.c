@@ -24,6 +24,7 @@
 struct fd_entry {
     int kind;   // enum fd_kind, read atomically for the fast path of non-emulated fds
     void *obj;
+    int aux;    // a descriptor owned with it, plus one (0: none), so the zeroed table means none
 };
 
 static struct fd_entry table[MAX_FDS];
@@ -112,17 +113,27 @@ int shim_fd_install(int fd, enum fd_kind kind, void *obj) {
     }
     take_ref(kind, obj);
     table[fd].obj = obj;
+    table[fd].aux = 0;
     __atomic_store_n(&table[fd].kind, (int)kind, __ATOMIC_RELEASE);
     return 0;
 }
+
+void shim_fd_set_aux(int fd, int aux) {
+    if (fd >= 0 && fd < MAX_FDS && table[fd].kind != FD_NONE) table[fd].aux = aux + 1;
+}
+
+int shim_fd_aux(int fd) { return fd >= 0 && fd < MAX_FDS && table[fd].kind != FD_NONE ? table[fd].aux - 1 : -1; }
 
 /// Forgets what stood behind `fd` (it was closed, or replaced by dup2). Under the lock.
 static void forget_fd_locked(int fd) {
     if (fd < 0 || fd >= MAX_FDS || table[fd].kind == FD_NONE) return;
     enum fd_kind kind = (enum fd_kind)table[fd].kind;
     void *obj = table[fd].obj;
+    int aux = table[fd].aux - 1;
     __atomic_store_n(&table[fd].kind, FD_NONE, __ATOMIC_RELEASE);
     table[fd].obj = NULL;
+    table[fd].aux = 0;
+    if (aux >= 0) real.close(aux);
     drop_ref(kind, obj);
 }
 

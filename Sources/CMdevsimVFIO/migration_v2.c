@@ -4,7 +4,9 @@
 // mig_data_size; a SET that starts a session returns an open of mig_data as the data_fd, and
 // VFIO_MIG_GET_PRECOPY_INFO on that fd is a pread of mig_precopy_info. Every decision (which
 // arcs, which errno, what the stream holds) is the mount's; the shim only moves values. Device
-// DMA logging reports the DMA the shim itself performs for the device (dma.c).
+// DMA logging START/STOP/REPORT are pwrites of one command each to mig_dma_logging, which
+// checks and records them; a REPORT it allows is answered from the DMA the shim itself
+// performs for the device (dma.c).
 #define _GNU_SOURCE
 #include "shim.h"
 #include "vfio_v2_compat.h"
@@ -12,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,7 +30,7 @@ static int open_file(struct device *d, const char *name, int flags) {
 }
 
 int v2_open(struct device *d) {
-    d->v2_state_fd = d->v2_features_fd = d->v2_size_fd = d->v2_precopy_fd = -1;
+    d->v2_state_fd = d->v2_features_fd = d->v2_size_fd = d->v2_precopy_fd = d->v2_dmalog_fd = -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/mig_state", d->dir);
     // The mount gives mig_state only to a device whose type speaks v2: without it, v1 alone.
@@ -38,7 +41,8 @@ int v2_open(struct device *d) {
     d->v2_features_fd = open_file(d, "mig_features", O_RDONLY);
     d->v2_size_fd = open_file(d, "mig_data_size", O_RDONLY);
     d->v2_precopy_fd = open_file(d, "mig_precopy_info", O_RDONLY);
-    if (d->v2_state_fd < 0 || d->v2_features_fd < 0 || d->v2_size_fd < 0 || d->v2_precopy_fd < 0) {
+    d->v2_dmalog_fd = open_file(d, "mig_dma_logging", O_RDWR);
+    if (d->v2_state_fd < 0 || d->v2_features_fd < 0 || d->v2_size_fd < 0 || d->v2_precopy_fd < 0 || d->v2_dmalog_fd < 0) {
         int saved = errno;
         shim_log("device %s: cannot open its v2 files: %s", d->uuid, strerror(saved));
         v2_close(d);
@@ -49,7 +53,7 @@ int v2_open(struct device *d) {
 }
 
 void v2_close(struct device *d) {
-    int *fds[] = {&d->v2_state_fd, &d->v2_features_fd, &d->v2_size_fd, &d->v2_precopy_fd};
+    int *fds[] = {&d->v2_state_fd, &d->v2_features_fd, &d->v2_size_fd, &d->v2_precopy_fd, &d->v2_dmalog_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
         if (*fds[i] >= 0) real.close(*fds[i]);
         *fds[i] = -1;
@@ -106,9 +110,15 @@ static int check_feature(uint32_t flags, size_t argsz, uint32_t supported_ops, s
 static int open_data_fd(struct device *d, uint32_t target) {
     int fd = open_file(d, "mig_data", target == VFIO_DEVICE_STATE_RESUMING ? O_WRONLY : O_RDONLY);
     if (fd < 0) return -1;
+    // A save session's data_fd answers PRECOPY_INFO for its own session: an open of
+    // mig_precopy_info made now is bound to it, so a stale data_fd's query reaches the mount
+    // as stale (ENODEV, recorded). Without it, the device's open answers for the current one.
+    int precopy = target == VFIO_DEVICE_STATE_RESUMING ? -1 : open_file(d, "mig_precopy_info", O_RDONLY);
     shim_lock();
     int rc = shim_fd_install(fd, FD_DATA, d);
+    if (rc == 0 && precopy >= 0) shim_fd_set_aux(fd, precopy);
     shim_unlock();
+    if (rc < 0 && precopy >= 0) real.close(precopy);
     if (rc < 0) {
         int saved = errno;
         real.close(fd);
@@ -195,61 +205,93 @@ static int get_u64(uint32_t flags, size_t argsz, int fd, struct vfio_device_feat
     return 0;
 }
 
-// Device DMA logging. The device logs its DMA (dma.c) in 4 KiB pages; START's ranges only
-// bound what REPORT may ask, as the uAPI lets a driver log more than asked.
-#define LOG_PAGE 4096ULL
+// Device DMA logging. The device logs its DMA (dma.c) in 4 KiB pages; whether a call is
+// allowed, and with which errno it fails, is the mount's (mig_dma_logging, the checker's rules).
 #define LOG_MAX_RANGES 256 // the kernel guarantees at least a page of ranges: 4096 / 16
+#define LOG_OP_START 1
+#define LOG_OP_STOP 2
+#define LOG_OP_REPORT 3
+
+/// One mig_dma_logging command: header (op, count, page size) and `count` (iova, length) pairs.
+/// 0, or -1 with the mount's errno.
+static int logging_command(struct device *d, uint32_t op, uint64_t page_size,
+                           const struct vfio_device_feature_dma_logging_range *ranges, uint32_t count) {
+    size_t size = 16 + (size_t)count * 16;
+    uint8_t *record = malloc(size);
+    if (!record) return fail(ENOMEM);
+    memcpy(record, &op, 4);
+    memcpy(record + 4, &count, 4);
+    memcpy(record + 8, &page_size, 8);
+    for (uint32_t i = 0; i < count; i++) {
+        memcpy(record + 16 + (size_t)i * 16, &ranges[i].iova, 8);
+        memcpy(record + 24 + (size_t)i * 16, &ranges[i].length, 8);
+    }
+    ssize_t n;
+    do n = real.pwrite64(d->v2_dmalog_fd, record, size, 0);
+    while (n < 0 && errno == EINTR);
+    int saved = n < 0 ? errno : EIO;
+    free(record);
+    return n == (ssize_t)size ? 0 : fail(saved);
+}
 
 static int logging_start(struct device *d, struct vfio_device_feature_dma_logging_control *arg) {
     struct vfio_device_feature_dma_logging_control control;
     memcpy(&control, arg, sizeof control);
-    uint64_t ps = control.page_size;
-    if (control.num_ranges == 0 || ps == 0 || (ps & (ps - 1)) != 0) return fail(EINVAL);
+    // E2BIG before touching the ranges, as the kernel (it bounds what it copies); the rest is the mount's.
     if (control.num_ranges > LOG_MAX_RANGES) return fail(E2BIG);
     const struct vfio_device_feature_dma_logging_range *ranges = (const void *)(uintptr_t)control.ranges;
-    if (!ranges) return fail(EFAULT);
-    for (uint32_t i = 0; i < control.num_ranges; i++)
-        if (ranges[i].length == 0 || ranges[i].iova + ranges[i].length < ranges[i].iova) return fail(EINVAL);
-    shim_lock();
-    int busy = d->dma_logging;
-    if (!busy) {
-        // Logging starts now: what the device wrote before is not in the log.
-        if (d->dma_dirty) memset(d->dma_dirty, 0, (d->dma_size / LOG_PAGE + 63) / 64 * sizeof(uint64_t));
-        d->dma_logging = 1;
+    if (!ranges && control.num_ranges > 0) return fail(EFAULT);
+    uint64_t asked = control.page_size;
+    if (logging_command(d, LOG_OP_START, asked, ranges, control.num_ranges) != 0) {
+        int saved = errno;
+        shim_log("device %s DMA_LOGGING_START %u ranges, page size %llu -> %s", d->uuid, control.num_ranges,
+                 (unsigned long long)asked, strerror(saved));
+        return fail(saved);
     }
+    uint64_t tracked = 0;
+    if (read_value(d->v2_dmalog_fd, &tracked, sizeof tracked) != 0) return -1;
+    shim_lock();
+    // Logging starts now: what the device wrote before is not in the log.
+    if (d->dma_dirty) memset(d->dma_dirty, 0, (d->dma_size / 4096 + 63) / 64 * sizeof(uint64_t));
+    d->dma_logging = 1;
     shim_unlock();
-    if (busy) return fail(EBUSY); // "Another start is not allowed in the meantime."
     // The page size the device tracks with, as the uAPI's output.
-    control.page_size = LOG_PAGE;
+    control.page_size = tracked;
     memcpy(arg, &control, sizeof control);
     shim_log("device %s DMA_LOGGING_START %u ranges, page size %llu (asked %llu)", d->uuid, control.num_ranges,
-             (unsigned long long)LOG_PAGE, (unsigned long long)ps);
+             (unsigned long long)tracked, (unsigned long long)asked);
     return 0;
 }
 
 static int logging_report(struct device *d, struct vfio_device_feature_dma_logging_report *arg) {
     struct vfio_device_feature_dma_logging_report report;
     memcpy(&report, arg, sizeof report);
-    uint64_t ps = report.page_size;
-    if (ps == 0 || (ps & (ps - 1)) != 0) return fail(EINVAL);
-    if (report.iova + report.length < report.iova) return fail(EOVERFLOW);
+    struct vfio_device_feature_dma_logging_range range = {.iova = report.iova, .length = report.length};
+    if (logging_command(d, LOG_OP_REPORT, report.page_size, &range, 1) != 0) {
+        int saved = errno;
+        shim_log("device %s DMA_LOGGING_REPORT iova 0x%llx length 0x%llx page size %llu -> %s", d->uuid,
+                 (unsigned long long)report.iova, (unsigned long long)report.length,
+                 (unsigned long long)report.page_size, strerror(saved));
+        return fail(saved);
+    }
     uint64_t *bitmap = (uint64_t *)(uintptr_t)report.bitmap;
     if (!bitmap) return fail(EFAULT);
     shim_lock();
-    int on = d->dma_logging;
-    uint64_t dirty = on ? dma_collect_device(d, report.iova, report.length, ps, bitmap) : 0;
+    // Allowed by the mount (even a tolerated misuse): only what the device logged is reported.
+    uint64_t dirty = d->dma_logging ? dma_collect_device(d, report.iova, report.length, report.page_size, bitmap) : 0;
     shim_unlock();
-    if (!on) return fail(EINVAL); // "If DMA logging is not enabled, an error will be returned."
     if (dirty)
         shim_log("device %s DMA_LOGGING_REPORT iova 0x%llx length 0x%llx: %llu pages dirty (device DMA)", d->uuid,
                  (unsigned long long)report.iova, (unsigned long long)report.length, (unsigned long long)dirty);
     return 0;
 }
 
-static void logging_stop(struct device *d) {
+static int logging_stop(struct device *d) {
+    if (logging_command(d, LOG_OP_STOP, 0, NULL, 0) != 0) return -1;
     shim_lock();
     d->dma_logging = 0;
     shim_unlock();
+    return 0;
 }
 
 /// VFIO_DEVICE_FEATURE, with the header checks of the kernel's vfio_ioctl_device_feature.
@@ -287,10 +329,7 @@ int v2_feature(struct device *d, struct vfio_device_feature *f) {
         break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
-        if (rc == 1) {
-            logging_stop(d);
-            rc = 0;
-        }
+        if (rc == 1) rc = logging_stop(d);
         break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
         rc = check_feature(flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(struct vfio_device_feature_dma_logging_report));
@@ -318,8 +357,11 @@ int v2_data_ioctl(struct device *d, int fd, unsigned long request, void *arg) {
     struct vfio_precopy_info *info = arg;
     if (!info) return fail(EFAULT);
     if (info->argsz < sizeof *info) return fail(EINVAL);
+    shim_lock();
+    int own = shim_fd_aux(fd);
+    shim_unlock();
     uint64_t values[2];
-    int rc = read_value(d->v2_precopy_fd, values, sizeof values);
+    int rc = read_value(own >= 0 ? own : d->v2_precopy_fd, values, sizeof values);
     int saved = errno;
     if (rc == 0) {
         info->initial_bytes = values[0];

@@ -89,7 +89,7 @@ struct device {
     char dir[4096];         // MOUNT/devices/<uuid>
     int mig_fd;             // the mount's migration region file, O_RDWR; -1 on a v2 device
     int v2;                 // the device speaks migration v2 (its directory has mig_state)
-    int v2_state_fd, v2_features_fd, v2_size_fd, v2_precopy_fd; // its v2 files (migration_v2.c)
+    int v2_state_fd, v2_features_fd, v2_size_fd, v2_precopy_fd, v2_dmalog_fd; // its v2 files (migration_v2.c)
     uint8_t config[256];    // PCI config space shadow (from the mount's config file)
     uint64_t region_size, data_offset, data_size;
     int mount_maps;         // migration.info lists an mmap area (the mount can map it)
@@ -117,6 +117,10 @@ void shim_unlock(void);
 enum fd_kind shim_fd_kind(int fd);
 void *shim_fd_object(int fd, enum fd_kind kind);     // under shim_lock
 int shim_fd_install(int fd, enum fd_kind kind, void *obj); // takes a reference; under shim_lock
+// A descriptor the entry owns beside it (a data_fd's own open of mig_precopy_info), closed when
+// `fd` is; -1 for none, and for dup'd copies. Under shim_lock.
+void shim_fd_set_aux(int fd, int aux);
+int shim_fd_aux(int fd);
 /// A fresh real descriptor to stand for an emulated one (unique number, cheap, close-able).
 int shim_backing_fd(void);
 

@@ -47,6 +47,13 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         case v2DataFDDirection = "v2-data-fd-direction"
         case v2ResumeIncomplete = "v2-resume-incomplete"
         case v2PrecopyInfoState = "v2-precopy-info-state"
+        // Device DMA logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`, `DMALog`).
+        case v2DMALogStartTwice = "v2-dma-log-start-twice"
+        case v2DMALogRanges = "v2-dma-log-ranges"
+        case v2DMALogPageSize = "v2-dma-log-page-size"
+        case v2DMALogReportWithoutStart = "v2-dma-log-report-without-start"
+        case v2DMALogReportRange = "v2-dma-log-report-range"
+        case v2DMALogStopWithoutStart = "v2-dma-log-stop-without-start"
 
         /// The rule in the uapi's words (seed 002 / `<linux/vfio.h>`).
         public var citation: String {
@@ -93,6 +100,18 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
                 "uapi v2: \"If the user provided data is found to be incomplete, inconsistent, or otherwise invalid, the migration driver must fail the SET_STATE ioctl\""
             case .v2PrecopyInfoState:
                 "uapi v2: VFIO_MIG_GET_PRECOPY_INFO \"is valid only in PRE_COPY states and kernel driver should return -EINVAL from any other migration state\""
+            case .v2DMALogStartTwice:
+                "uapi: \"A single call to start device DMA logging can be issued and a matching stop should follow at the end. Another start is not allowed in the meantime.\""
+            case .v2DMALogRanges:
+                "uapi: DMA_LOGGING_START takes num_ranges non-overlapping ranges aligned to page_size (the kernel: EINVAL, E2BIG above a page of ranges, EOVERFLOW when one wraps)"
+            case .v2DMALogPageSize:
+                "kernel: a page_size that is no power of two (or, for DMA_LOGGING_REPORT, below 4096) is refused with EINVAL"
+            case .v2DMALogReportWithoutStart:
+                "uapi: DMA_LOGGING_REPORT \"If DMA logging is not enabled, an error will be returned.\""
+            case .v2DMALogReportRange:
+                "uapi: \"When DMA logging is started a range of IOVAs to monitor is provided\": a REPORT outside those ranges asks for a log that was never kept"
+            case .v2DMALogStopWithoutStart:
+                "uapi: \"Upon VFIO_DEVICE_FEATURE_SET stop device DMA logging that was started by VFIO_DEVICE_FEATURE_DMA_LOGGING_START\""
             }
         }
     }

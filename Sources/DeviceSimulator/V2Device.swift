@@ -45,6 +45,8 @@ public final class V2Device {
     public private(set) var stateLog: [V2DeviceState] = []
     public private(set) var lastSave: SaveFigures?
     public private(set) var lastResume: ResumeFigures?
+    /// Device DMA logging: what START gave.
+    public private(set) var dmaLog = DMALog()
 
     /// Creates the v2 face of a device at power-on (RUNNING); `.stopCopy` is always offered.
     /// - Parameter wallClock: where a device in wall-clock mode takes the time from (the engine
@@ -359,6 +361,40 @@ public final class V2Device {
     public func stopCopyLength() -> UInt64 {
         if let stream = save { return faults.reported(stream.pendingBytes(in: .stopAndCopy)) }
         return fullStopCopyLength(configuration)
+    }
+
+    // MARK: - Device DMA logging
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_START`: the page size the device tracks with.
+    public func dmaLoggingStart(ranges: [DMALogRange], pageSize: UInt64) -> Result<UInt64, Errno> {
+        if let e = judge(dmaLog.checkStart(ranges: ranges, pageSize: pageSize)) { return .failure(e) }
+        return .success(dmaLog.start(ranges: ranges))
+    }
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` of `[iova, iova + length)`: whether it may be
+    /// answered (the host fills the bitmap from the DMA it performed).
+    public func dmaLoggingReport(iova: UInt64, length: UInt64, pageSize: UInt64) -> Result<Void, Errno> {
+        judge(dmaLog.checkReport(iova: iova, length: length, pageSize: pageSize)).map { .failure($0) } ?? .success(())
+    }
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`.
+    public func dmaLoggingStop() -> Result<Void, Errno> {
+        if let e = judge(dmaLog.checkStop()) { return .failure(e) }
+        dmaLog.stop()
+        return .success(())
+    }
+
+    /// Records what a DMA logging check found; the errno the call fails with, if it does.
+    private func judge(_ decision: DMALog.Decision) -> Errno? {
+        switch decision {
+        case .accept:
+            return nil
+        case .refuse(let rule, let e, let explanation):
+            violation(rule, explanation)
+            return e
+        case .tolerate(let rule, let e, let explanation):
+            return violation(rule, explanation) ? e : nil
+        }
     }
 
     // MARK: - Reset

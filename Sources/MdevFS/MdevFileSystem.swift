@@ -146,6 +146,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .deviceFile(let uuid, .migData):
             guard let device = tree.device(uuid) else { return reply.error(.noSuchFileOrDirectory) }
             v2Files.openData(device, reply: reply)
+        case .deviceFile(let uuid, .migPrecopyInfo):
+            guard let device = tree.device(uuid) else { return reply.error(.noSuchFileOrDirectory) }
+            if flags.isWritable { return reply.error(.permissionDenied) }
+            v2Files.openPrecopyInfo(device, reply: reply)
         case .typeAttribute, .deviceFile:
             let writable = node.permissions & 0o200 != 0, readable = node.permissions & 0o444 != 0
             if flags.isWritable && !writable || flags.isReadable && !readable { return reply.error(.permissionDenied) }

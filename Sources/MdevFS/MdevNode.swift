@@ -60,10 +60,15 @@ enum MdevNode: Hashable, Sendable {
         /// The data_fd of the current data transfer session: opened after the SET that started
         /// it; `read()` on a save session, `write()` on a resume session.
         case migData = "mig_data"
-        /// 16 bytes: `initial_bytes`, `dirty_bytes` (`VFIO_MIG_GET_PRECOPY_INFO`).
+        /// 16 bytes: `initial_bytes`, `dirty_bytes` (`VFIO_MIG_GET_PRECOPY_INFO`), for the session
+        /// open when the file was opened (the current one if none was).
         case migPrecopyInfo = "mig_precopy_info"
         /// 8 bytes: `stop_copy_length` (FEATURE GET `MIG_DATA_SIZE`).
         case migDataSize = "mig_data_size"
+        /// Device DMA logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_START`, `_STOP`, `_REPORT`): a pwrite
+        /// at offset 0 of one command (`DMALogCommand`) is the call; a pread of 8 bytes is the page
+        /// size the device tracks with (0 while logging is off).
+        case migDMALogging = "mig_dma_logging"
         /// Text, read-only, not a v2 call: every v2 state the device entered since it was
         /// created, one per arc of each SET's walk, space-separated (for tests and reports).
         case migStateLog = "mig_state_log"
@@ -74,7 +79,7 @@ enum MdevNode: Hashable, Sendable {
         /// The files that are each one v2 call (`V2Files` serves them).
         var isV2Call: Bool {
             switch self {
-            case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize: true
+            case .migFeatures, .migState, .migData, .migPrecopyInfo, .migDataSize, .migDMALogging: true
             default: false
             }
         }
@@ -84,7 +89,7 @@ enum MdevNode: Hashable, Sendable {
         var permissions: UInt16 {
             switch self {
             case .mdevType, .iommuGroup: 0o777
-            case .migration, .migState, .migData: 0o600
+            case .migration, .migState, .migData, .migDMALogging: 0o600
             case .reset, .remove: 0o200
             default: 0o444
             }

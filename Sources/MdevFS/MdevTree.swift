@@ -204,7 +204,7 @@ final class MdevTree: @unchecked Sendable {
             guard let device = device(uuid) else { return nil }
             switch file {
             case .digest: return line(device.withLock { device.region.device.digest() })
-            case .state: return line(Self.json(device.withLock { device.region.status }))
+            case .state: return line(Self.json(device.withLock { DeviceStatus(region: device.region.status, v2: device.v2?.status) }))
             case .violations:
                 let all = device.withLock { device.region.violations + (device.v2?.violations ?? []) }
                 return Array(all.map { Self.json($0) + "\n" }.joined().utf8)

@@ -13,6 +13,8 @@ final class V2Files: @unchecked Sendable {
     private let lock = NSLock()
     // Guarded by `lock`: open `mig_data` files and the session each was opened for.
     private var dataHandles: [UInt64: (device: MdevDevice, session: UInt64)] = [:]
+    /// Open `mig_precopy_info` files and the session each is bound to (nil: the current one).
+    private var precopyHandles: [UInt64: UInt64?] = [:]
     /// Data handles are numbered apart from region handles, so a release finds its own table.
     private var nextHandle: UInt64 = 1 << 62
 
@@ -31,10 +33,24 @@ final class V2Files: @unchecked Sendable {
         reply.open(handle: handle, directIO: true, nonSeekable: true)
     }
 
-    /// Forgets a `mig_data` open; false when `handle` is not one.
+    /// Opens `mig_precopy_info`: bound to the session open now, if one is, so that it answers
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on that session's data_fd (a stale one is refused and
+    /// recorded); an open made with no session open answers for whichever session is current.
+    func openPrecopyInfo(_ device: MdevDevice, reply: OpenReply) {
+        guard let v2 = device.v2 else { return reply.error(.operationNotSupportedByDevice) }
+        let session = device.withLock { v2.currentSession }
+        let handle = lock.withLock { () -> UInt64 in
+            defer { nextHandle += 1 }
+            precopyHandles[nextHandle] = session
+            return nextHandle
+        }
+        reply.open(handle: handle, directIO: true)
+    }
+
+    /// Forgets a `mig_data` or `mig_precopy_info` open; false when `handle` is not one.
     @discardableResult
     func release(_ handle: UInt64) -> Bool {
-        lock.withLock { dataHandles.removeValue(forKey: handle) != nil }
+        lock.withLock { dataHandles.removeValue(forKey: handle) != nil || precopyHandles.removeValue(forKey: handle) != nil }
     }
 
     /// Waits for the stalls the last call's faults asked for, with no lock held.
@@ -70,7 +86,11 @@ final class V2Files: @unchecked Sendable {
             value = .success([device.withLock { v2.stopCopyLength() }])
         case .migPrecopyInfo:
             width = 16
-            value = device.withLock { v2.precopyInfo() }.map { [$0.initialBytes, $0.dirtyBytes] }
+            let session = lock.withLock { precopyHandles[request.handle] ?? nil }
+            value = device.withLock { v2.precopyInfo(session: session) }.map { [$0.initialBytes, $0.dirtyBytes] }
+        case .migDMALogging:
+            width = 8
+            value = .success([device.withLock { v2.dmaLog.isStarted ? DMALog.trackedPageSize : 0 }])
         default:
             return reply.error(.invalidArgument)
         }
@@ -108,8 +128,52 @@ final class V2Files: @unchecked Sendable {
             case .failure(let failure): reply.error(failure.errno)
             case .success: reply.write(4)
             }
+        case .migDMALogging:
+            guard request.offset == 0, let command = DMALogCommand(data) else { return reply.error(.invalidArgument) }
+            let outcome: Result<Void, Errno> = device.withLock {
+                switch command {
+                case .start(let pageSize, let ranges): v2.dmaLoggingStart(ranges: ranges, pageSize: pageSize).map { _ in () }
+                case .stop: v2.dmaLoggingStop()
+                case .report(let pageSize, let iova, let length): v2.dmaLoggingReport(iova: iova, length: length, pageSize: pageSize)
+                }
+            }
+            switch outcome {
+            case .failure(let e): reply.error(e)
+            case .success: reply.write(data.count)
+            }
         default:
             reply.error(.permissionDenied)
+        }
+    }
+}
+
+/// One write to `mig_dma_logging` (docs/vmm-guide.md, "The v2 contract"): little-endian
+/// `u32 op` (1 START, 2 STOP, 3 REPORT), `u32 count`, `u64 page_size`, then `count` ranges of
+/// `u64 iova`, `u64 length`: START's ranges, REPORT's one range, none for STOP.
+enum DMALogCommand: Equatable {
+    case start(pageSize: UInt64, ranges: [DMALogRange])
+    case stop
+    case report(pageSize: UInt64, iova: UInt64, length: UInt64)
+
+    static let headerSize = 16
+    static let rangeSize = 16
+
+    /// Nil for a record of the wrong shape (the file then answers `EINVAL`).
+    init?(_ data: UnsafeRawBufferPointer) {
+        guard data.count >= Self.headerSize else { return nil }
+        func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: data.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        let op = UInt32(littleEndian: data.loadUnaligned(as: UInt32.self))
+        let count = Int(UInt32(littleEndian: data.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        guard data.count == Self.headerSize + count * Self.rangeSize else { return nil }
+        let pageSize = u64(8)
+        let ranges = (0..<count).map { i in
+            DMALogRange(iova: u64(Self.headerSize + i * Self.rangeSize), length: u64(Self.headerSize + i * Self.rangeSize + 8))
+        }
+        switch (op, count) {
+        case (1, _): self = .start(pageSize: pageSize, ranges: ranges)
+        case (2, 0): self = .stop
+        case (3, 1): self = .report(pageSize: pageSize, iova: ranges[0].iova, length: ranges[0].length)
+        default: return nil
         }
     }
 }

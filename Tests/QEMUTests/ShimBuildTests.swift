@@ -151,8 +151,10 @@ import TestSupport
                              environment: ["LD_PRELOAD": try shimLibrary(), "MDEVSIM_VFIO_MOUNT": mount.path])
         #expect(output.hasSuffix("all checks passed\n"), "\(output)")
         #expect(output.split(separator: "\n").filter { $0.hasPrefix("ok v2: ") }.count == 37)
-        // The probe's one deliberate misuse, PRECOPY_INFO in STOP_COPY, is the checker's too.
-        #expect(mount.violationRules(uuid) == ["v2-precopy-info-state"])
+        // The probe's deliberate misuses are the checker's too: PRECOPY_INFO in STOP_COPY, and the
+        // DMA-logging calls the shim now forwards to the mount (REPORT before START, a second
+        // START, a REPORT page size of 3000).
+        #expect(mount.violationRules(uuid) == ["v2-precopy-info-state", "v2-dma-log-report-without-start", "v2-dma-log-start-twice", "v2-dma-log-page-size"])
         // Each state entered, the reset's RUNNING last.
         #expect(mount.read(uuid, "mig_state_log") == "RUNNING_P2P PRE_COPY_P2P STOP_COPY STOP RUNNING")
     }

@@ -56,7 +56,7 @@ public struct ReportEntry: Sendable {
     /// A result of `mdevsim run` (live or read back from its JSON report), with its scenario
     /// when the file could be loaded (expectation, seed, threshold).
     public init(result r: ScenarioResult, scenario: Scenario?) {
-        self.init(name: r.name, file: r.file, verdict: r.verdict, skipped: r.skipped, report: r.report, diagnostics: r.diagnostics,
+        self.init(name: r.entryName, file: r.file, verdict: r.verdict, skipped: r.skipped, report: r.report, diagnostics: r.diagnostics,
                   durationSeconds: r.durationSeconds, seed: scenario?.seed, expectation: scenario?.expectation,
                   records: r.accessLog?.records ?? [], omittedDataRecords: r.accessLog?.omittedDataRecords ?? 0,
                   stopThreshold: r.accessLog?.stopThreshold ?? scenario?.migration.client.stopThreshold,

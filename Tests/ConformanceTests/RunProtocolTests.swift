@@ -1,0 +1,115 @@
+@testable import Conformance
+import DeviceSimulator
+import Foundation
+import MigrationProtocol
+import Scenarios
+import SystemPackage
+import Testing
+import TestSupport
+
+/// `mdevsim run` under every protocol a scenario's types offer, in process: the entries, their
+/// names in the reports, `--protocol`, and the v2 verdict of a v1-only expectation.
+@Suite struct RunProtocolTests {
+    /// A small device speaking both protocols (a quick v2 run, a short trace).
+    static let bothText = """
+        # Exercises: a small device speaking v1 and v2, for the run and trace tests.
+        name: both-small
+        seed: 7
+        types:
+          - type: mdevsim-both-small
+            memory: 2MiB
+            dirty: {rate: 1MiB/s}
+            protocols: [v1, v2]
+            v2: {p2p: true, pre_copy: true}
+        migration:
+          source: mdevsim-both-small
+        expect:
+          outcome: success
+        """
+
+    static func both() throws -> Scenario { try ScenarioLoader.parse(bothText, file: "both-small.yaml") }
+
+    static func v1Only() throws -> Scenario {
+        try ScenarioLoader.load(contentsOf: FilePath("\(libraryDirectory)/small-converges.yaml"))
+    }
+
+    @Test func aScenarioOfBothProtocolsIsTwoEntriesAndAV1OneIsOne() throws {
+        let entries = [ScenarioEntry(file: "both-small.yaml", scenario: .success(try Self.both())),
+                       ScenarioEntry(file: "small-converges.yaml", scenario: .success(try Self.v1Only()))]
+        let all = ScenarioCatalog.perProtocol(entries)
+        #expect(all.map(\.entryName) == ["both-small", "both-small [v2]", "small-converges"])
+        #expect(all.map(\.migrationProtocol) == [.v1, .v2, .v1])
+        #expect(ScenarioCatalog.perProtocol(entries, only: .v2).map(\.entryName) == ["both-small [v2]"])
+        #expect(ScenarioCatalog.perProtocol(entries, only: .v1).map(\.entryName) == ["both-small", "small-converges"])
+    }
+
+    @Test func bothEntriesPassWithDistinctNamesInJUnitAndJSON() throws {
+        let runner = ScenarioRunner(mode: .inProcess)
+        let entries = ScenarioCatalog.perProtocol([ScenarioEntry(file: "both-small.yaml", scenario: .success(try Self.both()))])
+        let results = entries.map { runner.run($0) }
+        #expect(results.map(\.status) == [.passed, .passed], "\(results.map(\.verdict.mismatches))")
+        #expect(results.map(\.migrationProtocol) == [.v1, .v2])
+        #expect(results[1].report?.destinationState == "RUNNING")
+        let summary = RunSummary(mode: .inProcess, results: results, durationSeconds: 0)
+        #expect(summary.passed == 2)
+
+        let junit = RunReports.junit(summary)
+        #expect(ReportSchemas.junitProblem(text: junit) == nil)
+        let document = try XMLDocument(xmlString: junit)
+        let cases = try document.nodes(forXPath: "//testcase").compactMap { $0 as? XMLElement }
+        #expect(cases.compactMap { $0.attribute(forName: "name")?.stringValue } == ["both-small", "both-small [v2]"])
+        let protocols = try document.nodes(forXPath: "//testcase/properties/property[@name='protocol']/@value").map { $0.stringValue ?? "" }
+        #expect(protocols == ["vfio-migration-v1", "vfio-migration-v2"])
+
+        let json = try RunReports.json(summary)
+        #expect(ReportSchemas.jsonProblem(data: json) == nil)
+        let object = try #require(JSONSerialization.jsonObject(with: json) as? [String: Any])
+        let scenarios = try #require(object["scenarios"] as? [[String: Any]])
+        #expect(scenarios.map { $0["protocol"] as? String } == ["v1", "v2"])
+        #expect(scenarios.map { $0["name"] as? String } == ["both-small", "both-small"])
+        // Read back, each entry keeps its protocol (mdevsim report REPORT.json).
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let back = try decoder.decode(RunSummary.self, from: json)
+        #expect(back.results.map(\.entryName) == ["both-small", "both-small [v2]"])
+    }
+
+    @Test func aV1StepUnderV2IsNotedNotSilentlyPassed() {
+        let failed = report(outcome: "failed", failure: ("source data_fd read in stop-copy", "EIO"), sourceState: "RUNNING")
+        let v1Field = Expectation(outcome: .failure(errno: .ioError, step: .access(field: .dataOffset, operation: .read, state: DeviceState.stopAndCopy.bits)))
+        let verdict = Judge.judge(failed, against: v1Field, protocol: .v2)
+        #expect(verdict.passed, "\(verdict.mismatches)")
+        #expect(verdict.notes.count == 1)
+        #expect(verdict.notes.first?.contains("step 'data_offset read in stop-and-copy' names the v1 region") == true)
+        // A data step has a v2 counterpart: it is checked, phase included.
+        let data = Expectation(outcome: .failure(errno: .ioError, step: .data(operation: .read, state: DeviceState.stopAndCopy.bits)))
+        #expect(Judge.judge(failed, against: data, protocol: .v2) == Verdict())
+        let precopy = Expectation(outcome: .failure(errno: .ioError, step: .data(operation: .read, state: DeviceState.preCopy.bits)))
+        #expect(!Judge.judge(failed, against: precopy, protocol: .v2).passed)
+        // Under v2 the source must be back in RUNNING, by its v2 name.
+        let stopped = report(outcome: "failed", failure: ("source data_fd read in stop-copy", "EIO"), sourceState: "STOP")
+        #expect(!Judge.judge(stopped, against: data, protocol: .v2).passed)
+    }
+
+    @Test func anInProcessV2TraceReplaysAndATamperedOneDivergesThere() throws {
+        let dir = try makeTemporaryDirectory("mdevsim-v2-trace")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var runner = ScenarioRunner(mode: .inProcess)
+        runner.traceDirectory = dir
+        runner.reproducible = true
+        let entries = ScenarioCatalog.perProtocol([ScenarioEntry(file: "both-small.yaml", scenario: .success(try Self.both()))])
+        for entry in entries { #expect(runner.run(entry).passed) }
+        // One file per protocol: the v1 trace is not overwritten by the v2 one.
+        let v1 = try TraceFile.load(path: ScenarioRunner.tracePath(directory: dir, scenario: "both-small"))
+        let v2Path = ScenarioRunner.tracePath(directory: dir, scenario: "both-small", protocol: .v2)
+        #expect(v2Path.hasSuffix("/both-small.v2.trace.jsonl"))
+        let v2 = try TraceFile.load(path: v2Path)
+        #expect(!v1.entries.contains { $0.record.op.isV2 })
+        #expect(v2.header.formatVersion == 2)
+        let ops = Set(v2.entries.map(\.record.op))
+        #expect(ops.isSuperset(of: [.create, .v2Set, .v2Get, .v2Read, .v2Write, .v2PrecopyInfo, .v2DataSize, .remove]), "\(ops)")
+        let outcome = try TraceReplay(trace: v2, scenario: try Self.both()).run()
+        #expect(outcome.divergence == nil, "\(outcome.divergence?.description ?? "")")
+        #expect(outcome.matched == v2.entries.filter { $0.record.op.isV2 }.count)
+    }
+}

@@ -126,6 +126,22 @@ public enum ScenarioCatalog {
         }
     }
 
+    /// Each entry once per protocol its scenario offers (`ScenarioEntry.protocols(of:)`), in
+    /// order, v1 before v2; restricted to `only` when given. An entry whose file does not load
+    /// stays (once, under `only` or v1), so that an invalid file is never dropped silently.
+    public static func perProtocol(_ entries: [ScenarioEntry], only: MigrationProtocolVersion? = nil) -> [ScenarioEntry] {
+        entries.flatMap { entry -> [ScenarioEntry] in
+            guard case .success(let scenario) = entry.scenario else {
+                var e = entry
+                e.migrationProtocol = only ?? .v1
+                return [e]
+            }
+            return ScenarioEntry.protocols(of: scenario).filter { only == nil || $0 == only }.map {
+                ScenarioEntry(file: entry.file, scenario: entry.scenario, migrationProtocol: $0)
+            }
+        }
+    }
+
     /// The bundled scenario named `name` (its `name:`), if there is one.
     public static func bundledScenario(named name: String) -> Scenario? {
         for entry in bundled() { if case .success(let s) = entry.scenario, s.name == name { return s } }

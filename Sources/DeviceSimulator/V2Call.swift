@@ -1,3 +1,4 @@
+import MigrationProtocol
 import SystemPackage
 
 /// One migration v2 call a device answered, as a trace observer is told it (the v2 counterpart

@@ -1,4 +1,5 @@
 import Conformance
+import DeviceSimulator
 import Foundation
 import Scenarios
 
@@ -34,6 +35,8 @@ public struct ReportEntry: Sendable {
     public var stopThreshold: UInt64?
     /// Where the records come from, for the page's notes.
     public var recordsOrigin: String
+    /// The protocol the migration used (a run's entry names it; v1 for everything else so far).
+    public var migrationProtocol: MigrationProtocolVersion = .v1
 
     public init(name: String, file: String? = nil, verdict: Verdict? = nil, skipped: String? = nil, report: MigrationReport? = nil,
                 diagnostics: [String] = [], durationSeconds: Double? = nil, seed: UInt64? = nil, expectation: Expectation? = nil,
@@ -61,6 +64,7 @@ public struct ReportEntry: Sendable {
                   records: r.accessLog?.records ?? [], omittedDataRecords: r.accessLog?.omittedDataRecords ?? 0,
                   stopThreshold: r.accessLog?.stopThreshold ?? scenario?.migration.client.stopThreshold,
                   recordsOrigin: r.accessLog == nil ? "" : "the run's access log")
+        migrationProtocol = r.migrationProtocol
     }
 
     public var status: Status {

@@ -74,8 +74,8 @@ public struct TraceHeader: Codable, Sendable, Hashable {
 /// | `v2_precopy_info` | `VFIO_MIG_GET_PRECOPY_INFO` | `session` (when asked on a data_fd), `initial_bytes`, `dirty_bytes` (absent on failure), `result` |
 /// | `v2_data_size` | `MIG_DATA_SIZE` | `value` (`stop_copy_length`), `result` |
 ///
-/// v2 states are the uAPI's names (`RUNNING`, `PRE_COPY_P2P`, ...). DMA logging is not recorded:
-/// the shim answers it from the mount's `dma` file, which no v2 call of the engine reaches.
+/// v2 states are the uAPI's names (`RUNNING`, `PRE_COPY_P2P`, ...). Device DMA logging is not
+/// recorded: the shim (`libmdevsim-vfio.so`) does it inside the VMM, and no call reaches the mount.
 ///
 /// `time_ns` is monotonic nanoseconds since the trace started, taken when the record was
 /// written (after the device answered). `result` is `ok` or an errno name (`EINVAL`, ...).

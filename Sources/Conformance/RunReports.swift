@@ -191,7 +191,7 @@ public enum RunReports {
     static func stepLog(_ r: ScenarioResult) -> String? {
         guard let report = r.report else { return r.lastStep.map { "last step: \($0)" } }
         var lines = [figures(report)]
-        for n in r.verdict.notes { lines.append("not checked: \(n)") }
+        for n in r.verdict.notes { lines.append("not checked under \(r.migrationProtocol.rawValue): \(n)") }
         lines.append("pending_bytes: \(report.pendingSequence.map(String.init).joined(separator: " "))")
         lines.append("chunks: \(report.chunks.precopy) pre-copy, \(report.chunks.stopAndCopy) stop-and-copy, \(report.chunks.resumeTransactions) resume transactions")
         if let f = report.failure { lines.append("failed at: \(f.step)\(f.errno.map { " (\($0))" } ?? ""): \(f.message)") }

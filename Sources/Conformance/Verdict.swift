@@ -94,7 +94,7 @@ public enum Judge {
                     }
                 }
                 if migrationProtocol == .v2, !StepMatcher.appliesToV2(step) {
-                    notes.append("step '\(step)' names the v1 region, which a v2 migration does not use: not checked under v2 (the migration failed at '\(failure?.step ?? "?")')")
+                    notes.append("step '\(step)' names the v1 region, which a v2 migration does not use (the migration failed at '\(failure?.step ?? "?")')")
                 } else if let observed = failure?.step {
                     let matched = migrationProtocol == .v2
                         ? StepMatcher.matchesV2(observed: observed, expected: step)

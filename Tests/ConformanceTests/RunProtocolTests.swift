@@ -113,4 +113,26 @@ import TestSupport
         #expect(outcome.divergence == nil, "\(outcome.divergence?.description ?? "")")
         #expect(outcome.matched == v2.entries.filter { $0.record.op.isV2 }.count)
     }
+
+    /// Through the command: a v1 fault scenario whose type also speaks v2 fails the same way under
+    /// v2, and the v2 entry's result line says that its v1 `step:` was not checked.
+    @Test func theResultLineSaysWhatWasNotCheckedUnderV2() throws {
+        let dir = try makeTemporaryDirectory("mdevsim-v2-note")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let text = try String(contentsOfFile: libraryDirectory + "/fault-fail-data-offset.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "    memory: 8MiB\n", with: "    memory: 2MiB\n    protocols: [v1, v2]\n")
+        try text.write(toFile: dir + "/fault.yaml", atomically: true, encoding: .utf8)
+        let r = try CommandContractTests.mdevsim(["run", "--in-process", "--quiet", "--json", dir + "/r.json", dir + "/fault.yaml"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("PASS fault-fail-data-offset  ") }, "\(r.stdout)")
+        let v2 = try #require(lines.firstIndex { $0.hasPrefix("PASS fault-fail-data-offset [v2]") }, "\(r.stdout)")
+        #expect(lines[v2].contains("failed at 'source data_fd read in stop-copy' (EIO)"), "\(r.stdout)")
+        #expect(lines[v2 + 1].hasPrefix("    ~ not checked under v2: step 'data_offset read in stop-and-copy' names the v1 region"), "\(r.stdout)")
+        #expect(ReportSchemas.jsonProblem(dir + "/r.json") == nil)
+        let object = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as? [String: Any])
+        let verdicts = (object["scenarios"] as? [[String: Any]])?.map { $0["verdict"] as? [String: Any] }
+        #expect(verdicts?.first??["notes"] == nil)
+        #expect((verdicts?.last??["notes"] as? [String])?.count == 1)
+    }
 }

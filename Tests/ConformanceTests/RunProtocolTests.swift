@@ -135,4 +135,31 @@ import TestSupport
         #expect(verdicts?.first??["notes"] == nil)
         #expect((verdicts?.last??["notes"] as? [String])?.count == 1)
     }
+
+    /// A v2 record needs a version 2 header and the uAPI's state names; version 1 traces still read.
+    @Test func v2RecordsAreCheckedWhenATraceIsRead() throws {
+        func header(_ version: Int) -> String {
+            "{\"format\":\"mdevsim-trace\",\"format_version\":\(version),\"scenario\":\"both-small\",\"seed\":7,\"strict\":false,\"recorder\":\"in-process\",\"devices\":{}}"
+        }
+        let create = "{\"time_ns\":0,\"device\":\"d\",\"op\":\"create\",\"type\":\"mdevsim-both-small\",\"result\":\"ok\"}"
+        let set = "{\"time_ns\":0,\"device\":\"d\",\"op\":\"v2_set\",\"from\":\"RUNNING\",\"to\":\"PRE_COPY\",\"state\":\"PRE_COPY\",\"session\":1,\"result\":\"ok\"}"
+        #expect(try TraceFile.parse(Data([header(1), create].joined(separator: "\n").utf8)).entries.count == 1)
+        #expect(try TraceFile.parse(Data([header(2), create, set].joined(separator: "\n").utf8)).entries.count == 2)
+        #expect(throws: TraceFile.Malformed.self) { try TraceFile.parse(Data([header(1), create, set].joined(separator: "\n").utf8)) }
+        let bad = set.replacingOccurrences(of: "\"to\":\"PRE_COPY\"", with: "\"to\":\"pre-copy-ish\"")
+        do {
+            _ = try TraceFile.parse(Data([header(2), create, bad].joined(separator: "\n").utf8))
+            Issue.record("a bad state name was accepted")
+        } catch {
+            #expect(error.line == 3 && error.reason.contains("'to' is 'pre-copy-ish', not a v2 state"), "\(error)")
+        }
+        #expect(throws: TraceFile.Malformed.self) { try TraceFile.parse(Data([header(3), create].joined(separator: "\n").utf8)) }
+        // A v2 record of a device whose type speaks only v1 is a misfit, not a divergence.
+        let trace = try TraceFile.parse(Data([header(2), create, set].joined(separator: "\n").utf8))
+        var v1Only = try Self.both()
+        v1Only.types[0].configuration.protocols = .v1
+        #expect(throws: TraceReplay.Mismatch.self) { try TraceReplay(trace: trace, scenario: v1Only) }
+        let replay = try TraceReplay(trace: trace, scenario: try Self.both()).run()
+        #expect(replay.divergence == nil, "\(replay.divergence?.description ?? "")")
+    }
 }

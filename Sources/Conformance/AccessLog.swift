@@ -104,4 +104,8 @@ public final class AccessObserverFanOut: AccessObserver {
     public func deviceEvent(_ event: DeviceEvent, device: String, type: String?, errno: Errno?) {
         for o in observers { o.deviceEvent(event, device: device, type: type, errno: errno) }
     }
+
+    public func v2Called(_ call: V2Call) {
+        for o in observers { o.v2Called(call) }
+    }
 }

@@ -22,6 +22,10 @@ final class ReleaseWatch: AccessObserver {
         next.regionAccessed(access)
     }
 
+    func v2Called(_ call: V2Call) {
+        next.v2Called(call)
+    }
+
     func deviceEvent(_ event: DeviceEvent, device: String, type: String?, errno: Errno?) {
         next.deviceEvent(event, device: device, type: type, errno: errno)
         if event == .release, errno == nil { _ = released.withLock { $0.insert(device) } }

@@ -18,6 +18,11 @@ import SystemPackage
 /// and digest, a staged chunk's digest. `remove`, `open` and `release` are the mount's answers,
 /// not the device's: they are taken from the trace as they are (a removed device is dropped).
 ///
+/// Migration v2 records (format version 2) are played on the v2 face of the same device
+/// (`V2Device`): a SET of the record's target, a GET, a data_fd read of the recorded size or a
+/// write of the recorded bytes on the recorded session, PRECOPY_INFO, MIG_DATA_SIZE; each must
+/// produce the same record (state reached, errno, read length and digest, sizes).
+///
 /// Deterministic because the devices are: their dirtying runs on a virtual clock that only
 /// accesses advance. Scenarios with `clock: wall` cannot be replayed and are refused.
 public struct TraceReplay {
@@ -66,22 +71,25 @@ public struct TraceReplay {
     public init(trace: TraceFile, scenario: Scenario) throws(Mismatch) {
         self.trace = trace
         self.scenario = scenario
-        var live = Set(trace.header.devices.keys)
+        var live = trace.header.devices
         for (_, type) in trace.header.devices.sorted(by: { $0.key < $1.key }) {
             try Self.checkType(type, in: scenario, line: 1)
         }
         for entry in trace.entries {
             let r = entry.record
+            if r.op.isV2, let type = live[r.device], scenario.type(named: type)?.configuration.protocols.contains(.v2) != true {
+                throw Mismatch(description: "\(trace.path):\(entry.line): a \(r.op.rawValue) record for device \(r.device), whose type '\(type)' does not speak migration v2 in scenario '\(scenario.name)' (add protocols: [v1, v2] to it)")
+            }
             switch r.op {
             case .create where r.result == "ok":
                 try Self.checkType(r.type ?? "", in: scenario, line: entry.line)
-                live.insert(r.device)
+                live[r.device] = r.type ?? ""
             case .create, .open, .release:
                 break
             case .remove where r.result == "ok":
-                live.remove(r.device)
+                live[r.device] = nil
             default:
-                guard live.contains(r.device) else {
+                guard live[r.device] != nil else {
                     throw Mismatch(description: "\(trace.path):\(entry.line): device \(r.device) is not created before this \(r.op.rawValue)")
                 }
             }
@@ -102,12 +110,21 @@ public struct TraceReplay {
         let collector = Collector()
         let recorder = TraceRecorder(sink: collector)
         var devices: [String: MigrationRegion] = [:]
+        // The v2 face of each device whose type speaks v2, on the same simulated device (as a mount's).
+        var v2Devices: [String: V2Device] = [:]
         var created = 0
         func make(_ id: String, type: String) {
             guard let spec = scenario.type(named: type) else { return }
             let region = MigrationRegion(configuration: spec.configuration, identity: id, strict: trace.header.strict)
             region.observer = recorder
             devices[id] = region
+            if spec.configuration.protocols.contains(.v2) {
+                let v2 = V2Device(device: region.device, features: spec.configuration.v2Features, strict: trace.header.strict)
+                v2.observer = recorder
+                v2Devices[id] = v2
+            } else {
+                v2Devices[id] = nil
+            }
             created += 1
         }
         for (id, type) in trace.header.devices.sorted(by: { $0.key < $1.key }) { make(id, type: type) }
@@ -129,12 +146,19 @@ public struct TraceReplay {
                 if r.result == "ok", let type = r.type { make(r.device, type: type) }
                 collector.append([r])
             case .remove:
-                if r.result == "ok" { devices[r.device] = nil }
+                if r.result == "ok" {
+                    devices[r.device] = nil
+                    v2Devices[r.device] = nil
+                }
                 collector.append([r])
             case .open, .release:
                 collector.append([r])
             case .reset:
+                // Both faces, as the mount's reset does (MdevDevice.reset); only the region reports it.
                 devices[r.device]?.reset()
+                v2Devices[r.device]?.reset()
+            case .v2Set, .v2Get, .v2Read, .v2Write, .v2PrecopyInfo, .v2DataSize:
+                if let v2 = v2Devices[r.device] { Self.play(r, on: v2) }
             case .read, .write:
                 guard let region = devices[r.device] else { break }
                 if first.record.op == .apply, let bytes = first.record.data.flatMap({ Data(base64Encoded: $0) }) {
@@ -161,7 +185,7 @@ public struct TraceReplay {
             }
             if outcome.divergence != nil { break }
             outcome.recordsMatched += produced.count
-            if r.op == .read || r.op == .write { outcome.matched += 1 }
+            if r.op == .read || r.op == .write || r.op.isV2 { outcome.matched += 1 }
             i += produced.count
         }
         outcome.devices = created
@@ -190,6 +214,30 @@ public struct TraceReplay {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, r.count ?? 0), alignment: 8)
             defer { buffer.deallocate() }
             _ = region.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(r.count ?? 0)]))
+        }
+    }
+
+    /// Performs one v2 call as the trace has it.
+    private static func play(_ r: TraceRecord, on v2: V2Device) {
+        switch r.op {
+        case .v2Set:
+            if let target = r.to.flatMap(V2DeviceState.init(name:)) { _ = v2.set(target) }
+        case .v2Get:
+            _ = v2.get()
+        case .v2Read:
+            let count = r.count ?? 0
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, count), alignment: 8)
+            defer { buffer.deallocate() }
+            _ = v2.read(session: r.session ?? 0, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+        case .v2Write:
+            let bytes = r.data.flatMap { Data(base64Encoded: $0) } ?? Data()
+            _ = bytes.withUnsafeBytes { v2.write(session: r.session ?? 0, from: $0) }
+        case .v2PrecopyInfo:
+            _ = v2.precopyInfo(session: r.session)
+        case .v2DataSize:
+            _ = v2.stopCopyLength()
+        default:
+            break
         }
     }
 
@@ -225,6 +273,18 @@ public struct TraceReplay {
             return "create \(r.device) of type \(r.type ?? "?")"
         case .remove, .reset, .open, .release:
             return "\(r.op.rawValue) \(r.device)"
+        case .v2Set:
+            return "SET MIG_DEVICE_STATE \(r.from ?? "?") -> \(r.to ?? "?") of \(r.device)"
+        case .v2Get:
+            return "GET MIG_DEVICE_STATE of \(r.device)"
+        case .v2Read:
+            return "data_fd read of \(r.count ?? 0) bytes (session \(r.session ?? 0)) of \(r.device)"
+        case .v2Write:
+            return "data_fd write of \(r.count ?? 0) bytes (session \(r.session ?? 0)) of \(r.device)"
+        case .v2PrecopyInfo:
+            return "VFIO_MIG_GET_PRECOPY_INFO\(r.session.map { " (session \($0))" } ?? "") of \(r.device)"
+        case .v2DataSize:
+            return "GET MIG_DATA_SIZE of \(r.device)"
         }
     }
 }

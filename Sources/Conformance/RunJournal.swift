@@ -71,6 +71,7 @@ public final class RunJournal: Sendable {
                 let reason = "\(error) while running, at: \(s.lastStep ?? "unknown")"
                 var result = ScenarioResult(name: entry.name, file: entry.file, verdict: Verdict(mismatches: [reason]), report: nil,
                                             durationSeconds: seconds, error: reason, lastStep: s.lastStep)
+                result.migrationProtocol = entry.migrationProtocol
                 if case .success(let scenario) = entry.scenario {
                     result.seed = scenario.seed
                     result.sourceType = scenario.sourceType?.name
@@ -80,6 +81,7 @@ public final class RunJournal: Sendable {
             }
             for entry in entries.dropFirst(next) {
                 var result = ScenarioResult(name: entry.name, file: entry.file, verdict: .pass, report: nil, durationSeconds: 0, skipped: skipped)
+                result.migrationProtocol = entry.migrationProtocol
                 if case .success(let scenario) = entry.scenario {
                     result.seed = scenario.seed
                     result.sourceType = scenario.sourceType?.name

@@ -14,7 +14,9 @@ public struct RunSummary: Sendable, Codable {
 
     /// The JSON report's `format_version` (docs/run-report.schema.json): 2 added the version
     /// itself, `status`, `error`, `errors`, `ended`, `timestamp`, `hostname`, and dropped the
-    /// verdict of skipped scenarios.
+    /// verdict of skipped scenarios. Each entry's `protocol` (a scenario whose types speak v1 and
+    /// v2 is two entries) and the verdict's `notes` were added within version 2, compatibly: a
+    /// reader of 2 that ignores unknown keys reads them, and their absence means v1, no notes.
     public static let formatVersion = 2
 
     public var mode: ScenarioRunner.Mode
@@ -45,7 +47,7 @@ public struct RunSummary: Sendable, Codable {
 
     /// Every violation the devices recorded, as `scenario: source: [rule] explanation`.
     public var violations: [String] {
-        results.flatMap { r in (r.report?.violations ?? []).map { "\(r.name): \($0)" } }
+        results.flatMap { r in (r.report?.violations ?? []).map { "\(r.entryName): \($0)" } }
     }
 
     /// The closing line, `N passed, N failed`, in the form CI log readers know; its "failed"
@@ -118,7 +120,8 @@ public enum RunReports {
 
     /// JUnit XML as CI systems (GitLab, Jenkins, GitHub test reporters) read it: one
     /// `testsuite` named `mdevsim` with true `tests`/`failures`/`errors`/`skipped` counts, its
-    /// `timestamp`, `hostname` and `time`, and one `testcase` per scenario (classname
+    /// `timestamp`, `hostname` and `time`, and one `testcase` per entry, a scenario under one protocol
+    /// (named `ScenarioResult.entryName`: `NAME` under v1, `NAME [v2]` under v2; classname
     /// `mdevsim.scenarios`, its own `time`) holding its `<properties>` (seed, protocol, type,
     /// mode), then `<failure>` (ran, did not meet its expectation), `<error>` (could not be judged:
     /// invalid file, set-up failure, interrupted, timed out) or `<skipped>`, and the step log in
@@ -132,11 +135,12 @@ public enum RunReports {
         suiteProperties.append(.init(name: "ended", value: summary.ended.rawValue))
         let cases = summary.results.map { r -> JUnitReport.Case in
             var body = r.verdict.mismatches
+            if !r.verdict.notes.isEmpty { body += ["not checked under \(r.migrationProtocol.rawValue):"] + r.verdict.notes }
             if !r.diagnostics.isEmpty { body += ["diagnostics:"] + r.diagnostics }
             if let v = r.report?.violations, !v.isEmpty { body += ["violations:"] + v }
             if let f = r.report?.failure { body += ["client failure: \(f.step)\(f.errno.map { " (\($0))" } ?? ""): \(f.message)"] }
             var c = JUnitReport.Case(
-                classname: "mdevsim.scenarios", name: XML.text(r.name), file: XML.text(r.file), time: seconds(r.durationSeconds),
+                classname: "mdevsim.scenarios", name: XML.text(r.entryName), file: XML.text(r.file), time: seconds(r.durationSeconds),
                 properties: .init(property: properties(r, mode: summary.mode).map { .init(name: $0.0, value: XML.text($0.1)) }),
                 systemOut: stepLog(r).map(XML.text))
             switch r.status {
@@ -168,7 +172,7 @@ public enum RunReports {
     static func properties(_ r: ScenarioResult, mode: ScenarioRunner.Mode) -> [(String, String)] {
         var p: [(String, String)] = []
         if let seed = r.seed { p.append(("seed", String(seed))) }
-        p.append(("protocol", "vfio-migration-v1"))
+        p.append(("protocol", "vfio-migration-\(r.migrationProtocol.rawValue)"))
         if let type = r.sourceType { p.append(("type", type)) }
         p.append(("mode", mode == .fuse ? "mount" : "in-process"))
         return p
@@ -187,6 +191,7 @@ public enum RunReports {
     static func stepLog(_ r: ScenarioResult) -> String? {
         guard let report = r.report else { return r.lastStep.map { "last step: \($0)" } }
         var lines = [figures(report)]
+        for n in r.verdict.notes { lines.append("not checked under \(r.migrationProtocol.rawValue): \(n)") }
         lines.append("pending_bytes: \(report.pendingSequence.map(String.init).joined(separator: " "))")
         lines.append("chunks: \(report.chunks.precopy) pre-copy, \(report.chunks.stopAndCopy) stop-and-copy, \(report.chunks.resumeTransactions) resume transactions")
         if let f = report.failure { lines.append("failed at: \(f.step)\(f.errno.map { " (\($0))" } ?? ""): \(f.message)") }

@@ -8,14 +8,34 @@ import Scenarios
 import Synchronization
 import SystemPackage
 
-/// One scenario file to run: its path and what the loader made of it.
+/// One scenario file to run under one protocol: its path, what the loader made of it, and the
+/// migration protocol the reference client speaks (`run` plays a scenario once per protocol its
+/// types offer: `ScenarioCatalog.perProtocol`).
 public struct ScenarioEntry: Sendable {
     public var file: String
     public var scenario: Result<Scenario, ScenarioError>
+    /// The protocol this entry migrates with.
+    public var migrationProtocol: MigrationProtocolVersion
 
-    public init(file: String, scenario: Result<Scenario, ScenarioError>) {
+    public init(file: String, scenario: Result<Scenario, ScenarioError>, migrationProtocol: MigrationProtocolVersion = .v1) {
         self.file = file
         self.scenario = scenario
+        self.migrationProtocol = migrationProtocol
+    }
+
+    /// The entry's identity in verdict lines, JUnit testcases, violations and the HTML page:
+    /// the scenario's name under v1 (unchanged from before v2, so CI history stays), the name
+    /// and the protocol under any other (`small-converges [v2]`).
+    public var entryName: String { ScenarioResult.entryName(name, migrationProtocol) }
+
+    /// The protocols `scenario` can be migrated with: those both its source and destination type
+    /// speak, v1 first. A scenario that does not load, or names a type it lacks, has v1 only
+    /// (it becomes one error entry, as before v2).
+    public static func protocols(of scenario: Scenario) -> [MigrationProtocolVersion] {
+        guard let source = scenario.sourceType, let destination = scenario.destinationType else { return [.v1] }
+        let both = source.configuration.protocols.intersection(destination.configuration.protocols)
+        let offered = MigrationProtocolVersion.allCases.filter { both.contains($0.set) }
+        return offered.isEmpty ? [.v1] : offered
     }
 
     /// The scenario's name, or the file's base name without `.yaml` when it does not load.
@@ -106,6 +126,22 @@ public enum ScenarioCatalog {
         }
     }
 
+    /// Each entry once per protocol its scenario offers (`ScenarioEntry.protocols(of:)`), in
+    /// order, v1 before v2; restricted to `only` when given. An entry whose file does not load
+    /// stays (once, under `only` or v1), so that an invalid file is never dropped silently.
+    public static func perProtocol(_ entries: [ScenarioEntry], only: MigrationProtocolVersion? = nil) -> [ScenarioEntry] {
+        entries.flatMap { entry -> [ScenarioEntry] in
+            guard case .success(let scenario) = entry.scenario else {
+                var e = entry
+                e.migrationProtocol = only ?? .v1
+                return [e]
+            }
+            return ScenarioEntry.protocols(of: scenario).filter { only == nil || $0 == only }.map {
+                ScenarioEntry(file: entry.file, scenario: entry.scenario, migrationProtocol: $0)
+            }
+        }
+    }
+
     /// The bundled scenario named `name` (its `name:`), if there is one.
     public static func bundledScenario(named name: String) -> Scenario? {
         for entry in bundled() { if case .success(let s) = entry.scenario, s.name == name { return s } }
@@ -138,6 +174,16 @@ public struct ScenarioResult: Sendable, Codable {
     /// The scenario's seed and source device type, when its file loaded.
     public var seed: UInt64?
     public var sourceType: String?
+    /// The migration protocol of this entry (JSON `protocol`; v1 in reports written before v2).
+    public var migrationProtocol: MigrationProtocolVersion = .v1
+
+    /// The entry's identity (see `ScenarioEntry.entryName`): unique per scenario and protocol.
+    public var entryName: String { Self.entryName(name, migrationProtocol) }
+
+    /// `name` under v1, `name [v2]` under v2: the one rule of an entry's name.
+    public static func entryName(_ name: String, _ migrationProtocol: MigrationProtocolVersion) -> String {
+        migrationProtocol == .v1 ? name : "\(name) [\(migrationProtocol.rawValue)]"
+    }
 
     /// How a scenario ended, as CI tools count it.
     public enum Status: String, Sendable, Codable {
@@ -171,7 +217,7 @@ public struct ScenarioResult: Sendable, Codable {
     public var errored: Bool { status == .error }
 
     enum CodingKeys: String, CodingKey {
-        case name, file, status, seed, sourceType, verdict, report, diagnostics, durationSeconds, skipped, error, lastStep, accessLog
+        case name, file, status, seed, sourceType, migrationProtocol = "protocol", verdict, report, diagnostics, durationSeconds, skipped, error, lastStep, accessLog
     }
 
     public init(from decoder: any Decoder) throws {
@@ -187,6 +233,7 @@ public struct ScenarioResult: Sendable, Codable {
         lastStep = try c.decodeIfPresent(String.self, forKey: .lastStep)
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
         sourceType = try c.decodeIfPresent(String.self, forKey: .sourceType)
+        migrationProtocol = try c.decodeIfPresent(MigrationProtocolVersion.self, forKey: .migrationProtocol) ?? .v1
         accessLog = try c.decodeIfPresent(AccessLog.self, forKey: .accessLog)
     }
 
@@ -198,6 +245,7 @@ public struct ScenarioResult: Sendable, Codable {
         try c.encode(status, forKey: .status)
         try c.encodeIfPresent(seed, forKey: .seed)
         try c.encodeIfPresent(sourceType, forKey: .sourceType)
+        try c.encode(migrationProtocol, forKey: .migrationProtocol)
         if status != .skipped { try c.encode(verdict, forKey: .verdict) }
         try c.encodeIfPresent(report, forKey: .report)
         try c.encode(diagnostics, forKey: .diagnostics)
@@ -256,6 +304,7 @@ public struct ScenarioRunner: Sendable {
     /// Runs one entry. Never throws: every problem is a failed verdict or an error with its reason.
     public func run(_ entry: ScenarioEntry, progress: (@Sendable (String) -> Void)? = nil) -> ScenarioResult {
         var result = judge(entry, progress: progress)
+        result.migrationProtocol = entry.migrationProtocol
         if case .success(let scenario) = entry.scenario {
             result.seed = scenario.seed
             result.sourceType = scenario.sourceType?.name ?? scenario.migration.source
@@ -289,7 +338,7 @@ public struct ScenarioRunner: Sendable {
         do {
             var trace: TraceWriter?
             if let traceDirectory {
-                let path = Self.tracePath(directory: traceDirectory, scenario: scenario.name)
+                let path = Self.tracePath(directory: traceDirectory, scenario: scenario.name, protocol: entry.migrationProtocol)
                 // A bundled scenario has no file: a replay finds it by name (`ScenarioCatalog.bundledScenario`).
                 let file = entry.file.hasPrefix(ScenarioCatalog.builtinPrefix) ? nil : entry.file
                 let header = TraceHeader(scenario: scenario, scenarioPath: file, strict: false,
@@ -304,10 +353,10 @@ public struct ScenarioRunner: Sendable {
             let log = keepsAccessLog ? AccessLogRecorder(stopThreshold: scenario.migration.client.stopThreshold) : nil
             do {
                 defer { trace?.close() }
-                report = try migrate(scenario, progress: progress, observer: AccessObserverFanOut.combine(trace.map { TraceRecorder(sink: $0) }, log))
+                report = try migrate(scenario, protocol: entry.migrationProtocol, progress: progress, observer: AccessObserverFanOut.combine(trace.map { TraceRecorder(sink: $0) }, log))
             }
             if let trace, let e = trace.close() { throw RunError("writing the trace \(trace.path) failed: \(e)") }
-            var result = ScenarioResult(name: scenario.name, file: entry.file, verdict: Judge.judge(report, against: scenario.expectation),
+            var result = ScenarioResult(name: scenario.name, file: entry.file, verdict: Judge.judge(report, against: scenario.expectation, protocol: entry.migrationProtocol),
                                         report: report, durationSeconds: seconds())
             result.accessLog = log?.log
             return result
@@ -319,25 +368,32 @@ public struct ScenarioRunner: Sendable {
     }
 
     /// The migration of one valid scenario, with the devices' violations attached.
-    public func migrate(_ scenario: Scenario, progress: (@Sendable (String) -> Void)? = nil,
+    public func migrate(_ scenario: Scenario, protocol migrationProtocol: MigrationProtocolVersion = .v1,
+                        progress: (@Sendable (String) -> Void)? = nil,
                         observer: (any AccessObserver)? = nil) throws -> MigrationReport {
         switch mode {
         case .inProcess:
             var migration = InProcessMigration(scenario: scenario)
             migration.observer = observer
             migration.extents = extents
+            if migrationProtocol == .v2 { return try V2Migration.inProcess(migration, progress: progress) }
             return try migration.run(progress: progress).0
         case .fuse:
             guard let mountpoint else { throw RunError("no mountpoint for the FUSE mode") }
             var migration = FUSEMigration(scenario: scenario, mountpoint: mountpoint, observer: observer)
             migration.logLevel = logLevel
+            migration.migrationProtocol = migrationProtocol
             return try migration.run(progress: progress)
         }
     }
 
-    /// Where `run --trace DIRECTORY` puts a scenario's trace.
-    public static func tracePath(directory: String, scenario: String) -> String {
-        (directory as NSString).appendingPathComponent("\(scenario.replacingOccurrences(of: "/", with: "_")).trace.jsonl")
+    /// Where `run --trace DIRECTORY` puts a scenario's trace: `<name>.trace.jsonl` under v1 (as
+    /// before v2), `<name>.v2.trace.jsonl` under v2, so the two entries of a scenario never
+    /// overwrite each other.
+    public static func tracePath(directory: String, scenario: String, protocol migrationProtocol: MigrationProtocolVersion = .v1) -> String {
+        let base = scenario.replacingOccurrences(of: "/", with: "_")
+        let name = migrationProtocol == .v1 ? base : "\(base).\(migrationProtocol.rawValue)"
+        return (directory as NSString).appendingPathComponent("\(name).trace.jsonl")
     }
 }
 

@@ -53,14 +53,17 @@ public struct TraceFile: Sendable {
                     throw fail("not a trace header (the first line must be mdevsim's trace header): \(Self.explain(error))")
                 }
                 guard h.format == TraceHeader.formatName else { throw fail("format is '\(h.format)', not '\(TraceHeader.formatName)'") }
-                guard h.formatVersion == TraceHeader.currentVersion else {
-                    throw fail("format_version \(h.formatVersion) is not supported (this mdevsim reads version \(TraceHeader.currentVersion))")
+                guard TraceHeader.readableVersions.contains(h.formatVersion) else {
+                    throw fail("format_version \(h.formatVersion) is not supported (this mdevsim reads versions \(TraceHeader.readableVersions.lowerBound) to \(TraceHeader.readableVersions.upperBound))")
                 }
                 header = h
                 continue
             }
             let record: TraceRecord
             do { record = try decoder.decode(TraceRecord.self, from: Data(line)) } catch { throw fail(Self.explain(error)) }
+            if record.op.isV2, let version = header?.formatVersion, version < 2 {
+                throw fail("a \(record.op.rawValue) record needs format_version 2 (the header says \(version))")
+            }
             if let problem = check(record) ?? checkDevice(record, recorder: header?.recorder) { throw fail(problem) }
             entries.append(Entry(line: lineNumber, record: record))
         }
@@ -114,8 +117,26 @@ public struct TraceFile: Sendable {
             return need(r.type, "type") ?? checkResult(r.result)
         case .remove, .reset, .open, .release:
             return checkResult(r.result)
+        case .v2Set:
+            return need(r.to, "to") ?? state(r.to, "to") ?? state(r.from, "from") ?? state(r.state, "state") ?? checkResult(r.result)
+        case .v2Get:
+            return state(r.state, "state") ?? checkResult(r.result)
+        case .v2Read:
+            if let problem = need(r.session, "session") ?? need(r.count, "count") ?? checkResult(r.result) { return problem }
+            if let count = r.count, count < 0 || count > 1 << 30 { return "count \(count) is out of range" }
+        case .v2Write:
+            if let problem = need(r.session, "session") ?? checkResult(r.result) { return problem }
+            return bytes()
+        case .v2PrecopyInfo, .v2DataSize:
+            return checkResult(r.result)
         }
         return nil
+    }
+
+    /// A v2 state name, when present, must be one of the uAPI's.
+    private static func state(_ name: String?, _ key: String) -> String? {
+        guard let name, V2DeviceState(name: name) == nil else { return nil }
+        return "'\(key)' is '\(name)', not a v2 state (\(V2DeviceState.allCases.map(\.description).joined(separator: ", ")))"
     }
 
     private static func checkResult(_ result: String?) -> String? {

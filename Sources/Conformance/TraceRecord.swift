@@ -27,12 +27,24 @@ public struct TraceHeader: Codable, Sendable, Hashable {
     public var devices: [String: String]
 
     public static let formatName = "mdevsim-trace"
-    public static let currentVersion = 1
+    /// The newest version: 2 added the migration v2 records (`v2_set` ... `v2_data_size`, with
+    /// `from`, `to`, `state`, `session`, `initial_bytes`, `dirty_bytes`). A trace of a scenario
+    /// without a v2 type is still written as version 1, byte for byte as before, so that an older
+    /// mdevsim reads it; a reader reads every version up to this one.
+    public static let currentVersion = 2
+    /// The versions a reader accepts.
+    public static let readableVersions = 1...currentVersion
+
+    /// The version a trace of `scenario` is written as: 2 when one of its types speaks v2 (its
+    /// records may hold v2 calls), else 1.
+    public static func version(for scenario: Scenario) -> Int {
+        scenario.types.contains { $0.configuration.protocols.contains(.v2) } ? currentVersion : 1
+    }
 
     public init(scenario: Scenario, scenarioPath: String?, strict: Bool, recorder: String,
                 mdevsimVersion: String? = nil, devices: [String: String] = [:]) {
         format = Self.formatName
-        formatVersion = Self.currentVersion
+        formatVersion = Self.version(for: scenario)
         self.mdevsimVersion = mdevsimVersion
         self.scenario = scenario.name
         seed = scenario.seed
@@ -55,12 +67,26 @@ public struct TraceHeader: Codable, Sendable, Hashable {
 /// | `apply` | resume, before the `data_size` write that took it | `offset`, `count`, `data`: the bytes the device took from the section that no pwrite put there (stored through the mapping) |
 /// | `create` | | `type`, `result` |
 /// | `remove`, `reset`, `open`, `release` | | `result` |
+/// | `v2_set` | `MIG_DEVICE_STATE` SET | `from` (state before), `to` (target), `state` (after, also after a failure), `session` (of the new data_fd, if one), `result` |
+/// | `v2_get` | `MIG_DEVICE_STATE` GET | `state`, `result` |
+/// | `v2_read` | data_fd `read()` | `session`, `count` asked, `returned`, `digest` of the returned bytes, `result` |
+/// | `v2_write` | data_fd `write()` | `session`, `count`, `data` (the bytes, base64), `result` |
+/// | `v2_precopy_info` | `VFIO_MIG_GET_PRECOPY_INFO` | `session` (when asked on a data_fd), `initial_bytes`, `dirty_bytes` (absent on failure), `result` |
+/// | `v2_data_size` | `MIG_DATA_SIZE` | `value` (`stop_copy_length`), `result` |
+///
+/// v2 states are the uAPI's names (`RUNNING`, `PRE_COPY_P2P`, ...). Device DMA logging is not
+/// recorded: the shim (`libmdevsim-vfio.so`) does it inside the VMM, and no call reaches the mount.
 ///
 /// `time_ns` is monotonic nanoseconds since the trace started, taken when the record was
 /// written (after the device answered). `result` is `ok` or an errno name (`EINVAL`, ...).
 public struct TraceRecord: Codable, Sendable, Hashable {
     public enum Operation: String, Codable, Sendable, CaseIterable {
         case read, write, stage, apply, create, remove, reset, open, release
+        case v2Set = "v2_set", v2Get = "v2_get", v2Read = "v2_read", v2Write = "v2_write"
+        case v2PrecopyInfo = "v2_precopy_info", v2DataSize = "v2_data_size"
+
+        /// A migration v2 call (version 2 of the format).
+        public var isV2: Bool { rawValue.hasPrefix("v2_") }
     }
 
     public var timeNs: UInt64
@@ -75,10 +101,18 @@ public struct TraceRecord: Codable, Sendable, Hashable {
     public var data: String?
     public var type: String?
     public var result: String?
+    /// v2 records only (see the table).
+    public var from: String?
+    public var to: String?
+    public var state: String?
+    public var session: UInt64?
+    public var initialBytes: UInt64?
+    public var dirtyBytes: UInt64?
 
     public init(timeNs: UInt64 = 0, device: String, op: Operation, offset: UInt64? = nil, width: Int? = nil, count: Int? = nil,
                 value: UInt64? = nil, returned: Int? = nil, digest: String? = nil, data: String? = nil, type: String? = nil,
-                result: String? = nil) {
+                result: String? = nil, from: String? = nil, to: String? = nil, state: String? = nil, session: UInt64? = nil,
+                initialBytes: UInt64? = nil, dirtyBytes: UInt64? = nil) {
         self.timeNs = timeNs
         self.device = device
         self.op = op
@@ -91,6 +125,12 @@ public struct TraceRecord: Codable, Sendable, Hashable {
         self.data = data
         self.type = type
         self.result = result
+        self.from = from
+        self.to = to
+        self.state = state
+        self.session = session
+        self.initialBytes = initialBytes
+        self.dirtyBytes = dirtyBytes
     }
 
     /// A header access (as opposed to the data section or an event).
@@ -135,6 +175,12 @@ public struct TraceRecord: Codable, Sendable, Hashable {
         if let returned { out.append(contentsOf: ",\"returned\":".utf8); Self.appendNumber(UInt64(clamping: returned), to: &out) }
         if let digest { out.append(contentsOf: ",\"digest\":".utf8); Self.appendString(digest, to: &out) }
         if let type { out.append(contentsOf: ",\"type\":".utf8); Self.appendString(type, to: &out) }
+        if let from { out.append(contentsOf: ",\"from\":".utf8); Self.appendString(from, to: &out) }
+        if let to { out.append(contentsOf: ",\"to\":".utf8); Self.appendString(to, to: &out) }
+        if let state { out.append(contentsOf: ",\"state\":".utf8); Self.appendString(state, to: &out) }
+        if let session { out.append(contentsOf: ",\"session\":".utf8); Self.appendNumber(session, to: &out) }
+        if let initialBytes { out.append(contentsOf: ",\"initial_bytes\":".utf8); Self.appendNumber(initialBytes, to: &out) }
+        if let dirtyBytes { out.append(contentsOf: ",\"dirty_bytes\":".utf8); Self.appendNumber(dirtyBytes, to: &out) }
         if let result { out.append(contentsOf: ",\"result\":".utf8); Self.appendString(result, to: &out) }
         // Last: a long base64 run at the end keeps the other fields readable with `cut`/`less`.
         if let data { out.append(contentsOf: ",\"data\":".utf8); Self.appendString(data, to: &out) }
@@ -195,6 +241,34 @@ public final class TraceRecorder: AccessObserver {
 
     public func deviceEvent(_ event: DeviceEvent, device: String, type: String?, errno: Errno?) {
         sink.append([Self.record(for: event, device: device, type: type, errno: errno)])
+    }
+
+    public func v2Called(_ call: V2Call) {
+        sink.append([Self.record(for: call)])
+    }
+
+    /// The record of one v2 call (see the table of `TraceRecord`).
+    public static func record(for call: V2Call) -> TraceRecord {
+        let result = resultName(call.errno)
+        let ok = call.errno == nil
+        switch call.kind {
+        case .set:
+            return TraceRecord(device: call.device, op: .v2Set, result: result, from: call.from?.description, to: call.to?.description,
+                               state: call.state?.description, session: call.session)
+        case .get:
+            return TraceRecord(device: call.device, op: .v2Get, result: result, state: call.state?.description)
+        case .read:
+            return TraceRecord(device: call.device, op: .v2Read, count: call.count, returned: ok ? call.bytes.count : nil,
+                               digest: ok ? RegionAccessTrace.digest(call.bytes) : nil, result: result, session: call.session)
+        case .write:
+            return TraceRecord(device: call.device, op: .v2Write, count: call.count, data: Data(call.bytes).base64EncodedString(),
+                               result: result, session: call.session)
+        case .precopyInfo:
+            return TraceRecord(device: call.device, op: .v2PrecopyInfo, result: result, session: call.session,
+                               initialBytes: call.values?.first, dirtyBytes: call.values?.second)
+        case .dataSize:
+            return TraceRecord(device: call.device, op: .v2DataSize, value: call.values?.first, result: result)
+        }
     }
 
     /// The records of one access, in the order they happened: the bytes a `data_size` write took

@@ -29,10 +29,22 @@ public enum V2Migration {
         }
         let source = device(sourceType, migration.identities.source)
         let destination = device(destinationType, migration.identities.destination)
+        // The events a mount's devices report for the same migration (FUSEMigration's v2 path):
+        // create both, and remove the destination, then the source; no region is opened.
+        let observer = migration.observer
+        if let observer {
+            for (v2, type) in [(source, sourceType), (destination, destinationType)] {
+                observer.deviceEvent(.create, device: v2.device.identity, type: type.name, errno: nil)
+                v2.observer = observer
+            }
+        }
         var client = V2ReferenceClient(options: migration.options, linkBandwidth: sourceType.configuration.linkBandwidth)
         client.progress = progress
         var report = client.migrate(from: InProcessV2Transport(device: source, name: "source"),
                                     to: InProcessV2Transport(device: destination, name: "destination"))
+        if let observer {
+            for v2 in [destination, source] { observer.deviceEvent(.remove, device: v2.device.identity, type: nil, errno: nil) }
+        }
         report.attach(v2Source: source, destination: destination)
         return report
     }

@@ -44,7 +44,7 @@ public final class InProcessV2Transport: V2Transport {
     }
 
     public func features() throws(Errno) -> V2MigrationFeatures { device.features }
-    public func state() throws(Errno) -> V2DeviceState { device.state }
+    public func state() throws(Errno) -> V2DeviceState { device.get() }
 
     public func setState(_ state: V2DeviceState) throws(Errno) -> Bool {
         switch device.set(state) {

@@ -10,24 +10,31 @@ public struct Verdict: Sendable, Hashable, Codable {
     public var passed: Bool { mismatches.isEmpty }
     /// One line per mismatch, each saying what was expected and what was seen.
     public var mismatches: [String]
+    /// Parts of the expectation that could not be checked under the entry's protocol (a v1
+    /// region field named by `step:` under v2), each saying so: not failures, never silent.
+    public var notes: [String]
 
-    public init(mismatches: [String] = []) {
+    public init(mismatches: [String] = [], notes: [String] = []) {
         self.mismatches = mismatches
+        self.notes = notes
     }
 
     public static let pass = Verdict()
 
-    enum CodingKeys: String, CodingKey { case passed, mismatches }
+    enum CodingKeys: String, CodingKey { case passed, mismatches, notes }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         mismatches = try c.decode([String].self, forKey: .mismatches)
+        notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(passed, forKey: .passed)
         try c.encode(mismatches, forKey: .mismatches)
+        // Only when there are some: a v1 entry's verdict reads as it did before v2.
+        if !notes.isEmpty { try c.encode(notes, forKey: .notes) }
     }
 }
 
@@ -44,9 +51,17 @@ public struct Verdict: Sendable, Hashable, Codable {
 ///   (`recoveredByReset != nil`), and the reset recovered it exactly when the scenario says so;
 /// - `minPrecopyIterations`, `converges`, `cancelled`, `minSourceTimeNs`: checked when the
 ///   scenario gives them.
+///
+/// Under v2 every rule applies alike, with the v2 name of running (`RUNNING`), except `step:`:
+/// a `data read|write [in STATE]` step matches the v2 client's `data_fd read|write` in that
+/// phase, while a header field or a `device_state` transition names the v1 region, which a v2
+/// migration has not: that step is not checked, and the verdict's `notes` say so.
 public enum Judge {
-    public static func judge(_ report: MigrationReport, against expectation: Expectation) -> Verdict {
+    public static func judge(_ report: MigrationReport, against expectation: Expectation,
+                             protocol migrationProtocol: MigrationProtocolVersion = .v1) -> Verdict {
         var m: [String] = []
+        var notes: [String] = []
+        let running = migrationProtocol == .v1 ? "running" : V2DeviceState.running.description
         if !report.violations.isEmpty {
             let first = report.violations[0]
             let more = report.violations.count > 1 ? " (and \(report.violations.count - 1) more)" : ""
@@ -58,7 +73,7 @@ public enum Judge {
             if expectation.cancelled {
                 if report.outcome != "cancelled" {
                     m.append("expected the migration to be cancelled in pre-copy, but it \(seen)")
-                } else if report.sourceState != "running" {
+                } else if report.sourceState != running {
                     m.append("expected the source back in running after the cancel, found \(report.sourceState)")
                 }
             } else if report.outcome != "completed" {
@@ -78,14 +93,19 @@ public enum Judge {
                         m.append("expected errno \(expected) at '\(step)', got \(got ?? "no errno") at '\(failure?.step ?? "?")'")
                     }
                 }
-                if let observed = failure?.step {
-                    if !StepMatcher.matches(observed: observed, expected: step) {
+                if migrationProtocol == .v2, !StepMatcher.appliesToV2(step) {
+                    notes.append("step '\(step)' names the v1 region, which a v2 migration does not use (the migration failed at '\(failure?.step ?? "?")')")
+                } else if let observed = failure?.step {
+                    let matched = migrationProtocol == .v2
+                        ? StepMatcher.matchesV2(observed: observed, expected: step)
+                        : StepMatcher.matches(observed: observed, expected: step)
+                    if !matched {
                         m.append("expected the failure at '\(step)', but it failed at '\(observed)'\(failure.map { ": \($0.message)" } ?? "")")
                     }
                 } else {
                     m.append("expected the failure at '\(step)', but the report names no failing step")
                 }
-                if report.sourceState != "running" {
+                if report.sourceState != running {
                     m.append("expected the source back in running after the failure, found \(report.sourceState)")
                 }
             }
@@ -116,7 +136,7 @@ public enum Judge {
         if let minimum = expectation.minSourceTimeNs, report.sourceTimeMs * 1e6 < Double(minimum) {
             m.append("expected the source's device time to reach at least \(Double(minimum) / 1e6) ms, got \(report.sourceTimeMs) ms")
         }
-        return Verdict(mismatches: m)
+        return Verdict(mismatches: m, notes: notes)
     }
 
     /// `completed`, `was cancelled`, `failed at 'STEP' (EIO): message`.
@@ -154,6 +174,23 @@ public enum Judge {
 ///   throughout the stream (whatever the client's phase), a source is in the client's phase
 ///   (`pre-copy`, `stop-and-copy`; `stop` after the save, unknown in `setup`).
 public enum StepMatcher {
+    /// Whether a `step:` has a v2 counterpart: only data moves do (the data_fd's read and write).
+    public static func appliesToV2(_ expected: FailureStep) -> Bool {
+        if case .data = expected { return true }
+        return false
+    }
+
+    /// A v2 client step (`source data_fd read in pre-copy`, `destination data_fd write`) against a
+    /// `data read|write [in STATE]` step: the operation, and the state the device was in (a
+    /// source's phase, `stop-copy` standing for stop-and-copy; a destination is resuming).
+    public static func matchesV2(observed step: String, expected: FailureStep) -> Bool {
+        guard case .data(let op, let state) = expected else { return false }
+        let o = parse(step.replacingOccurrences(of: "data_fd ", with: "data ").replacingOccurrences(of: " in stop-copy", with: " in stop-and-copy"))
+        guard case .data(let p) = o.subject, p == op else { return false }
+        guard let state else { return true }
+        return o.deviceState.map { $0 & DeviceState.mask == state & DeviceState.mask } ?? false
+    }
+
     /// A client step, parsed.
     public struct Observed: Sendable, Hashable {
         public enum Subject: Sendable, Hashable {

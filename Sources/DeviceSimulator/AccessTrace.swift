@@ -19,6 +19,14 @@ public protocol AccessObserver: AnyObject, Sendable {
     /// A device was created, removed, reset, or its region opened or released. `type` is the
     /// mdev type name (for `create`); `errno` is how the event failed, if it did.
     func deviceEvent(_ event: DeviceEvent, device: String, type: String?, errno: Errno?)
+    /// One migration v2 call, answered (`V2Device`): called before the answer returns, under the
+    /// lock that serializes the engine. Observers that only care about the region ignore it.
+    func v2Called(_ call: V2Call)
+}
+
+extension AccessObserver {
+    /// Nothing: an observer of the v1 region only.
+    public func v2Called(_ call: V2Call) {}
 }
 
 /// A device lifecycle event a trace records beside the accesses.

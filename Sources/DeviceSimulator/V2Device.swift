@@ -21,6 +21,8 @@ public final class V2Device {
     /// With `strict`, each protocol violation fails the offending call with `EINVAL`.
     public var strict: Bool
     public var logger: Logger
+    /// Told every v2 call the device answers (a trace), if set.
+    public var observer: (any AccessObserver)?
 
     private var clock: DeviceClock
     private var faults: V2Faults
@@ -95,6 +97,23 @@ public final class V2Device {
 
     /// `VFIO_DEVICE_FEATURE_SET` of `MIG_DEVICE_STATE`: walks the kernel's path one arc at a time.
     public func set(_ target: V2DeviceState) -> Result<SetOutcome, SetFailure> {
+        let from = state
+        let outcome = walk(to: target)
+        if let observer {
+            let session: UInt64? = if case .success(let o) = outcome { o.newSession } else { nil }
+            let errno: Errno? = if case .failure(let f) = outcome { f.errno } else { nil }
+            observer.v2Called(V2Call(device: device.identity, kind: .set, from: from, to: target, state: state, session: session, errno: errno))
+        }
+        return outcome
+    }
+
+    /// `VFIO_DEVICE_FEATURE_GET` of `MIG_DEVICE_STATE`: the state, as a call a trace records.
+    public func get() -> V2DeviceState {
+        observer?.v2Called(V2Call(device: device.identity, kind: .get, state: state))
+        return state
+    }
+
+    private func walk(to target: V2DeviceState) -> Result<SetOutcome, SetFailure> {
         if target == .error,
            violation(.v2SetError, "SET of ERROR: only the device enters it (VFIO_DEVICE_STATE_ERROR cannot be specified)"), state == .error {
             // The drivers' `while (cur != new)` loop would succeed here; strict refuses.
@@ -227,6 +246,16 @@ public final class V2Device {
     /// nothing more for now it fails with `ENOMSG` (the uAPI's temporary end of stream); in
     /// STOP_COPY it returns 0 at the end of the stream.
     public func read(session: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        let outcome = readStream(session: session, into: buffer)
+        if let observer {
+            let n = (try? outcome.get()) ?? 0
+            observer.v2Called(V2Call(device: device.identity, kind: .read, session: session, count: buffer.count,
+                                     bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<n]), errno: outcome.failureErrno))
+        }
+        return outcome
+    }
+
+    private func readStream(session: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
         if let refusal = checkSession(session, reading: true) { return .failure(refusal) }
         guard state.isSaving, var stream = save else { return .failure(.badFileDescriptor) }
         if let e = heldReadError {
@@ -275,6 +304,13 @@ public final class V2Device {
 
     /// `write()` on the data_fd of `session`: stream bytes in any segmentation.
     public func write(session: UInt64, from buffer: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        let outcome = writeStream(session: session, from: buffer)
+        observer?.v2Called(V2Call(device: device.identity, kind: .write, session: session, count: buffer.count, bytes: buffer,
+                                  errno: outcome.failureErrno))
+        return outcome
+    }
+
+    private func writeStream(session: UInt64, from buffer: UnsafeRawBufferPointer) -> Result<Int, Errno> {
         if let refusal = checkSession(session, reading: false) { return .failure(refusal) }
         guard state == .resuming, var stream = resume else { return .failure(.badFileDescriptor) }
         if let failure = resumeFailure {
@@ -345,6 +381,16 @@ public final class V2Device {
     /// `VFIO_MIG_GET_PRECOPY_INFO` on the data_fd of `session` (nil: the current session's):
     /// valid only in PRE_COPY and PRE_COPY_P2P (`EINVAL` elsewhere, as the uAPI says).
     public func precopyInfo(session: UInt64? = nil) -> Result<(initialBytes: UInt64, dirtyBytes: UInt64), Errno> {
+        let outcome = answerPrecopyInfo(session: session)
+        if let observer {
+            let values = (try? outcome.get()).map { (first: $0.initialBytes, second: $0.dirtyBytes) }
+            let errno: Errno? = if case .failure(let e) = outcome { e } else { nil }
+            observer.v2Called(V2Call(device: device.identity, kind: .precopyInfo, session: session, values: values, errno: errno))
+        }
+        return outcome
+    }
+
+    private func answerPrecopyInfo(session: UInt64?) -> Result<(initialBytes: UInt64, dirtyBytes: UInt64), Errno> {
         if let session, let refusal = checkSession(session, reading: true) { return .failure(refusal) }
         guard state == .preCopy || state == .preCopyP2P, let stream = save else {
             violation(.v2PrecopyInfoState, "VFIO_MIG_GET_PRECOPY_INFO in \(state): valid only in PRE_COPY states")
@@ -359,8 +405,9 @@ public final class V2Device {
     /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: the exact length of what stop-copy would stream now
     /// (unless a fault makes the device lie).
     public func stopCopyLength() -> UInt64 {
-        if let stream = save { return faults.reported(stream.pendingBytes(in: .stopAndCopy)) }
-        return fullStopCopyLength(configuration)
+        let length = save.map { faults.reported($0.pendingBytes(in: .stopAndCopy)) } ?? fullStopCopyLength(configuration)
+        observer?.v2Called(V2Call(device: device.identity, kind: .dataSize, values: (length, 0)))
+        return length
     }
 
     // MARK: - Device DMA logging
@@ -453,5 +500,13 @@ public final class V2Device {
         violations.append(ProtocolViolation(index: violations.count, rule: rule, state: state.rawValue, access: nil, explanation: explanation))
         logger.notice("protocol violation [\(rule.rawValue)]: \(explanation)")
         return strict
+    }
+}
+
+extension Result where Failure == Errno {
+    /// The errno of a failure, nil on success.
+    var failureErrno: Errno? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }

@@ -39,6 +39,7 @@ final class MdevDevice: @unchecked Sendable {
         region.observer = observer
         v2 = configuration.protocols.contains(.v2)
             ? V2Device(device: region.device, features: configuration.v2Features, strict: strict, wallClock: clock) : nil
+        v2?.observer = observer
     }
 
     /// `VFIO_DEVICE_RESET`: both protocol faces back to running, power-on memory.

@@ -72,30 +72,27 @@ final class V2Files: @unchecked Sendable {
             }
             return
         }
-        let value: Result<[UInt64], Errno>
         let width: Int
         switch file {
-        case .migFeatures:
-            width = 8
-            value = .success([v2.features.rawValue])
-        case .migState:
-            width = 4
-            value = .success([UInt64(device.withLock { v2.state.rawValue })])
-        case .migDataSize:
-            width = 8
-            value = .success([device.withLock { v2.stopCopyLength() }])
-        case .migPrecopyInfo:
-            width = 16
-            let session = lock.withLock { precopyHandles[request.handle] ?? nil }
-            value = device.withLock { v2.precopyInfo(session: session) }.map { [$0.initialBytes, $0.dirtyBytes] }
-        case .migDMALogging:
-            width = 8
-            value = .success([device.withLock { v2.dmaLog.isStarted ? DMALog.trackedPageSize : 0 }])
-        default:
-            return reply.error(.invalidArgument)
+        case .migFeatures: width = 8
+        case .migState: width = 4
+        case .migDataSize: width = 8
+        case .migPrecopyInfo: width = 16
+        case .migDMALogging: width = 8
+        default: return reply.error(.invalidArgument)
         }
-        // One value, read whole at offset 0, as the ioctl returns it whole.
+        // One value, read whole at offset 0, as the ioctl returns it whole; checked before the
+        // engine is asked, so a refused read is no call (and no trace record).
         guard request.offset == 0, request.size == width else { return reply.error(.invalidArgument) }
+        // PRECOPY_INFO answers for the session its open was bound to (the data_fd it sits next to).
+        let precopySession = file == .migPrecopyInfo ? lock.withLock { precopyHandles[request.handle] ?? nil } : nil
+        let value: Result<[UInt64], Errno> = switch file {
+        case .migState: .success([UInt64(device.withLock { v2.get().rawValue })])
+        case .migDataSize: .success([device.withLock { v2.stopCopyLength() }])
+        case .migPrecopyInfo: device.withLock { v2.precopyInfo(session: precopySession) }.map { [$0.initialBytes, $0.dirtyBytes] }
+        case .migDMALogging: .success([device.withLock { v2.dmaLog.isStarted ? DMALog.trackedPageSize : 0 }])
+        default: .success([v2.features.rawValue])
+        }
         settle(v2, of: device)
         switch value {
         case .failure(let e): reply.error(e)

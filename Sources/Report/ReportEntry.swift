@@ -1,4 +1,5 @@
 import Conformance
+import DeviceSimulator
 import Foundation
 import Scenarios
 
@@ -34,6 +35,8 @@ public struct ReportEntry: Sendable {
     public var stopThreshold: UInt64?
     /// Where the records come from, for the page's notes.
     public var recordsOrigin: String
+    /// The protocol the migration used (a run's entry names it; v1 for everything else so far).
+    public var migrationProtocol: MigrationProtocolVersion = .v1
 
     public init(name: String, file: String? = nil, verdict: Verdict? = nil, skipped: String? = nil, report: MigrationReport? = nil,
                 diagnostics: [String] = [], durationSeconds: Double? = nil, seed: UInt64? = nil, expectation: Expectation? = nil,
@@ -56,11 +59,12 @@ public struct ReportEntry: Sendable {
     /// A result of `mdevsim run` (live or read back from its JSON report), with its scenario
     /// when the file could be loaded (expectation, seed, threshold).
     public init(result r: ScenarioResult, scenario: Scenario?) {
-        self.init(name: r.name, file: r.file, verdict: r.verdict, skipped: r.skipped, report: r.report, diagnostics: r.diagnostics,
+        self.init(name: r.entryName, file: r.file, verdict: r.verdict, skipped: r.skipped, report: r.report, diagnostics: r.diagnostics,
                   durationSeconds: r.durationSeconds, seed: scenario?.seed, expectation: scenario?.expectation,
                   records: r.accessLog?.records ?? [], omittedDataRecords: r.accessLog?.omittedDataRecords ?? 0,
                   stopThreshold: r.accessLog?.stopThreshold ?? scenario?.migration.client.stopThreshold,
                   recordsOrigin: r.accessLog == nil ? "" : "the run's access log")
+        migrationProtocol = r.migrationProtocol
     }
 
     public var status: Status {

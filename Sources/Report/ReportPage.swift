@@ -1,4 +1,5 @@
 import Conformance
+import DeviceSimulator
 import Foundation
 import Plot
 import Scenarios
@@ -45,8 +46,15 @@ public struct ReportPage: Sendable {
     public func html() -> String {
         let seeds = Set(entries.compactMap(\.seed))
         let seedText = seeds.count == 1 ? "\(seeds.first ?? 0)" : (seeds.isEmpty ? "not known" : "per scenario (see each scenario)")
+        // The protocols of the entries (a page with none, or of v1 only, reads as it did before v2).
+        let used = Set(entries.map(\.migrationProtocol))
+        let protocols = MigrationProtocolVersion.allCases.filter { used.contains($0) || (used.isEmpty && $0 == .v1) }
+        let protocolText = protocols.map { p in
+            p == .v1 ? "VFIO migration v1 (struct vfio_device_migration_info, Linux 5.8-5.17, QEMU 5.2-7.2)"
+                : "VFIO migration v2 (VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE and a data_fd, Linux 5.18+, QEMU 8+; entries NAME [v2])"
+        }.joined(separator: "; ")
         var facts: [(String, String)] = [
-            ("protocol", "VFIO migration v1 (struct vfio_device_migration_info, Linux 5.8-5.17, QEMU 5.2-7.2)"),
+            ("protocol", protocolText),
             ("seed", seedText),
         ]
         if let d = durationSeconds { facts.append(("duration", String(format: "%.2f s", d))) }

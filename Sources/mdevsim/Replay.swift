@@ -13,7 +13,10 @@ struct Replay: ParsableCommand {
             fresh devices of the trace's types and ids from the scenario (same seed: same \
             power-on memory), plays every client access in order inside this process, and \
             compares each answer with the trace: header values and errnos, the length and digest \
-            of each data read, the digest of each chunk the device staged. Stops at the first \
+            of each data read, the digest of each chunk the device staged; for migration v2 calls \
+            (trace format_version 2), the state each SET reached and its errno, each GET, the \
+            length and digest of each data_fd read, each write's result, PRECOPY_INFO and \
+            MIG_DATA_SIZE. Stops at the first \
             difference and prints its trace line, the access, and expected against got.
 
             The scenario is --scenario, else the scenario file the trace header names, else the \

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Conformance
+import DeviceSimulator
 import Dispatch
 import Foundation
 import Glibc
@@ -25,7 +26,16 @@ struct Run: ParsableCommand {
             $MDEVSIM_SCENARIOS, when set, names a directory to run instead). A directory stands \
             for its *.yaml and *.yml files. Scenarios run in path order; two with the same name are refused.
 
-            Prints one line per scenario (PASS, FAIL, ERROR when it could not be judged, SKIP), \
+            A scenario whose source and destination types both speak v1 and v2 (`protocols: \
+            [v1, v2]`) is played twice, v1 then v2, and is two entries: `NAME` and `NAME [v2]` in \
+            the result lines, JUnit testcases and the HTML page, `protocol` in the JSON report, \
+            `NAME.trace.jsonl` and `NAME.v2.trace.jsonl` with --trace; --protocol restricts the \
+            run to one protocol (a scenario that does not speak it is left out). Expectations \
+            apply to both; a `step:` naming the v1 region cannot apply to v2, and the v2 entry's \
+            result says so ('not checked under v2'). --shard slices the scenarios, not the \
+            entries: both protocols of a scenario run in the same shard.
+
+            Prints one line per entry (PASS, FAIL, ERROR when it could not be judged, SKIP), \
             the protocol violations the devices recorded, and the closing line \
             'N passed, N failed' (errors count as failed; with --html, the page's path just before \
             it). The report paths are checked before the first scenario starts. On SIGINT, SIGTERM \
@@ -41,6 +51,7 @@ struct Run: ParsableCommand {
               mdevsim run --shard 2/4 --junit junit.xml --json run.json --timeout 120
               mdevsim run --html run.html scenarios/small-converges.yaml scenarios/never-converges.yaml
               mdevsim run --trace traces/ scenarios/mmap-on.yaml   # then: mdevsim replay traces/mmap-on.trace.jsonl --scenario scenarios/mmap-on.yaml
+              mdevsim run --protocol v2 --junit junit.xml scenarios/qemu10.yaml
             """
     )
 
@@ -59,8 +70,11 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write a JSON report (docs/run-report.schema.json) to this file.", valueName: "file"))
     var json: String?
 
-    @Option(name: .long, help: ArgumentHelp("Run only slice I of N of the sorted scenario list (1-based I), for CI matrices.", valueName: "I/N"))
+    @Option(name: .long, help: ArgumentHelp("Run only slice I of N of the sorted scenario list (1-based I), for CI matrices; a scenario's v1 and v2 entries stay in one shard.", valueName: "I/N"))
     var shard: String?
+
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("Play each scenario under v1, v2, or all the protocols its types offer.", valueName: "v1|v2|all"))
+    var migrationProtocol: ProtocolSelection = .all
 
     @Option(name: .customLong("max-memory"), help: ArgumentHelp("Skip (and list) scenarios whose device memory is above this size, or 'none'.", valueName: "size"))
     var maxMemory: String = "4GiB"
@@ -68,7 +82,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write one self-contained HTML page of the run (summary, scenarios, charts) to this file.", valueName: "file"))
     var html: String?
 
-    @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl, one file per scenario (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("Trace every device access to DIR/<scenario>.trace.jsonl (v2 entries: DIR/<scenario>.v2.trace.jsonl), one file per entry (replay one with `mdevsim replay`). DIR is created if missing.", valueName: "dir"))
     var trace: String?
 
     @Flag(help: "Write what wall time decides as 0 (durations in the reports, time_ns in traces) and the JUnit timestamp as 1970-01-01T00:00:00Z, so the same scenarios give byte-identical files run after run.")
@@ -133,7 +147,7 @@ struct Run: ParsableCommand {
 
         let mounted = mountpoint
         let journal = RunJournal(entries: entries)
-        let width = entries.map(\.name.count).max() ?? 0
+        let width = entries.map(\.entryName.count).max() ?? 0
         let statusLine = StatusLine(command: "run", quiet: quiet)
         let style = format ?? .automatic
         let mode = runner.mode
@@ -186,7 +200,7 @@ struct Run: ParsableCommand {
         }
 
         for (i, entry) in entries.enumerated() {
-            let prefix = "[\(i + 1)/\(entries.count)] \(entry.name)"
+            let prefix = "[\(i + 1)/\(entries.count)] \(entry.entryName)"
             journal.begin(i)
             statusLine.begin()
             statusLine.update(prefix, "setting up the devices")
@@ -211,7 +225,7 @@ struct Run: ParsableCommand {
             for v in violations { print("  \(v)") }
         }
         for r in s.results where r.skipped != nil {
-            print("skipped \(r.name): \(r.skipped ?? "")")
+            print("skipped \(r.entryName): \(r.skipped ?? "")")
         }
         let written = reports.write(s)
         print(s.summaryLine)
@@ -237,6 +251,8 @@ struct Run: ParsableCommand {
             throw CommandError("duplicate scenario names", cause: duplicates.map(\.description).joined(separator: "; "),
                                fix: "give each scenario its own name (its trace and JUnit testcase are named after it)", status: .badInput)
         }
+        // Sliced by scenario before the protocols multiply them: a scenario's shard does not change
+        // when its types gain v2, and its v1 and v2 entries run (and fail) together.
         if let shard, let value = try? Shard(parsing: shard) {
             let all = entries.count
             entries = value.slice(entries)
@@ -245,7 +261,12 @@ struct Run: ParsableCommand {
                                    fix: "use at most \(all) shards", status: .emptySelection)
             }
         }
-        return entries
+        let selected = ScenarioCatalog.perProtocol(entries, only: migrationProtocol.only)
+        if selected.isEmpty {
+            throw CommandError("no scenario selected", cause: "none of the \(entries.count) selected scenario\(entries.count == 1 ? "" : "s") has types that speak \(migrationProtocol.rawValue)",
+                               fix: "add protocols: [v1, v2] to the types, or use --protocol all", status: .emptySelection)
+        }
+        return selected
     }
 
     /// Why `path` cannot be written, or nil: checked before anything runs, so a typo does not
@@ -294,7 +315,7 @@ struct Run: ParsableCommand {
     /// `PASS name  figures  [1.23 s]`, then one indented line per mismatch; `ERROR name  reason`
     /// then each diagnostic once.
     static func line(_ r: ScenarioResult, width: Int) -> String {
-        let name = r.name.padding(toLength: max(width, r.name.count), withPad: " ", startingAt: 0)
+        let name = r.entryName.padding(toLength: max(width, r.entryName.count), withPad: " ", startingAt: 0)
         switch r.status {
         case .skipped:
             return "SKIP \(name)  \(r.skipped ?? "")"
@@ -306,6 +327,7 @@ struct Run: ParsableCommand {
             let figures = r.report.map(RunReports.figures) ?? "not run"
             var lines = ["\(r.passed ? "PASS" : "FAIL") \(name)  \(figures)  [\(String(format: "%.2f", r.durationSeconds)) s]"]
             for m in r.verdict.mismatches { lines.append("    - \(m)") }
+            for n in r.verdict.notes { lines.append("    ~ not checked under \(r.migrationProtocol.rawValue): \(n)") }
             return lines.joined(separator: "\n")
         }
     }
@@ -316,12 +338,20 @@ struct Run: ParsableCommand {
         if case .failure(let error) = entry.scenario { return error.diagnostics.map(DiagnosticFormat.github.render) }
         switch r.status {
         case .failed:
-            return r.verdict.mismatches.map { DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) failed", message: $0) }
+            return r.verdict.mismatches.map { DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.entryName) failed", message: $0) }
         case .error:
-            return [DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.name) could not run", message: r.error ?? "error")]
+            return [DiagnosticFormat.annotation(file: r.file, line: 1, column: 1, title: "mdevsim run: \(r.entryName) could not run", message: r.error ?? "error")]
         case .passed, .skipped:
             return []
         }
+    }
+
+    /// `--protocol`: one protocol, or every one a scenario's types offer.
+    enum ProtocolSelection: String, ExpressibleByArgument, CaseIterable {
+        case v1, v2, all
+
+        /// The one protocol to keep, nil for all.
+        var only: MigrationProtocolVersion? { MigrationProtocolVersion(rawValue: rawValue) }
     }
 
     static func seconds(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(s) }

@@ -14,6 +14,9 @@ extension MigrationRegion {
         if let refusal = checkDataWindow(offset: offset, count: count, access: access) { return refusal }
         let start = Int(offset - RegionLayout.dataSectionOffset)
         buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[start..<(start + count)]))
+        if state.isSaving, let staged = save?.staged, offset >= staged.offset, offset + UInt64(count) <= staged.offset + staged.size {
+            save?.staged?.bytesRead += UInt64(count)
+        }
         return AccessResult(count: count)
     }
 
@@ -29,6 +32,9 @@ extension MigrationRegion {
 
     /// The checker's view of a data-section access: inside the window the device made available.
     func checkDataWindow(offset: UInt64, count: Int, access: RegionAccessRecord) -> AccessResult? {
+        // The device already refused and recorded what put it in the error state; a data access
+        // now fails like every other until a reset, and is not another broken rule.
+        if state.isError { return AccessResult(.ioError) }
         let end = offset + UInt64(count)
         var problem: (ProtocolViolation.Rule, String)?
         if state.isResuming {

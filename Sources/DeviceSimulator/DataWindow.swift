@@ -22,7 +22,11 @@ extension MigrationRegion {
 
     func writeData(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {
         let access = RegionAccessRecord(operation: .write, offset: offset, count: buffer.count)
-        guard offset + UInt64(buffer.count) <= regionSize else { return AccessResult(.invalidArgument) }
+        guard offset + UInt64(buffer.count) <= regionSize else {
+            // Past the region's end there is nothing to write: refused on any mount, and recorded.
+            violation(.dataOutsideWindow, access, "data write at \(offset)..<\(offset + UInt64(buffer.count)) runs past the end of the \(regionSize)-byte region")
+            return AccessResult(.invalidArgument)
+        }
         if let refusal = checkDataWindow(offset: offset, count: buffer.count, access: access) { return refusal }
         let start = Int(offset - RegionLayout.dataSectionOffset)
         UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)

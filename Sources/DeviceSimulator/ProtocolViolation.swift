@@ -125,24 +125,3 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
 
     public var citation: String { rule.citation }
 }
-
-extension ProtocolViolation {
-    private enum TableKeys: String, CodingKey {
-        case kind = "class"
-        case citation
-    }
-
-    /// The record as the `violations` file shows it: its fields, plus the rule's class and the
-    /// uapi's words from the rule table, so that a VMM author reads why without the guide.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(rule, forKey: .rule)
-        try c.encode(state, forKey: .state)
-        try c.encodeIfPresent(access, forKey: .access)
-        try c.encode(explanation, forKey: .explanation)
-        var table = encoder.container(keyedBy: TableKeys.self)
-        try table.encode(rule.kind, forKey: .kind)
-        try table.encode(rule.citation, forKey: .citation)
-    }
-}

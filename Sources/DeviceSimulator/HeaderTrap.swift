@@ -56,7 +56,11 @@ extension MigrationRegion {
                 transaction = .opened
                 return .success(RegionLayout.dataSectionOffset)
             }
-            guard state.isSaving, save != nil else { return .failure(.invalidArgument) }
+            guard state.isSaving, save != nil else {
+                // Refused on any mount: there is no buffer to point at outside a session.
+                violation(.dataOutsideWindow, access, "data_offset read in \(state.name): no migration session, no data section buffer")
+                return .failure(.invalidArgument)
+            }
             if let e = checkSaveSequence(.dataOffset, access) { return .failure(e) }
             return stageIfNeeded(result: &result)
         case .dataSize:

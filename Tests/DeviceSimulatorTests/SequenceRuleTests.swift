@@ -119,4 +119,11 @@ import Testing
         #expect(d.violations.map(\.rule) == [.resumeStream])
         #expect(d.violations.first?.explanation.contains("start at region offset \(RegionLayout.dataSectionOffset + 64)") == true, "\(d.violations)")
     }
+
+    @Test func dataOffsetOutsideASessionIsRecorded() {
+        let r = MigrationRegion(configuration: smallConfiguration(), identity: "r", strict: false)
+        #expect(r.read(.dataOffset) == .failure(.invalidArgument))
+        #expect(r.violations.map(\.rule) == [.dataOutsideWindow])
+        #expect(r.violations.first?.explanation.contains("no migration session") == true)
+    }
 }

@@ -43,7 +43,7 @@ extension ProtocolViolation.Rule {
     public var kind: ProtocolViolation.Kind {
         switch self {
         // QEMU 7.2 splits a chunk larger than the destination's data section (`vfio_load_buffer`)
-        // and writes device_state without a read-modify-write of bits 3-31: both migrate
+        // and clears bits 3-31 in a device_state write (scenarios/reserved-bits.yaml): both migrate
         // correctly with a real driver, so they are recorded and never refused.
         case .resumeTransactions, .reservedBits: .deviation
         default: .violation

@@ -62,12 +62,16 @@ public struct InProcessMigration {
 
 extension MigrationReport {
     /// Adds what only the devices know: their violations, resume deviations, device time.
+    /// A stream the destination refused after a fault fired on either device is the fault's
+    /// doing (a source fault corrupts what the destination then refuses), not the client's.
     public mutating func attach(source: MigrationRegion, destination: MigrationRegion) {
+        let faulted = !source.firedFaults.isEmpty || !destination.firedFaults.isEmpty
+        let kept = destination.violations.filter { $0.rule != .resumeTransactions && !(faulted && $0.rule == .resumeStream) }
         violations = (source.violations.map { "source: [\($0.rule.rawValue)] \($0.explanation)" }
-            + destination.violations.filter { $0.rule != .resumeTransactions }.map { "destination: [\($0.rule.rawValue)] \($0.explanation)" })
+            + kept.map { "destination: [\($0.rule.rawValue)] \($0.explanation)" })
         resumeDeviations = destination.lastResume?.deviations ?? []
         violationDetails = source.violations.map { ViolationDetail(role: "source", violation: $0) }
-            + destination.violations.filter { $0.rule != .resumeTransactions }.map { ViolationDetail(role: "destination", violation: $0) }
+            + kept.map { ViolationDetail(role: "destination", violation: $0) }
         firedFaults = source.firedFaults.map { "source: \($0)" } + destination.firedFaults.map { "destination: \($0)" }
         sourceTimeMs = Double(source.now) / 1e6
     }

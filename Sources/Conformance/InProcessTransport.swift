@@ -14,6 +14,9 @@ public final class InProcessTransport: RegionTransport {
         self.region = region
         self.name = name
         self.useMapping = useMapping
+        // A mapping client reads and writes the engine's buffer itself; one that does not reaches
+        // it only through `read` and `write`, which the checker sees whole.
+        region.dataSectionMapping = useMapping && region.configuration.dataSectionMmap ? .direct : .none
     }
 
     public var regionSize: UInt64 { region.regionSize }

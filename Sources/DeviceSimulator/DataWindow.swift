@@ -14,12 +14,19 @@ extension MigrationRegion {
         if let refusal = checkDataWindow(offset: offset, count: count, access: access) { return refusal }
         let start = Int(offset - RegionLayout.dataSectionOffset)
         buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[start..<(start + count)]))
+        if state.isSaving, let staged = save?.staged, offset >= staged.offset, offset + UInt64(count) <= staged.offset + staged.size {
+            save?.staged?.bytesRead += UInt64(count)
+        }
         return AccessResult(count: count)
     }
 
     func writeData(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {
         let access = RegionAccessRecord(operation: .write, offset: offset, count: buffer.count)
-        guard offset + UInt64(buffer.count) <= regionSize else { return AccessResult(.invalidArgument) }
+        guard offset + UInt64(buffer.count) <= regionSize else {
+            // Past the region's end there is nothing to write: refused on any mount, and recorded.
+            violation(.dataOutsideWindow, access, "data write at \(offset)..<\(offset + UInt64(buffer.count)) runs past the end of the \(regionSize)-byte region")
+            return AccessResult(.invalidArgument)
+        }
         if let refusal = checkDataWindow(offset: offset, count: buffer.count, access: access) { return refusal }
         let start = Int(offset - RegionLayout.dataSectionOffset)
         UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)
@@ -29,6 +36,9 @@ extension MigrationRegion {
 
     /// The checker's view of a data-section access: inside the window the device made available.
     func checkDataWindow(offset: UInt64, count: Int, access: RegionAccessRecord) -> AccessResult? {
+        // The device already refused and recorded what put it in the error state; a data access
+        // now fails like every other until a reset, and is not another broken rule.
+        if state.isError { return AccessResult(.ioError) }
         let end = offset + UInt64(count)
         var problem: (ProtocolViolation.Rule, String)?
         if state.isResuming {

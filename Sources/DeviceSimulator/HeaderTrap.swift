@@ -47,6 +47,7 @@ extension MigrationRegion {
             return .success(0)
         case .pendingBytes:
             if state.isError { return .failure(.ioError) }
+            if state.isSaving, let e = checkChunkRead(access) { return .failure(e) }
             return .success(readPendingBytes())
         case .dataOffset:
             if state.isError { return .failure(.ioError) }
@@ -55,12 +56,20 @@ extension MigrationRegion {
                 transaction = .opened
                 return .success(RegionLayout.dataSectionOffset)
             }
-            guard state.isSaving, save != nil else { return .failure(.invalidArgument) }
+            guard state.isSaving, save != nil else {
+                // Refused on any mount: there is no buffer to point at outside a session.
+                violation(.dataOutsideWindow, access, "data_offset read in \(state.name): no migration session, no data section buffer")
+                return .failure(.invalidArgument)
+            }
+            if let e = checkSaveSequence(.dataOffset, access) { return .failure(e) }
             return stageIfNeeded(result: &result)
         case .dataSize:
             if state.isError { return .failure(.ioError) }
             if state.isResuming { return .success(lastDataSizeWritten) }
             guard state.isSaving, let session = save else { return .success(0) }
+            if let e = checkSaveSequence(.dataSize, access) { return .failure(e) }
+            if session.staged == nil, pendingReachedZero { return .success(0) }
+            save?.staged?.sizeRead = true
             guard let staged = session.staged else {
                 if violation(.dataSizeWithoutOffset, access, "data_size read with no chunk staged: read data_offset first") {
                     return .failure(.invalidArgument)
@@ -137,6 +146,8 @@ extension MigrationRegion {
             return .failure(.invalidArgument)
         }
         perform(from: from, to: to)
+        // Each phase's sequence starts with a pending_bytes read (uapi step a).
+        pendingReachedZero = false
         state = state.with(bits: to)
         logger.debug("device_state \(DeviceState.name(ofBits: from)) -> \(DeviceState.name(ofBits: to))")
         return .success(())

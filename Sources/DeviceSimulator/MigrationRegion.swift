@@ -18,6 +18,11 @@ public final class MigrationRegion {
     public let dataSection: UnsafeMutableRawBufferPointer
     /// With `strict`, each protocol violation fails the offending access with `EINVAL`.
     public var strict: Bool
+    /// How the client reaches the data section besides pread/pwrite: what the checker can see
+    /// of its data accesses (the save-side read rules need every read; see `DataSectionMapping`).
+    /// An engine user may read and write `dataSection` itself, so `.direct` is the default; the
+    /// mount, which sees every pread and pwrite, says `.none` until the client maps the section.
+    public var dataSectionMapping: DataSectionMapping = .direct
     public var logger: Logger
 
     var save: SaveSession?
@@ -33,6 +38,9 @@ public final class MigrationRegion {
     var pendingGrowthStep: UInt64 = 0
     /// The last `pending_bytes` value reported in this session.
     var lastPending: UInt64?
+    /// The last `pending_bytes` read of this phase answered 0: the save sequence is over until
+    /// `pending_bytes` is read again (or the phase changes).
+    var pendingReachedZero = false
     /// Chunk modifiers fired before a chunk was staged (e.g. on the `data_offset` read that stages it).
     var pendingModifiers: [FaultAction] = []
     /// Save figures kept after the session ends, for reports.
@@ -208,12 +216,13 @@ public final class MigrationRegion {
         runDevice(nanoseconds: clock.advance(by: 0))
     }
 
-    /// Records a violation; returns true when `strict` turns it into a failure.
+    /// Records a violation; returns true when the access is to fail: the rule table
+    /// (`RuleTable.swift`) says whether it is refused always, only with `strict`, or never.
     @discardableResult
     func violation(_ rule: ProtocolViolation.Rule, _ access: RegionAccessRecord, _ explanation: String) -> Bool {
         violations.append(ProtocolViolation(index: violations.count, rule: rule, state: state.rawValue, access: access, explanation: explanation))
-        logger.notice("protocol violation [\(rule.rawValue)]: \(explanation)")
-        return strict
+        logger.notice("protocol \(rule.kind.rawValue) [\(rule.rawValue)]: \(explanation)")
+        return rule.refuses(strict: strict)
     }
 }
 

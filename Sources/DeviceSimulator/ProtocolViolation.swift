@@ -38,6 +38,12 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         case incompleteResume = "incomplete-resume"
         case dataSizeOutsideResume = "data-size-outside-resume"
         case dataSizeTooLarge = "data-size-too-large"
+        case resumeStream = "resume-stream"
+        case resumeOrder = "resume-order"
+        case emptyResumeTransaction = "empty-resume-transaction"
+        case chunkNotRead = "chunk-not-read"
+        case pendingNotReread = "pending-bytes-not-reread"
+        case readAfterPendingZero = "read-after-pending-zero"
         // Migration v2 (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE` and its data_fd). `state` of a
         // v2 violation is the `enum vfio_device_mig_state` value.
         case v2SetError = "v2-set-error"
@@ -86,6 +92,18 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
                 "uapi: the user application should \"write the size in bytes of the data copied in the migration region during the _RESUMING state\""
             case .dataSizeTooLarge:
                 "uapi: data is written to (region + data_offset) for data_size bytes: it cannot extend beyond the data section"
+            case .resumeStream:
+                "uapi: \"The user application should write data in the same order as the data is received\": the destination takes only the bytes the source produced, in the source's order"
+            case .resumeOrder:
+                "uapi: \"b. Write migration data starting at the migration region + data_offset ... c. Write data_size, which indicates to the vendor driver that data is written in the migration region.\""
+            case .emptyResumeTransaction:
+                "uapi: \"the data should be of same transaction size at the source\": the source never produces a transaction of 0 bytes"
+            case .chunkNotRead:
+                "uapi: \"d. Read data_size bytes of data from (region + data_offset) from the migration region.\" before \"f. Read pending_bytes, which indicates that the data from the previous iteration has been read.\""
+            case .pendingNotReread:
+                "uapi: \"f. Read pending_bytes, which indicates that the data from the previous iteration has been read. If pending_bytes > 0, go to step b.\""
+            case .readAfterPendingZero:
+                "uapi: \"If pending_bytes == 0, the user application should not iterate to get data for that device.\""
             case .v2SetError:
                 "uapi v2: \"ERROR cannot be specified as a device state, however any transition request can be failed with an errno return and may then move the device_state into ERROR.\""
             case .v2SetInError:

@@ -124,6 +124,12 @@ struct ResumeSession {
         }
     }
 
+    /// Where in the source's chunks the stream broke, for the checker's record.
+    private var inChunk: String {
+        guard let c = chunk else { return "" }
+        return c.received < c.length ? ", inside source chunk \(c.number)" : ", after source chunk \(c.number)"
+    }
+
     private func failure(for error: RecordDecodeError) -> Failure {
         switch error {
         case .incomplete(let needed):
@@ -133,13 +139,13 @@ struct ResumeSession {
         case .badLength(let length):
             Failure(message: "corrupted stream: record \(nextSequence) announces \(length) payload bytes")
         case .badChecksum(_, let sequence):
-            Failure(message: "corrupted stream: checksum mismatch in record \(nextSequence) (it claims sequence \(sequence))")
+            Failure(message: "corrupted stream: checksum mismatch in record \(nextSequence)\(inChunk) (it claims sequence \(sequence))")
         }
     }
 
     private mutating func accept(_ record: DecodedRecord, device: SimulatedDevice) throws(Failure) {
         guard record.sequence == nextSequence else {
-            throw Failure(message: "stream out of order: record \(record.sequence) (\(record.tag)) arrived where record \(nextSequence) was expected")
+            throw Failure(message: "stream out of order: record \(record.sequence) (\(record.tag)) arrived where record \(nextSequence) was expected (sequence \(record.sequence) after \(Int64(nextSequence) - 1)\(inChunk))")
         }
         guard !endSeen else { throw Failure(message: "stream continues after its end marker (record \(record.sequence), \(record.tag))") }
         nextSequence += 1

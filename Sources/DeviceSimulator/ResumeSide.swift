@@ -36,7 +36,11 @@ extension MigrationRegion {
         if !transaction.offsetRead, violation(.dataSizeWithoutOffset, access, "data_size written without reading data_offset first") {
             return .failure(.invalidArgument)
         }
+        if size == 0, violation(.emptyResumeTransaction, access, "data_size 0 written: a transaction of no bytes, which the source never produces") {
+            return .failure(.invalidArgument)
+        }
         // The transaction is taken: the next one starts with a data_offset read.
+        let written = transaction
         transaction = ResumeTransaction()
         lastDataSizeWritten = size
         guard size > 0 else { return .success(()) }
@@ -52,6 +56,7 @@ extension MigrationRegion {
             try session.apply(UnsafeRawBufferPointer(rebasing: dataSection[0..<Int(size)]), to: device)
         } catch {
             resume = session
+            recordRefusedStream(error.message, size: size, written: written, access: access)
             enterError("resume failed: \(error.message)")
             return .failure(.invalidArgument)
         }
@@ -62,6 +67,30 @@ extension MigrationRegion {
         resume = session
         _ = clock.advance(by: clock.transferTime(bytes: size))
         return .success(())
+    }
+
+    /// The destination refused the stream: the record says what in it was wrong and which VMM
+    /// step most likely caused it. An incompatible stream (another device type or size) and a
+    /// device out of memory are the destination's own condition, not the client's doing.
+    func recordRefusedStream(_ message: String, size: UInt64, written: ResumeTransaction, access: RegionAccessRecord) {
+        if message.hasPrefix("incompatible stream") || message.hasPrefix("out of memory") { return }
+        // The transaction saw no data at all (no pwrite, no store through the mapping): its
+        // data_size write came before the data, and the section held what it held before.
+        // Judged only here, where the stale bytes were refused: an in-process client that stores
+        // into `dataSection` itself is invisible, and its correct transactions apply.
+        if written.pwrittenRanges.isEmpty, !written.mappedStores, dataSectionMapping != .direct {
+            violation(.resumeOrder, access, "data_size \(size) written before any data of this transaction (write the data at data_offset, then data_size): the section held stale bytes, refused: \(message)")
+            return
+        }
+        var cause: String
+        if let first = written.pwrittenRanges.map(\.lowerBound).min(), first > 0, !written.mappedStores {
+            cause = "the transaction's pwrites start at region offset \(RegionLayout.dataSectionOffset + UInt64(first)), not at data_offset \(RegionLayout.dataSectionOffset)"
+        } else if firedFaults.isEmpty {
+            cause = "no fault was injected on this device: the VMM delivered bytes the source did not produce (a chunk replayed, reordered, altered or of another device)"
+        } else {
+            cause = "faults fired on this device: \(firedFaults.joined(separator: ", "))"
+        }
+        violation(.resumeStream, access, "resume transaction of \(size) bytes refused: \(message); \(cause)")
     }
 
     /// Bytes of the data section that come back from the client's mapping (a page written back,

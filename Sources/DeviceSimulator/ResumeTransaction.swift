@@ -25,6 +25,9 @@ struct ResumeTransaction: Sendable {
         if UInt64(range.lowerBound) <= pwrittenPrefix { pwrittenPrefix = max(pwrittenPrefix, UInt64(range.upperBound)) }
     }
 
+    /// The pwritten ranges, in the order written.
+    var pwrittenRanges: [Range<Int>] { pwritten }
+
     /// Written both ways: the `mixed-data-access` rule.
     var isMixed: Bool { !pwritten.isEmpty && mappedStores }
 

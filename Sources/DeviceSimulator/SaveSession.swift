@@ -16,6 +16,14 @@ struct SaveSession {
         var reportedSize: UInt64
         /// A fault's cap on each data-section read of this chunk.
         var shortRead: UInt64?
+        /// The chunk's number in the stream, for the checker's records.
+        var number: UInt64 = 0
+        /// Bytes of the chunk the client read with pread (inside its window), and whether it read
+        /// `data_size`: the save-side read rules (`chunk-not-read`, `pending-bytes-not-reread`).
+        var bytesRead: UInt64 = 0
+        var sizeRead = false
+        /// A fault changed what `data_offset` / `data_size` report: the read rules do not judge it.
+        var reportsTheTruth: Bool { reportedOffset == offset && reportedSize == size }
 
         init(offset: UInt64, size: UInt64, phase: MigrationPhase) {
             self.offset = offset

@@ -22,7 +22,32 @@ extension MigrationRegion {
             if pending == 0, let floor = pendingFloor { pending = floor }
         }
         lastPending = pending
+        pendingReachedZero = pending == 0
         return pending
+    }
+
+    /// The save-side read rules: the client reads a staged chunk's data before `pending_bytes`
+    /// consumes it. Judged only where the engine sees every read (pread clients; a mapping's
+    /// reads are the kernel's) and where no fault changed what the header reports.
+    func checkChunkRead(_ access: RegionAccessRecord) -> Errno? {
+        guard dataSectionMapping == .none, let staged = save?.staged, staged.size > 0, staged.reportsTheTruth,
+              staged.bytesRead < staged.size else { return nil }
+        let explanation = "pending_bytes read after \(staged.bytesRead) of the \(staged.size) bytes of chunk \(staged.number) were read: read data_size bytes at data_offset first (uapi step d, then f)"
+        return violation(.chunkNotRead, access, explanation) ? .invalidArgument : nil
+    }
+
+    /// `data_offset` (or `data_size`) read where the save sequence does not allow it: after
+    /// `pending_bytes` answered 0, or again after this chunk's data was read.
+    func checkSaveSequence(_ field: HeaderField, _ access: RegionAccessRecord) -> Errno? {
+        if save?.staged == nil, pendingReachedZero {
+            let explanation = "\(field.rawValue) read after pending_bytes reported 0: there is nothing to iterate (uapi step a)"
+            return violation(.readAfterPendingZero, access, explanation) ? .invalidArgument : nil
+        }
+        if field == .dataOffset, dataSectionMapping == .none, let staged = save?.staged, staged.sizeRead, staged.bytesRead > 0 {
+            let explanation = "data_offset read again after \(staged.bytesRead) bytes of chunk \(staged.number) were read, without reading pending_bytes: the driver hands the same chunk again (uapi step f comes before step b)"
+            return violation(.pendingNotReread, access, explanation) ? .invalidArgument : nil
+        }
+        return nil
     }
 
     /// `data_offset` while saving: stages the next chunk unless one is staged already, and returns
@@ -35,6 +60,7 @@ extension MigrationRegion {
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
         let size = session.stage(into: dataSection, phase: phase, device: device)
         var staged = SaveSession.Staged(offset: RegionLayout.dataSectionOffset, size: size, phase: phase)
+        staged.number = size > 0 ? session.chunkNumber - 1 : session.chunkNumber
         for action in pendingModifiers { modify(&staged, action) }
         pendingModifiers = []
         session.staged = staged

@@ -25,8 +25,12 @@ final class MdevDevice: @unchecked Sendable {
     /// The handle of the open file description holding the region, if any.
     private(set) var holder: UInt64?
     /// The client has used a mapping of the data section (a page-fault read or a writeback
-    /// reached us): from then on the device keeps the kernel's page cache coherent.
-    var mappingInUse = false
+    /// reached us): from then on the device keeps the kernel's page cache coherent. Kept in the
+    /// engine, whose checker then knows that save-side reads of the mapping are unseen.
+    var mappingInUse: Bool {
+        get { region.dataSectionMapping != .none }
+        set { region.dataSectionMapping = newValue ? .pageCache : .none }
+    }
 
     /// Throws `ENOMEM` when the device's memory is not there (`MigrationRegion.make`).
     init(uuid: String, typeIndex: Int, iommuGroup: Int, configuration: DeviceConfiguration, strict: Bool,
@@ -37,6 +41,8 @@ final class MdevDevice: @unchecked Sendable {
         region = try MigrationRegion.make(configuration: configuration, identity: uuid, strict: strict,
                                           wallClock: clock, extents: extents).get()
         region.observer = observer
+        // Every pread and pwrite reaches the engine until the client maps the section.
+        region.dataSectionMapping = .none
         v2 = configuration.protocols.contains(.v2)
             ? V2Device(device: region.device, features: configuration.v2Features, strict: strict, wallClock: clock) : nil
         v2?.observer = observer

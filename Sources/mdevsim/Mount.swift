@@ -44,7 +44,7 @@ struct Mount: ParsableCommand {
         """, valueName: "options"))
     var options: [String] = []
 
-    @Flag(name: .long, help: "Turn each protocol violation into EINVAL for the offending access. Also -o strict.")
+    @Flag(name: .long, help: "Turn each protocol violation into EINVAL for the offending access (deviations stay accepted; docs/vmm-guide.md lists which is which). Also -o strict.")
     var strict = false
 
     @Option(name: .long, help: ArgumentHelp("Log file of the daemon (default: none once detached; stderr with -f). Also -o log=FILE.", valueName: "file"))

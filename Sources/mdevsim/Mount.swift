@@ -216,8 +216,7 @@ struct Mount: ParsableCommand {
         let level: Logger.Level = settings.verbose ? .debug : logging.level(default: .info)
         let file = settings.log
         var logger = Logger(label: "mdevsim") { label in
-            if let file, let handle = FileHandle(forWritingAtPath: file) ?? Self.create(file) {
-                handle.seekToEndOfFile()
+            if let file, let handle = Self.appending(file) {
                 return FileLogHandler(label: label, handle: handle)
             }
             return detached ? SwiftLogNoOpLogHandler() : FileLogHandler(label: label, handle: .standardError)
@@ -226,9 +225,12 @@ struct Mount: ParsableCommand {
         return logger
     }
 
-    private static func create(_ path: String) -> FileHandle? {
-        guard FileManager.default.createFile(atPath: path, contents: nil) else { return nil }
-        return FileHandle(forWritingAtPath: path)
+    /// The log opened O_APPEND: the fatal-signal line and the runtime's backtrace are appended
+    /// by other descriptors of the same file, and a log line written at a private offset (a
+    /// thread still logging while the process dies) would overwrite them.
+    private static func appending(_ path: String) -> FileHandle? {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        return fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
     }
 
     /// `mdevsim <command>: error: message` on stderr, for errors printed before the command ends.

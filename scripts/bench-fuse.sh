@@ -8,6 +8,8 @@
 #
 #   scripts/bench-fuse.sh                  # the documented command (about a minute after the build)
 #   scripts/bench-fuse.sh --repeats 11     # extra arguments go to `mdevsim-bench fuse` (see --help)
+#   scripts/bench-fuse.sh --readme         # prints only the README's performance table (markdown,
+#                                          # dated) on stdout; everything else goes to stderr
 #
 # Needs root (or fusermount3) and /dev/fuse. Builds, with nothing installed beyond
 # scripts/ensure-deps.sh: the C daemon with cc and pkg-config fuse3, and mdevsim-bench in release
@@ -18,6 +20,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scratch=${MDEVSIM_FUSEBENCH_SCRATCH:-.build-fusebench}
+args=()
+readme=false
+for a in "$@"; do
+    if [ "$a" = --readme ]; then readme=true; args+=(--markdown); else args+=("$a"); fi
+done
+# --readme: stdout carries the table alone (fd 3); the build and progress lines go to stderr.
+if $readme; then exec 3>&1 1>&2; else exec 3>&1; fi
 
 "$root/scripts/ensure-deps.sh"
 
@@ -61,19 +70,20 @@ trap 'cleanup 143' TERM
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), libfuse $(pkg-config --modversion fuse3)"
 
-echo "== building the bare C daemon (Benchmarks/fuse/bare_region.c)"
+echo "== building the bare C daemon and the C client (Benchmarks/fuse/bare_region.c, client.c)"
 mkdir -p "$scratch"
 # shellcheck disable=SC2046
-cc -O2 -Wall -Wextra -o "$scratch/bare_region" Benchmarks/fuse/bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
+cc -O2 -Wall -Wextra -Werror -o "$scratch/bare_region" Benchmarks/fuse/bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
+cc -O2 -Wall -Wextra -Werror -o "$scratch/region_client" Benchmarks/fuse/client.c
 
 echo "== building mdevsim-bench (release, --scratch-path $scratch)"
 swift build -c release --scratch-path "$scratch" --product mdevsim-bench 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
 bin="$scratch/release/mdevsim-bench"
 [ -x "$bin" ] || { echo "bench-fuse: $bin was not built" >&2; exit 1; }
 
-echo "== running: $bin fuse --bare-daemon $scratch/bare_region $*"
+echo "== running: $bin fuse --bare-daemon $scratch/bare_region --client $scratch/region_client ${args[*]}"
 mkdir -p "$work/mnt"
-"$bin" fuse --bare-daemon "$scratch/bare_region" --workdir "$work/mnt" "$@" &
+"$bin" fuse --bare-daemon "$scratch/bare_region" --client "$scratch/region_client" --workdir "$work/mnt" "${args[@]}" >&3 &
 bench_pid=$!
 status=0
 wait "$bench_pid" || status=$?

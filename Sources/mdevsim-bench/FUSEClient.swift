@@ -90,6 +90,16 @@ struct TransferTiming: Codable, Sendable {
 
     var gbPerSecond: Double { totalNs > 0 ? Double(bytes) / Double(totalNs) : 0 }
     func microsecondsPerChunk(_ ns: UInt64) -> Double { chunks > 0 ? Double(ns) / Double(chunks) / 1000 : 0 }
+
+    /// The steps of a chunk as the reports name them, in the loop's order, and the whole.
+    static let steps: [(name: String, ns: @Sendable (TransferTiming) -> UInt64)] = [
+        ("source data_offset read (notify_store of the chunk)", { $0.saveStoreNs }),
+        ("destination data_offset read (pre-fill notify_store)", { $0.resumePrefillNs }),
+        ("memcpy mapping -> mapping", { $0.copyNs }),
+        ("destination data_size write (notify_retrieve, apply)", { $0.resumeRetrieveNs }),
+        ("source data_size + pending_bytes reads", { $0.otherHeaderNs }),
+        ("whole chunk", { $0.totalNs }),
+    ]
 }
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }

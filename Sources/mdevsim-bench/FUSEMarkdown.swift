@@ -60,15 +60,7 @@ extension FUSEFigures {
         lines.append("| step | bare C | mdevsim |")
         lines.append("| --- | --- | --- |")
         if let b = bareSteps, let m = mdevsimSteps {
-            let steps: [(String, (TransferTiming) -> UInt64)] = [
-                ("source `data_offset` read (notify_store of the chunk)", { $0.saveStoreNs }),
-                ("destination `data_offset` read (pre-fill notify_store)", { $0.resumePrefillNs }),
-                ("memcpy mapping -> mapping", { $0.copyNs }),
-                ("destination `data_size` write (notify_retrieve, apply)", { $0.resumeRetrieveNs }),
-                ("source `data_size` + `pending_bytes` reads", { $0.otherHeaderNs }),
-                ("whole chunk", { $0.totalNs }),
-            ]
-            for (name, key) in steps {
+            for (name, key) in TransferTiming.steps {
                 lines.append("| \(name) | " + String(format: "%.0f | %.0f |", b.microsecondsPerChunk(key(b)), m.microsecondsPerChunk(key(m))))
             }
         }

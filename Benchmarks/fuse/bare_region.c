@@ -11,7 +11,10 @@
 //   - an 8-byte write at offset 24 ("data_size") is held while fuse_lowlevel_notify_retrieve
 //     fetches the client's stores (up to the written value) back from the page cache; the
 //     retrieve_reply callback copies them into the buffer and answers the held write;
-//   - writeback WRITEs (fi->writepage) are copied into the buffer; other writes too.
+//   - writeback WRITEs (fi->writepage) are copied into the buffer; other writes too;
+//   - the store and the retrieve happen only once the file's mapping was seen in use (a page
+//     fault: a read without lock owner, or a writeback), as mdevsim's RegionFile does, so a
+//     pread/pwrite client pays for neither.
 //
 // Set-up identical to mdevsim's (Sources/MdevFS/MdevMount.swift, Sources/FUSEKit, Sources/CFuse3):
 // FUSE_USE_VERSION 35, options `-o fsname=...,subtype=...` only, conn->max_write = 1 MiB,
@@ -20,11 +23,12 @@
 // (the read hook notes the kernel's offer, the writev hook sets the bit), and the multi-threaded
 // loop fuse_session_loop_mt_312 with clone_fd 0, max_threads 10, libfuse's default idle threads.
 //
-// Files: /region0 and /region1, each 4096 + 1 MiB bytes with its own buffer (save on one, resume
-// on the other, as mdevsim's two devices).
+// Files: /region0 .. /region3, each 4096 + 1 MiB bytes with its own buffer (save on one, resume
+// on another, as mdevsim's two devices): region0/1 for the mapped loop, region2/3 for the
+// pread/pwrite loop (never mapped, so never stored to or retrieved from).
 //
 // Usage: bare_region MOUNTPOINT      (foreground; SIGTERM/SIGINT/SIGHUP unmount and exit)
-// Build: cc -O2 -Wall -o bare_region bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
+// Build: cc -O2 -Wall -Wextra -Werror -o bare_region bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
 #define FUSE_USE_VERSION 35
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
@@ -50,7 +54,7 @@ int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *c
 #define HEADER_PAGE 4096u
 #define SECTION (1u << 20)
 #define REGION_SIZE (HEADER_PAGE + SECTION)
-#define NFILES 2
+#define NFILES 4
 #define ALLOW_MMAP_FLAGS2_BIT (1u << 4) // FUSE_DIRECT_IO_ALLOW_MMAP >> 32
 #define OPCODE_INIT 26u
 
@@ -59,11 +63,17 @@ struct region {
     const char *name;
     unsigned char *data; // the data section
     atomic_uint_fast64_t counter;
+    // Set by the first page fault (a read without lock owner) or writeback: as mdevsim
+    // (RegionFile: "a pread/pwrite client costs nothing extra"), the page cache is kept coherent
+    // (store on data_offset, retrieve on data_size) only once the client uses the mapping.
+    atomic_bool mapped;
 };
 
 static struct region regions[NFILES] = {
     { .ino = 2, .name = "region0" },
     { .ino = 3, .name = "region1" },
+    { .ino = 4, .name = "region2" },
+    { .ino = 5, .name = "region3" },
 };
 static struct fuse_session *session;
 static time_t mount_time;
@@ -181,8 +191,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     if (ino != FUSE_ROOT_ID) { fuse_reply_err(req, ENOTDIR); return; }
     char buf[1024];
     size_t used = 0;
-    const char *names[NFILES + 2] = { ".", "..", regions[0].name, regions[1].name };
-    fuse_ino_t inos[NFILES + 2] = { FUSE_ROOT_ID, FUSE_ROOT_ID, regions[0].ino, regions[1].ino };
+    const char *names[NFILES + 2] = { ".", "..", regions[0].name, regions[1].name, regions[2].name, regions[3].name };
+    fuse_ino_t inos[NFILES + 2] = { FUSE_ROOT_ID, FUSE_ROOT_ID, regions[0].ino, regions[1].ino, regions[2].ino, regions[3].ino };
     for (off_t i = off; i < NFILES + 2; i++) {
         struct stat st;
         fill_stat(inos[i], &st);
@@ -228,9 +238,9 @@ static void store_section(struct region *r) {
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-    (void)fi;
     struct region *r = region_of(ino);
     if (!r) { fuse_reply_err(req, EISDIR); return; }
+    if (fi->lock_owner == 0) atomic_store_explicit(&r->mapped, true, memory_order_relaxed);
     if (off >= (off_t)HEADER_PAGE) {
         // Data section: page faults and direct reads alike, straight from the buffer.
         size_t start = (size_t)off - HEADER_PAGE;
@@ -244,7 +254,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     if (size == 8 && off == 16) { // "data_offset": the bytes reach the page cache before the answer
-        store_section(r);
+        if (atomic_load_explicit(&r->mapped, memory_order_relaxed)) store_section(r);
         reply_u64(req, HEADER_PAGE);
         return;
     }
@@ -271,6 +281,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     struct region *r = region_of(ino);
     if (!r) { fuse_reply_err(req, EISDIR); return; }
     if (fi->writepage) { // a late writeback of a mapped page
+        atomic_store_explicit(&r->mapped, true, memory_order_relaxed);
         copy_into_section(r, off, buf, size);
         fuse_reply_write(req, size);
         return;
@@ -278,7 +289,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     if (off == 24 && size == 8) { // "data_size": hold the write, fetch the client's stores back
         uint64_t value;
         memcpy(&value, buf, 8);
-        if (value > 0 && value <= SECTION) {
+        if (value > 0 && value <= SECTION && atomic_load_explicit(&r->mapped, memory_order_relaxed)) {
             int rc = fuse_lowlevel_notify_retrieve(session, ino, value, HEADER_PAGE, req);
             if (rc == 0) return; // answered by op_retrieve_reply
             fprintf(stderr, "bare_region: notify_retrieve: %s\n", strerror(-rc));

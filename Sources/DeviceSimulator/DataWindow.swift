@@ -5,19 +5,27 @@ import SystemPackage
 /// available, and nowhere else.
 extension MigrationRegion {
     func readData(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> AccessResult {
-        let access = RegionAccessRecord(operation: .read, offset: offset, count: buffer.count)
-        guard offset < regionSize else { return AccessResult(count: 0) }
-        var count = Int(min(UInt64(buffer.count), regionSize - offset))
+        let (result, range) = dataReadRange(at: offset, count: buffer.count)
+        if let range { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[range])) }
+        return result
+    }
+
+    /// A data-section read of `count` bytes at region `offset`, checked, without moving bytes:
+    /// the result, and on success where in `dataSection` the answer lies.
+    func dataReadRange(at offset: UInt64, count asked: Int) -> (AccessResult, Range<Int>?) {
+        let access = RegionAccessRecord(operation: .read, offset: offset, count: asked)
+        guard offset < regionSize else { return (AccessResult(count: 0), nil) }
+        var count = Int(min(UInt64(asked), regionSize - offset))
         if let session = save, let staged = session.staged, let limit = staged.shortRead {
             count = min(count, Int(limit))
         }
-        if let refusal = checkDataWindow(offset: offset, count: count, access: access) { return refusal }
+        if let refusal = checkDataWindow(offset: offset, count: count, access: access) { return (refusal, nil) }
         let start = Int(offset - RegionLayout.dataSectionOffset)
-        buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[start..<(start + count)]))
+        // What of the staged chunk the client has read (chunk-not-read), whoever moves the bytes.
         if state.isSaving, let staged = save?.staged, offset >= staged.offset, offset + UInt64(count) <= staged.offset + staged.size {
             save?.staged?.bytesRead += UInt64(count)
         }
-        return AccessResult(count: count)
+        return (AccessResult(count: count), start..<(start + count))
     }
 
     func writeData(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {

@@ -113,6 +113,23 @@ public final class MigrationRegion {
         return result
     }
 
+    /// Reads `count` bytes of the data section at region `offset` (>= the data section's start)
+    /// as `read(at:into:)` does, with the same checks and report, but answers with the bytes
+    /// where they are: on success, `bytes` points into `dataSection` (a reply sends them from
+    /// there, with no copy). They stay valid as long as the region; they change when the engine
+    /// stages the next chunk, so a caller sends them before the next access to the region.
+    public func readInPlace(at offset: UInt64, count: Int) -> (result: AccessResult, bytes: UnsafeRawBufferPointer) {
+        guard offset >= RegionLayout.dataSectionOffset else {
+            return (AccessResult(.invalidArgument), UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        accessCount += 1
+        catchUpWallClock()
+        let (result, range) = dataReadRange(at: offset, count: count)
+        let bytes = range.map { UnsafeRawBufferPointer(rebasing: dataSection[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        if let observer { report(to: observer, read: offset, count: count, returned: bytes, result) }
+        return (result, bytes)
+    }
+
     /// Writes `buffer.count` bytes at region `offset`.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) -> AccessResult {
         accessCount += 1
@@ -135,14 +152,18 @@ public final class MigrationRegion {
 
     private func report(to observer: any AccessObserver, read offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ result: AccessResult) {
         let returned = (try? result.outcome.get()) ?? 0
+        report(to: observer, read: offset, count: buffer.count, returned: UnsafeRawBufferPointer(rebasing: buffer[0..<min(returned, buffer.count)]), result)
+    }
+
+    /// `returned`: the bytes the read answers (`count` were asked).
+    private func report(to observer: any AccessObserver, read offset: UInt64, count: Int, returned: UnsafeRawBufferPointer, _ result: AccessResult) {
         var staged: UnsafeRawBufferPointer?
         if let range = result.staged {
             let start = Int(range.lowerBound - RegionLayout.dataSectionOffset), end = Int(range.upperBound - RegionLayout.dataSectionOffset)
             staged = UnsafeRawBufferPointer(rebasing: dataSection[start..<min(end, dataSection.count)])
         }
-        observer.regionAccessed(RegionAccess(device: device.identity, isWrite: false, offset: offset, count: buffer.count,
-                                             bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<min(returned, buffer.count)]),
-                                             result: result, staged: staged, applied: nil))
+        observer.regionAccessed(RegionAccess(device: device.identity, isWrite: false, offset: offset, count: count,
+                                             bytes: returned, result: result, staged: staged, applied: nil))
     }
 
     /// Reads one header field at its native width: a convenience over `read(at:into:)`.

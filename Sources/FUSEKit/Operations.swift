@@ -12,6 +12,14 @@ extension SessionContext {
         let slot = RequestSlot(req, operation: operation, context: self)
         return (Request(req), ReplyCore(slot))
     }
+
+    /// Starts a request of the data path (read, write): it enters the pending registry only if
+    /// `body` returns without answering it (see `RequestSlot`).
+    func serve(_ req: fuse_req_t, _ operation: String, _ body: (Request, ReplyCore) -> Void) {
+        let slot = RequestSlot(req, operation: operation, context: self, registerNow: false)
+        body(Request(req), ReplyCore(slot))
+        slot.registerIfPending()
+    }
 }
 
 /// Resolves the context, or fails the request with EIO (userdata is always set by
@@ -102,19 +110,17 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
     }
     ops.read = { req, ino, size, off, fi in
         guard let (req, ctx) = context(req) else { return }
-        let (request, core) = ctx.begin(req, "read")
         let read = ReadRequest(inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off),
                                size: size, flags: openFlags(fi), lockOwner: fi?.pointee.lock_owner ?? 0)
-        ctx.filesystem.read(request, read, reply: DataReply(core))
+        ctx.serve(req, "read") { request, core in ctx.filesystem.read(request, read, reply: DataReply(core)) }
     }
     ops.write = { req, ino, buf, size, off, fi in
         guard let (req, ctx) = context(req) else { return }
-        let (request, core) = ctx.begin(req, "write")
         let write = WriteRequest(inode: FUSEInode(ino), handle: fi?.pointee.fh ?? 0, offset: Int64(off), size: size,
                                  flags: openFlags(fi), isWritepage: cfuse3_fi_writepage(fi) != 0,
                                  lockOwner: fi?.pointee.lock_owner ?? 0)
         let data = UnsafeRawBufferPointer(start: buf, count: buf == nil ? 0 : size)
-        ctx.filesystem.write(request, write, data: data, reply: WriteReply(core))
+        ctx.serve(req, "write") { request, core in ctx.filesystem.write(request, write, data: data, reply: WriteReply(core)) }
     }
     ops.flush = { req, ino, fi in
         guard let (req, ctx) = context(req) else { return }

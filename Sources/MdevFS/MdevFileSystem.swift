@@ -172,13 +172,13 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public func fsync(_ request: Request, inode: FUSEInode, handle: UInt64, dataOnly: Bool, reply: EmptyReply) { reply.ok() }
 
     public func read(_ request: Request, _ read: ReadRequest, reply: DataReply) {
-        guard let node = tree.node(read.inode) else { return reply.error(.noSuchFileOrDirectory) }
-        if case .deviceFile(let uuid, .migration) = node {
-            guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
+        guard let (node, device) = tree.nodeAndDevice(read.inode) else { return reply.error(.noSuchFileOrDirectory) }
+        if case .deviceFile(_, .migration) = node {
+            guard let device else { return reply.error(.operationNotSupportedByDevice) }
             return RegionFile(cache: cache, device: device, inode: read.inode).read(read, reply: reply)
         }
-        if case .deviceFile(let uuid, let file) = node, file.isV2Call {
-            guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
+        if case .deviceFile(_, let file) = node, file.isV2Call {
+            guard let device else { return reply.error(.operationNotSupportedByDevice) }
             return v2Files.read(device, file, read, reply: reply)
         }
         guard let content = tree.content(node, mmapAvailable: mmapAvailable) else { return reply.error(.permissionDenied) }

@@ -38,6 +38,14 @@ final class MdevTree: @unchecked Sendable {
 
     func node(_ inode: FUSEInode) -> MdevNode? { lock.withLock { inodes.node(inode) } }
     func device(_ uuid: String) -> MdevDevice? { lock.withLock { devices[uuid] } }
+    /// The node of `inode` and, for a device's file, its device: one lock for the data path.
+    func nodeAndDevice(_ inode: FUSEInode) -> (MdevNode, MdevDevice?)? {
+        lock.withLock {
+            guard let node = inodes.node(inode) else { return nil }
+            if case .deviceFile(let uuid, _) = node { return (node, devices[uuid]) }
+            return (node, nil)
+        }
+    }
 
     /// The child `name` of `parent`, with its attributes.
     func lookup(parent: FUSEInode, name: String) -> FileAttributes? {

@@ -36,28 +36,46 @@ struct RegionFile: Sendable {
         if request.isPageCacheFill {
             return pageFault(offset: offset, size: request.size, reply: reply)
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, request.size), alignment: 8)
-        defer { buffer.deallocate() }
-        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<request.size])
-        var stageRange: Range<UInt64>?
-        var prefill = false
-        let result = device.withLock { () -> AccessResult in
-            let r = region.read(at: offset, into: target)
-            if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
-                if region.state.isResuming {
-                    prefill = true
-                } else {
-                    stageRange = r.staged
+        if offset >= Self.dataStart { return readData(offset: offset, size: request.size, reply: reply) }
+        // A header access: a few bytes, on the stack (no heap allocation on this path).
+        withUnsafeTemporaryAllocation(byteCount: max(1, request.size), alignment: 8) { buffer in
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<request.size])
+            var stageRange: Range<UInt64>?
+            var prefill = false
+            let result = device.withLock { () -> AccessResult in
+                let r = region.read(at: offset, into: target)
+                if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
+                    if region.state.isResuming {
+                        prefill = true
+                    } else {
+                        stageRange = r.staged
+                    }
                 }
+                return r
             }
-            return r
+            if let range = stageRange { cache.store(range, of: device, inode: inode) }
+            if prefill { cache.store(Self.dataStart..<(Self.dataStart + UInt64(region.dataSection.count)), of: device, inode: inode) }
+            stall(result.stallNanoseconds)
+            switch result.outcome {
+            case .failure(let e): reply.error(e)
+            case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
         }
-        if let range = stageRange { cache.store(range, of: device, inode: inode) }
-        if prefill { cache.store(Self.dataStart..<(Self.dataStart + UInt64(region.dataSection.count)), of: device, inode: inode) }
+    }
+
+    /// A client's pread of the data section (a staged chunk, as a VMM reads it): answered from
+    /// the engine's buffer itself, with no copy into a reply buffer (`fuse_reply_buf` hands the
+    /// pointer to the kernel's writev). The bytes are sent after the device lock is released,
+    /// as `PageCacheCoherence.store` sends them: the buffer lives as long as the region, which
+    /// `device` keeps alive through this call, and its only writers are the engine staging
+    /// the next chunk (on behalf of this client, which is waiting for this very reply) and page
+    /// writebacks (which carry what the page cache already holds).
+    private func readData(offset: UInt64, size: Int, reply: DataReply) {
+        let (result, bytes) = device.withLock { region.readInPlace(at: offset, count: size) }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): reply.error(e)
-        case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        case .success(let n): reply.data(UnsafeRawBufferPointer(rebasing: bytes[0..<min(n, bytes.count)]))
         }
     }
 

@@ -1,4 +1,4 @@
-// The client side of `mdevsim-bench fuse`: the same syscalls against either daemon.
+// A Swift region-file client (`mdevsim-bench trace`), and the figures of the C client's loops.
 import Foundation
 import Glibc
 
@@ -64,39 +64,9 @@ final class RegionClient {
         let n = pwrite(fd, &v, 4, Field.deviceState)
         guard n == 4 else { throw BenchError("device_state write \(value) to \(path) failed (errno \(errno))") }
     }
-
-    /// Touches the mapping once (a page-fault READ): mdevsim keeps the page cache coherent only
-    /// once it has seen the client use a mapping.
-    func touchMapping() {
-        guard let map else { return }
-        var byte: UInt8 = 0
-        withUnsafeMutablePointer(to: &byte) { dst in _ = memcpy(dst, map, 1) }
-        _ = byte
-    }
 }
 
-// MARK: - 1. header access latency
-
-/// Nanoseconds per 8-byte pread at offset 8, over `count` accesses.
-func headerLatency(_ region: RegionClient, count: Int) throws -> Double {
-    let start = monotonicNanoseconds()
-    for _ in 0..<count { _ = try region.read8(Field.pendingBytes) }
-    return Double(monotonicNanoseconds() - start) / Double(count)
-}
-
-// MARK: - 2. chunk-sized (~1 MiB) pread throughput
-
-/// GB/s of `count` preads of `size` bytes at the start of the data section.
-func preadThroughput(_ region: RegionClient, size: Int, count: Int, buffer: UnsafeMutableRawPointer) throws -> Double {
-    let start = monotonicNanoseconds()
-    for _ in 0..<count {
-        let n = pread(region.fd, buffer, size, Field.dataSection)
-        guard n == size else { throw BenchError("pread of \(size) bytes at 4096 of \(region.path) returned \(n) (errno \(errno))") }
-    }
-    return Double(size) * Double(count) / Double(monotonicNanoseconds() - start)
-}
-
-// MARK: - 3. save + resume through the mapping
+// MARK: - save + resume through the mapping (timed by the C client, CRegionClient)
 
 /// Time of one save+resume loop, split by step (nanoseconds summed over the chunks).
 struct TransferTiming: Codable, Sendable {
@@ -120,72 +90,16 @@ struct TransferTiming: Codable, Sendable {
 
     var gbPerSecond: Double { totalNs > 0 ? Double(bytes) / Double(totalNs) : 0 }
     func microsecondsPerChunk(_ ns: UInt64) -> Double { chunks > 0 ? Double(ns) / Double(chunks) / 1000 : 0 }
-}
 
-/// The VMM's chunk loop, through the mappings: source `data_offset`, `data_size`; destination
-/// `data_offset`; memcpy mapping to mapping; destination `data_size` write; source `pending_bytes`.
-/// Stops when `pending_bytes` reads 0 or after `maxChunks` chunks.
-func transferLoop(source: RegionClient, destination: RegionClient, maxChunks: Int, daemon: Int32? = nil) throws -> TransferTiming {
-    guard let sourceMap = source.map, let destinationMap = destination.map else { throw BenchError("the data sections are not mapped") }
-    let section = UInt64(source.sectionSize)
-    var t = TransferTiming()
-    let daemonBefore = daemon.flatMap { minorFaults(pid: $0) }
-    let faultsBefore = ProcessFigures.minorFaults
-    let start = monotonicNanoseconds()
-    var a = start
-    var pending = try source.read8(Field.pendingBytes)
-    var b = monotonicNanoseconds()
-    t.otherHeaderNs += b - a
-    while pending > 0 && t.chunks < maxChunks {
-        a = b
-        let offset = try source.read8(Field.dataOffset)
-        b = monotonicNanoseconds(); t.saveStoreNs += b - a; a = b
-        let size = try source.read8(Field.dataSize)
-        b = monotonicNanoseconds(); t.otherHeaderNs += b - a; a = b
-        guard size > 0 else { break }
-        let destinationOffset = try destination.read8(Field.dataOffset)
-        b = monotonicNanoseconds(); t.resumePrefillNs += b - a; a = b
-        guard offset >= 4096, destinationOffset >= 4096, offset - 4096 + size <= section, destinationOffset - 4096 + size <= section else {
-            throw BenchError("data_offset \(offset) / \(destinationOffset) with data_size \(size) is outside the mapped data section")
-        }
-        memcpy(destinationMap + Int(destinationOffset - 4096), sourceMap + Int(offset - 4096), Int(size))
-        b = monotonicNanoseconds(); t.copyNs += b - a; a = b
-        try destination.write8(Field.dataSize, size)
-        b = monotonicNanoseconds(); t.resumeRetrieveNs += b - a; a = b
-        pending = try source.read8(Field.pendingBytes)
-        b = monotonicNanoseconds(); t.otherHeaderNs += b - a
-        t.chunks += 1
-        t.bytes += size
-    }
-    t.totalNs = b - start
-    t.clientFaults = Int(ProcessFigures.minorFaults - faultsBefore)
-    if let daemon, let before = daemonBefore, let after = minorFaults(pid: daemon) { t.daemonFaults = after - before }
-    return t
-}
-
-/// memcpy of `chunks` x `size` bytes between two pre-faulted private buffers (the same 1 MiB
-/// pieces the transfer loop copies, cache-resident like the mappings' pages). Each piece differs
-/// (one byte changes) and is observed, so the compiler cannot drop repeated copies.
-func memcpyGBps(size: Int, chunks: Int) -> Double {
-    let source = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-    let destination = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-    defer { source.deallocate(); destination.deallocate() }
-    memset(source, 0x5A, size)
-    memset(destination, 0, size)
-    var check: UInt64 = 0
-    let start = monotonicNanoseconds()
-    for i in 0..<chunks {
-        source.storeBytes(of: UInt8(truncatingIfNeeded: i), toByteOffset: (i &* 4099) % size, as: UInt8.self)
-        opaqueCopy(destination, source, size)
-        check &+= UInt64(destination.load(fromByteOffset: (i &* 4099) % size, as: UInt8.self))
-    }
-    let elapsed = monotonicNanoseconds() - start
-    blackHole(check)
-    return Double(size) * Double(chunks) / Double(elapsed)
-}
-
-@inline(never) func opaqueCopy(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) {
-    memcpy(destination, source, count)
+    /// The steps of a chunk as the reports name them, in the loop's order, and the whole.
+    static let steps: [(name: String, ns: @Sendable (TransferTiming) -> UInt64)] = [
+        ("source data_offset read (notify_store of the chunk)", { $0.saveStoreNs }),
+        ("destination data_offset read (pre-fill notify_store)", { $0.resumePrefillNs }),
+        ("memcpy mapping -> mapping", { $0.copyNs }),
+        ("destination data_size write (notify_retrieve, apply)", { $0.resumeRetrieveNs }),
+        ("source data_size + pending_bytes reads", { $0.otherHeaderNs }),
+        ("whole chunk", { $0.totalNs }),
+    ]
 }
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }

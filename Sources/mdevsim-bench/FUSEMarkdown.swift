@@ -1,0 +1,72 @@
+// The README's performance table, printed by `scripts/bench-fuse.sh --readme` (`mdevsim-bench fuse
+// --markdown`): every figure of the table comes from this run, with its date and machine.
+import Foundation
+
+extension FUSEFigures {
+    /// The markdown table of this run's figures, and the per-chunk split of a mapped save+resume.
+    func markdown(date: Date) -> String {
+        let day = ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC") ?? .current,
+                                              formatOptions: [.withFullDate, .withTime, .withColonSeparatorInTime, .withDashSeparatorInDate, .withSpaceBetweenDateAndTime])
+        var lines = [
+            "Measured \(day) UTC by `scripts/bench-fuse.sh --readme` on \(machine.cpus) CPUs (\(machine.cpuModel)), kernel \(machine.kernel), "
+                + "load average \(machine.loadAverage); \(repeats) interleaved repeats, the same C client (`Benchmarks/fuse/client.c`) "
+                + "against the bare C libfuse daemon (`Benchmarks/fuse/bare_region.c`) and mdevsim (\(mdevsimDaemon)); medians with min..max; "
+                + "ratios are the median of the per-repeat ratios.",
+            "",
+            "| figure | bare C | mdevsim | mdevsim / bare | goal |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        func cell(_ s: Spread, _ fmt: String, _ unit: String) -> String {
+            String(format: "\(fmt) \(unit) (\(fmt)..\(fmt))", s.median, s.min, s.max)
+        }
+        func verdict(_ p: Pair, lowerIsBetter: Bool, goal: Double) -> String {
+            if p.met { return "\(p.goal): met" }
+            let short = lowerIsBetter ? (p.ratio.median / goal - 1) : (1 - p.ratio.median / goal)
+            return "\(p.goal): **not met** (\(String(format: "%.0f%%", short * 100)) short)"
+        }
+        func row(_ name: String, _ p: Pair?, _ fmt: String, _ unit: String, lowerIsBetter: Bool, goal: Double) {
+            guard let p else { return }
+            lines.append("| \(name) | \(cell(p.bare, fmt, unit)) | \(cell(p.mdevsim, fmt, unit)) | "
+                         + String(format: "**%.2fx** (%.2f..%.2f)", p.ratio.median, p.ratio.min, p.ratio.max)
+                         + " | \(verdict(p, lowerIsBetter: lowerIsBetter, goal: goal)) |")
+        }
+        row("header: 8-byte pread at offset 8", headerLatencyMicroseconds, "%.2f", "us", lowerIsBetter: true, goal: 1.05)
+        if let s = swiftClientBareHeaderMicroseconds {
+            lines.append("| same, bare, timed by a Swift client instead (the check of the baseline) | \(cell(s, "%.2f", "us")) | | | |")
+        }
+        if let s = strictHeaderLatencyMicroseconds, let r = strictToNonStrictRatio {
+            lines.append("| same, mdevsim with `strict` on | | \(cell(s, "%.2f", "us")) | " + String(format: "strict / non-strict %.2fx", r.median) + " | |")
+        }
+        if let e = engineHeaderNanoseconds, let share = engineHeaderShareOfFUSELatency {
+            lines.append("| the engine's header read alone, checker included (in process) | | " + String(format: "%.0f ns", e.median)
+                         + " | " + String(format: "%.2f%% of the FUSE header latency", share.median * 100) + " | checker < 5%: "
+                         + (share.median < 0.05 ? "met" : "**not met**") + " |")
+        }
+        row("1 MiB pread of a staged chunk at 4096", preadGbPerSecond, "%.2f", "GB/s", lowerIsBetter: false, goal: 0.95)
+        row("pre-copy pass saved by 1 MiB preads", preadSaveGbPerSecond, "%.2f", "GB/s", lowerIsBetter: false, goal: 1.0)
+        row("pre-copy pass resumed by 1 MiB pwrites", pwriteResumeGbPerSecond, "%.2f", "GB/s", lowerIsBetter: false, goal: 1.0)
+        row("save+resume of 1 MiB chunks through the mappings", saveResumeGbPerSecond, "%.2f", "GB/s", lowerIsBetter: false, goal: 0.95)
+        if let m = memcpyGbPerSecond, let b = bareToMemcpy, let d = mdevsimToMemcpy {
+            lines.append("| same, ratio to memcpy of the same 1 MiB pieces (" + String(format: "%.1f GB/s", m.median) + ") | "
+                         + String(format: "%.4fx | %.4fx | | |", b.median, d.median))
+        }
+        if let e = engineAloneGbPerSecond, let s = engineSaveMicrosecondsPerChunk, let a = engineSaveApplyMicrosecondsPerChunk {
+            lines.append("| mdevsim's engine alone, the same pass in process, no FUSE | | " + String(format: "%.2f GB/s", e.median)
+                         + String(format: " (save %.0f us, save+copy+apply %.0f us a chunk)", s.median, a.median) + " | | |")
+        }
+        lines.append("")
+        lines.append("A save+resume chunk through the mappings, step by step (us, over all repeats' chunks):")
+        lines.append("")
+        lines.append("| step | bare C | mdevsim |")
+        lines.append("| --- | --- | --- |")
+        if let b = bareSteps, let m = mdevsimSteps {
+            for (name, key) in TransferTiming.steps {
+                lines.append("| \(name) | " + String(format: "%.0f | %.0f |", b.microsecondsPerChunk(key(b)), m.microsecondsPerChunk(key(m))))
+            }
+        }
+        lines.append("")
+        lines.append("mdevsim runs with equal source/destination digests: \(digestsMatched)/\(2 * repeats); checker violations on the "
+                     + "header and read devices: \(violations.isEmpty ? "none" : "\(violations.count)").")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -494,12 +494,13 @@ public final class V2Device {
         device.run(nanoseconds: nanoseconds) { page in stream.markDirty(page) }
     }
 
-    /// Records a violation; returns true when `strict` turns it into a failure.
+    /// Records a violation; returns true when the rule table (`RuleTable.swift`) makes it a
+    /// failure on this device. Callers of an `always` rule fail the call whatever it returns.
     @discardableResult
     private func violation(_ rule: ProtocolViolation.Rule, _ explanation: String) -> Bool {
         violations.append(ProtocolViolation(index: violations.count, rule: rule, state: state.rawValue, access: nil, explanation: explanation))
         logger.notice("protocol violation [\(rule.rawValue)]: \(explanation)")
-        return strict
+        return rule.refuses(strict: strict)
     }
 }
 

@@ -187,6 +187,10 @@ final class MdevTree: @unchecked Sendable {
             size = UInt64(devices[uuid].flatMap { linkTargetLocked($0, file) }?.utf8.count ?? 0)
         case .sysfs(let node) where node.kind == .symlink: size = UInt64(sysfsLocked.linkTarget(node)?.utf8.count ?? 0)
         case .deviceFile(_, .config): size = UInt64(PCIConfigSpace.size)
+        case .deviceFile(_, .violations), .deviceFile(_, .migStateLog):
+            // Logs that grow past a page: size 0, as procfs says of generated files, so a reader
+            // that trusts st_size (Foundation's String(contentsOfFile:)) reads to the end, not 4096 bytes.
+            size = 0
         case .typeAttribute, .deviceFile:
             // As sysfs: a page. Files are direct-I/O, so reads always reach the live content.
             size = 4096

@@ -120,6 +120,22 @@ import TestSupport
         #expect(violations.contains("access-width") && violations.contains("read-only-write") && violations.contains("invalid-state"))
     }
 
+    /// The violations file holds every record however long it grows: its st_size is 0 (a
+    /// generated file), so a reader that trusts st_size, as Foundation does, reads to the end.
+    @Test func aLongViolationsFileIsReadWhole() throws {
+        let fixture = try MountFixture(smallScenario(instances: 1))
+        defer { fixture.close() }
+        let dir = try fixture.create()
+        let fd = open("\(dir)/migration", O_RDWR)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var half: UInt16 = 0
+        for _ in 0..<64 { #expect(pread(fd, &half, 2, 8) == -1, "pending_bytes is read 8 bytes wide") }
+        let text = try String(contentsOfFile: "\(dir)/violations", encoding: .utf8)
+        #expect(text.utf8.count > 4096)
+        #expect(text.split(separator: "\n").count == 64)
+    }
+
     /// A client's page-sized, page-aligned pread of the data section is the client's access, not
     /// a page fault: the checker sees it (here: data read before any data_offset read), while the
     /// faults of a mapping on the same file stay invisible to it.

@@ -16,6 +16,11 @@ struct ConcurrencyFigure: Codable, Sendable {
     /// Aggregate of this N over the aggregate of the smallest N, per repeat (median).
     var mappedRatioToSmallest: Spread?
     var preadRatioToSmallest: Spread?
+    /// The machine's idle CPU share during the timed passes (from /proc/stat): near 0 means the
+    /// pairs are bound by the CPUs, a large share with a falling aggregate means they wait on
+    /// each other (a lock, a serial daemon path).
+    var mappedIdlePercent: Spread
+    var preadIdlePercent: Spread
 }
 
 struct ConcurrencyFigures: Codable, Sendable {
@@ -100,6 +105,7 @@ struct ConcurrencyPart {
         for _ in 0..<most { workers.append(try PairWorker(clientPath: clientPath)) }
 
         var mapped: [Int: [Double]] = [:], pread: [Int: [Double]] = [:]
+        var mappedIdle: [Int: [Double]] = [:], preadIdle: [Int: [Double]] = [:]
         var matched = 0, run = 0
         for r in 0..<repeats {
             // Alternate the order of N between repeats, so a drift of the machine's load does not
@@ -107,12 +113,13 @@ struct ConcurrencyPart {
             let order = r % 2 == 0 ? pairCounts : pairCounts.reversed()
             for n in order {
                 for isMapped in [true, false] {
-                    let (gbps, ok) = try aggregate(Array(workers.prefix(n)), mapped: isMapped)
-                    if isMapped { mapped[n, default: []].append(gbps) } else { pread[n, default: []].append(gbps) }
+                    let (gbps, ok, idle) = try aggregate(Array(workers.prefix(n)), mapped: isMapped)
+                    if isMapped { mapped[n, default: []].append(gbps); mappedIdle[n, default: []].append(idle) }
+                    else { pread[n, default: []].append(gbps); preadIdle[n, default: []].append(idle) }
                     matched += ok
                     run += n
-                    out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@: %.2f GB/s aggregate, digests %d/%d",
-                                        r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", gbps, ok, n))
+                    out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@: %.2f GB/s aggregate, CPUs %.0f%% idle, digests %d/%d",
+                                        r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", gbps, idle, ok, n))
                 }
             }
         }
@@ -124,7 +131,8 @@ struct ConcurrencyPart {
             }
             return ConcurrencyFigure(pairs: n, bytesPerPair: bytesPerPair, mappedGbPerSecond: Spread(mapped[n] ?? []),
                                      preadGbPerSecond: Spread(pread[n] ?? []), mappedRatioToSmallest: ratio(mapped),
-                                     preadRatioToSmallest: ratio(pread))
+                                     preadRatioToSmallest: ratio(pread), mappedIdlePercent: Spread(mappedIdle[n] ?? []),
+                                     preadIdlePercent: Spread(preadIdle[n] ?? []))
         }
         return ConcurrencyFigures(repeats: repeats, figures: figures, digestsMatched: matched, pairsRun: run,
                                   goal: ">= 0.9x the \(smallest)-pair aggregate")
@@ -132,10 +140,11 @@ struct ConcurrencyPart {
 
     /// Sets up `workers.count` pairs, runs their pre-copy passes at once (one thread each), and
     /// returns the aggregate GB/s (all pairs' bytes over the wall time from the first start to the
-    /// last end) and how many pairs ended with equal digests.
-    private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int) {
+    /// last end), how many pairs ended with equal digests, and the CPUs' idle percent meanwhile.
+    private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int, Double) {
         for w in workers { try w.setUp(mount: mount, type: type, mapped: mapped) }
         let group = DispatchGroup()
+        let cpu0 = Self.cpuTicks()
         let start = monotonicNanoseconds()
         for w in workers {
             group.enter()
@@ -148,6 +157,8 @@ struct ConcurrencyPart {
         }
         group.wait()
         let ns = Double(monotonicNanoseconds() - start)
+        let cpu1 = Self.cpuTicks()
+        let busy = Double(cpu1.busy - cpu0.busy), idle = Double(cpu1.idle - cpu0.idle)
         let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
         var ok = 0
         for w in workers {
@@ -157,6 +168,16 @@ struct ConcurrencyPart {
         if total < UInt64(workers.count) * bytesPerPair {
             throw BenchError("concurrency: \(workers.count) pairs moved \(total) bytes, less than \(bytesPerPair) each")
         }
-        return (ns > 0 ? Double(total) / ns : 0, ok)
+        return (ns > 0 ? Double(total) / ns : 0, ok, busy + idle > 0 ? 100 * idle / (busy + idle) : 0)
+    }
+
+    /// The machine's busy and idle (idle + iowait) ticks so far, from /proc/stat's `cpu` line.
+    static func cpuTicks() -> (busy: UInt64, idle: UInt64) {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return (0, 0) }
+        let v = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard v.count >= 8 else { return (0, 0) }
+        let idle = v[3] + v[4]
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], idle)
     }
 }

@@ -25,6 +25,11 @@
 ///    chunks. GB/s of chunk bytes; ratios to bare (goal >= 0.95x) and to memcpy of the same 1 MiB
 ///    pieces. The per-step time split and the engine alone (same pass in process, no FUSE) show
 ///    where mdevsim's extra time goes.
+/// 4. concurrency (mdevsim only, ConcurrencyPart.swift): N pairs (`--pairs`, default 4 16 64)
+///    migrating at once through one mount, one C client process per pair, mapped and by
+///    pread/pwrite; aggregate GB/s and the ratio to the smallest N (goal: >= 0.9x).
+/// 5. the in-process migration of `mdevsim-bench throughput` (default 4 GiB, smaller if it does
+///    not fit MemAvailable) against memcpy of the same bytes (goal: >= 0.5x).
 import ArgumentParser
 import DeviceSimulator
 import Foundation
@@ -35,7 +40,7 @@ extension Bench {
     struct FUSE: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "fuse",
-            abstract: "Compare mdevsim's FUSE region files with a bare libfuse C daemon (header latency, 1 MiB pread, save+resume through mmap).",
+            abstract: "Compare mdevsim's FUSE region files with a bare libfuse C daemon (header latency, 1 MiB pread, save+resume through mmap); concurrent pairs; in-process migration vs memcpy.",
             discussion: "Normally run through scripts/bench-fuse.sh, which builds Benchmarks/fuse/bare_region.c and passes --bare-daemon.")
 
         @Option(name: .customLong("bare-daemon"), help: "Path of the built bare_region daemon (Benchmarks/fuse/bare_region.c).")
@@ -615,10 +620,13 @@ final class FUSEBenchRun {
         if let c = f.concurrency {
             l("  concurrent pairs through one mdevsim mount (one C client per pair, \(c.repeats) repeats), aggregate GB/s; ratio to the smallest N (\(c.goal)):")
             for x in c.figures {
-                let r = { (s: Spread?) in s.map { String(format: " (%.3fx)", $0.median) } ?? "" }
+                let r = { (s: Spread?) in s.map { String(format: ", %.3fx", $0.median) } ?? "" }
+                let g = { (s: Spread) in String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max) }
                 l("    " + pad("\(x.pairs) pairs x \(ByteSize.format(x.bytesPerPair))", 30)
-                  + pad("mapped " + x.mappedGbPerSecond.text() + r(x.mappedRatioToSmallest), 48)
-                  + "pread/pwrite " + x.preadGbPerSecond.text() + r(x.preadRatioToSmallest))
+                  + pad("mapped " + g(x.mappedGbPerSecond) + r(x.mappedRatioToSmallest)
+                        + String(format: ", %.0f%% idle", x.mappedIdlePercent.median), 52)
+                  + "pread/pwrite " + g(x.preadGbPerSecond) + r(x.preadRatioToSmallest)
+                  + String(format: ", %.0f%% idle", x.preadIdlePercent.median))
             }
             l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")
         }

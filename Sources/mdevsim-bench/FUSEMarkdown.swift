@@ -56,7 +56,10 @@ extension FUSEFigures {
         }
         if let c = concurrency, let base = c.figures.first, let top = c.figures.last, c.figures.count > 1 {
             for mapped in [true, false] {
-                let all = c.figures.map { x in String(format: "%d: %.2f", x.pairs, (mapped ? x.mappedGbPerSecond : x.preadGbPerSecond).median) }
+                let all = c.figures.map { x in
+                    String(format: "%d: %.2f (CPUs %.0f%% idle)", x.pairs, (mapped ? x.mappedGbPerSecond : x.preadGbPerSecond).median,
+                           (mapped ? x.mappedIdlePercent : x.preadIdlePercent).median)
+                }
                 guard let r = mapped ? top.mappedRatioToSmallest : top.preadRatioToSmallest else { continue }
                 let verdict = r.median >= 0.9 ? "met" : String(format: "**not met** (%.0f%% short)", (1 - r.median / 0.9) * 100)
                 lines.append("| \(top.pairs) concurrent pairs through one mount, \(mapped ? "mapped" : "pread/pwrite"), aggregate "

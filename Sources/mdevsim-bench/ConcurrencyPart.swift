@@ -21,6 +21,10 @@ struct ConcurrencyFigure: Codable, Sendable {
     /// each other (a lock, a serial daemon path).
     var mappedIdlePercent: Spread
     var preadIdlePercent: Spread
+    /// CPU seconds the mdevsim daemon spent per GB moved (user + system, from /proc/PID/stat),
+    /// when it runs in its own process: whether more pairs cost the daemon more per byte.
+    var mappedDaemonCPUSecondsPerGB: Spread?
+    var preadDaemonCPUSecondsPerGB: Spread?
 }
 
 struct ConcurrencyFigures: Codable, Sendable {
@@ -96,6 +100,8 @@ struct ConcurrencyPart {
     let bytesPerPair: UInt64
     let repeats: Int
     let out: Printer
+    /// The mdevsim daemon's process, when it has its own.
+    let daemon: Int32?
 
     func run() throws -> ConcurrencyFigures {
         let most = pairCounts.max() ?? 0
@@ -106,6 +112,7 @@ struct ConcurrencyPart {
 
         var mapped: [Int: [Double]] = [:], pread: [Int: [Double]] = [:]
         var mappedIdle: [Int: [Double]] = [:], preadIdle: [Int: [Double]] = [:]
+        var mappedDaemon: [Int: [Double]] = [:], preadDaemon: [Int: [Double]] = [:]
         var matched = 0, run = 0
         for r in 0..<repeats {
             // Alternate the order of N between repeats, so a drift of the machine's load does not
@@ -113,13 +120,16 @@ struct ConcurrencyPart {
             let order = r % 2 == 0 ? pairCounts : pairCounts.reversed()
             for n in order {
                 for isMapped in [true, false] {
-                    let (gbps, ok, idle) = try aggregate(Array(workers.prefix(n)), mapped: isMapped)
+                    let (gbps, ok, idle, daemonCPU) = try aggregate(Array(workers.prefix(n)), mapped: isMapped)
                     if isMapped { mapped[n, default: []].append(gbps); mappedIdle[n, default: []].append(idle) }
                     else { pread[n, default: []].append(gbps); preadIdle[n, default: []].append(idle) }
+                    if let daemonCPU {
+                        if isMapped { mappedDaemon[n, default: []].append(daemonCPU) } else { preadDaemon[n, default: []].append(daemonCPU) }
+                    }
                     matched += ok
                     run += n
-                    out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@: %.2f GB/s aggregate, CPUs %.0f%% idle, digests %d/%d",
-                                        r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", gbps, idle, ok, n))
+                    out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@: %.2f GB/s aggregate, CPUs %.0f%% idle, daemon %.2f CPU s/GB, digests %d/%d",
+                                        r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", gbps, idle, daemonCPU ?? -1, ok, n))
                 }
             }
         }
@@ -132,7 +142,9 @@ struct ConcurrencyPart {
             return ConcurrencyFigure(pairs: n, bytesPerPair: bytesPerPair, mappedGbPerSecond: Spread(mapped[n] ?? []),
                                      preadGbPerSecond: Spread(pread[n] ?? []), mappedRatioToSmallest: ratio(mapped),
                                      preadRatioToSmallest: ratio(pread), mappedIdlePercent: Spread(mappedIdle[n] ?? []),
-                                     preadIdlePercent: Spread(preadIdle[n] ?? []))
+                                     preadIdlePercent: Spread(preadIdle[n] ?? []),
+                                     mappedDaemonCPUSecondsPerGB: mappedDaemon[n].map(Spread.init),
+                                     preadDaemonCPUSecondsPerGB: preadDaemon[n].map(Spread.init))
         }
         return ConcurrencyFigures(repeats: repeats, figures: figures, digestsMatched: matched, pairsRun: run,
                                   goal: ">= 0.9x the \(smallest)-pair aggregate")
@@ -141,10 +153,10 @@ struct ConcurrencyPart {
     /// Sets up `workers.count` pairs, runs their pre-copy passes at once (one thread each), and
     /// returns the aggregate GB/s (all pairs' bytes over the wall time from the first start to the
     /// last end), how many pairs ended with equal digests, and the CPUs' idle percent meanwhile.
-    private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int, Double) {
+    private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int, Double, Double?) {
         for w in workers { try w.setUp(mount: mount, type: type, mapped: mapped) }
         let group = DispatchGroup()
-        let cpu0 = Self.cpuTicks()
+        let cpu0 = Self.cpuTicks(), daemon0 = daemon.flatMap(Self.processTicks)
         let start = monotonicNanoseconds()
         for w in workers {
             group.enter()
@@ -157,7 +169,7 @@ struct ConcurrencyPart {
         }
         group.wait()
         let ns = Double(monotonicNanoseconds() - start)
-        let cpu1 = Self.cpuTicks()
+        let cpu1 = Self.cpuTicks(), daemon1 = daemon.flatMap(Self.processTicks)
         let busy = Double(cpu1.busy - cpu0.busy), idle = Double(cpu1.idle - cpu0.idle)
         let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
         var ok = 0
@@ -168,7 +180,21 @@ struct ConcurrencyPart {
         if total < UInt64(workers.count) * bytesPerPair {
             throw BenchError("concurrency: \(workers.count) pairs moved \(total) bytes, less than \(bytesPerPair) each")
         }
-        return (ns > 0 ? Double(total) / ns : 0, ok, busy + idle > 0 ? 100 * idle / (busy + idle) : 0)
+        var daemonCPU: Double?
+        if let daemon0, let daemon1, total > 0 {
+            daemonCPU = Double(daemon1 - daemon0) / Double(max(1, sysconf(Int32(_SC_CLK_TCK)))) / (Double(total) / 1e9)
+        }
+        return (ns > 0 ? Double(total) / ns : 0, ok, busy + idle > 0 ? 100 * idle / (busy + idle) : 0, daemonCPU)
+    }
+
+    /// User + system ticks of process `pid` so far (fields 14 and 15 of /proc/PID/stat).
+    static func processTicks(_ pid: Int32) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command's ")": field 3 (state) is fields[0], so field N is fields[N - 3].
+        guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+        return user + system
     }
 
     /// The machine's busy and idle (idle + iowait) ticks so far, from /proc/stat's `cpu` line.

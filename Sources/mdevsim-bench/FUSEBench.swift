@@ -449,7 +449,7 @@ final class FUSEBenchRun {
             out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint)")
             figures.concurrency = try ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
                                                       pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
-                                                      repeats: o.concurrencyRepeats, out: out).run()
+                                                      repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID).run()
             pairsMount.stop()
         }
         if !o.skipInProcessMigration {
@@ -627,6 +627,9 @@ final class FUSEBenchRun {
                         + String(format: ", %.0f%% idle", x.mappedIdlePercent.median), 52)
                   + "pread/pwrite " + g(x.preadGbPerSecond) + r(x.preadRatioToSmallest)
                   + String(format: ", %.0f%% idle", x.preadIdlePercent.median))
+                if let m = x.mappedDaemonCPUSecondsPerGB, let p = x.preadDaemonCPUSecondsPerGB {
+                    l("    " + pad("", 30) + pad(String(format: "  daemon %.2f CPU s/GB", m.median), 52) + String(format: "  daemon %.2f CPU s/GB", p.median))
+                }
             }
             l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")
         }

@@ -25,6 +25,11 @@
 ///    chunks. GB/s of chunk bytes; ratios to bare (goal >= 0.95x) and to memcpy of the same 1 MiB
 ///    pieces. The per-step time split and the engine alone (same pass in process, no FUSE) show
 ///    where mdevsim's extra time goes.
+/// 4. concurrency (mdevsim only, ConcurrencyPart.swift): N pairs (`--pairs`, default 4 16 64)
+///    migrating at once through one mount, one C client process per pair, mapped and by
+///    pread/pwrite; aggregate GB/s and the ratio to the smallest N (goal: >= 0.9x).
+/// 5. the in-process migration of `mdevsim-bench throughput` (default 4 GiB, smaller if it does
+///    not fit MemAvailable) against memcpy of the same bytes (goal: >= 0.5x).
 import ArgumentParser
 import DeviceSimulator
 import Foundation
@@ -35,7 +40,7 @@ extension Bench {
     struct FUSE: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "fuse",
-            abstract: "Compare mdevsim's FUSE region files with a bare libfuse C daemon (header latency, 1 MiB pread, save+resume through mmap).",
+            abstract: "Compare mdevsim's FUSE region files with a bare libfuse C daemon (header latency, 1 MiB pread, save+resume through mmap); concurrent pairs; in-process migration vs memcpy.",
             discussion: "Normally run through scripts/bench-fuse.sh, which builds Benchmarks/fuse/bare_region.c and passes --bare-daemon.")
 
         @Option(name: .customLong("bare-daemon"), help: "Path of the built bare_region daemon (Benchmarks/fuse/bare_region.c).")
@@ -65,6 +70,24 @@ extension Bench {
         @Flag(name: .customLong("skip-strict"), help: "Do not measure header latency with strict on.")
         var skipStrict = false
 
+        @Option(parsing: .upToNextOption, help: "Concurrency figure: how many source/destination pairs migrate at once through one mdevsim mount (each N a measurement).")
+        var pairs: [Int] = [4, 16, 64]
+
+        @Option(name: .customLong("pair-memory"), help: "Concurrency figure: device memory each pair moves in its timed pre-copy pass.")
+        var pairMemory: ByteSize = ByteSize(32 << 20)
+
+        @Option(name: .customLong("concurrency-repeats"), help: "Concurrency figure: repeats of every N (medians are printed).")
+        var concurrencyRepeats: Int = 3
+
+        @Flag(name: .customLong("skip-concurrency"), help: "Do not measure concurrent pairs.")
+        var skipConcurrency = false
+
+        @Option(name: .customLong("migration-size"), help: "In-process figure: device memory of the in-process migration against memcpy (made smaller, and said so, if it does not fit MemAvailable).")
+        var migrationSize: ByteSize = ByteSize(4 << 30)
+
+        @Flag(name: .customLong("skip-in-process-migration"), help: "Do not measure the in-process migration against memcpy.")
+        var skipInProcessMigration = false
+
         @Flag(help: "Print one JSON object of the figures on stdout; human-readable lines go to stderr.")
         var json = false
 
@@ -72,13 +95,18 @@ extension Bench {
         var markdown = false
 
         @Option(help: .hidden) var serve: String?
+        @Option(help: .hidden) var instances: Int = 16
         @Flag(help: .hidden) var strict = false
 
         static let chunk = 1 << 20
         static let typeName = "mdevsim-bench"
 
         func validate() throws {
-            guard repeats >= 1, headerAccesses >= 1, reads >= 1 else { throw ValidationError("counts must be at least 1") }
+            guard repeats >= 1, headerAccesses >= 1, reads >= 1, concurrencyRepeats >= 1, instances >= 1 else { throw ValidationError("counts must be at least 1") }
+            guard !pairs.isEmpty, pairs.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--pairs needs counts of at least 1") }
+            guard pairMemory.bytes >= UInt64(Self.chunk), migrationSize.bytes >= UInt64(Self.chunk) else {
+                throw ValidationError("--pair-memory and --migration-size must be at least one chunk (1 MiB)")
+            }
             if serve == nil && (bareDaemon == nil || client == nil) {
                 throw ValidationError("--bare-daemon and --client are required (scripts/bench-fuse.sh builds both)")
             }
@@ -87,7 +115,7 @@ extension Bench {
         func run() throws {
             if let serve {
                 // The mdevsim daemon of a run: serves until SIGTERM/SIGINT (libfuse's handlers unmount).
-                let mount = try MdevMount(scenario: fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: 16),
+                let mount = try MdevMount(scenario: fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: instances),
                                           mountpoint: serve, strict: strict, handleSignals: true)
                 _ = try mount.run()
                 return
@@ -142,6 +170,48 @@ struct FUSEFigures: Codable, Sendable {
     var mdevsimSteps: TransferTiming?
     var digestsMatched: Int = 0
     var violations: [String] = []
+    /// N pairs migrating at once through one mount.
+    var concurrency: ConcurrencyFigures?
+    /// The in-process migration (no FUSE) against memcpy of the same bytes.
+    var inProcessMigration: InProcessMigrationFigure?
+}
+
+/// The in-process migration of `mdevsim-bench throughput`, run by `fuse` for the README's table.
+struct InProcessMigrationFigure: Codable, Sendable {
+    /// What was asked for, and what was measured (smaller when it did not fit the memory).
+    var requestedBytes: UInt64
+    var deviceBytes: UInt64
+    var migrationGbPerSecond: Double
+    var memcpyGbPerSecond: Double
+    var ratioToMemcpy: Double
+    var goalRatio: Double
+    var met: Bool
+    var digestsMatch: Bool
+
+    init(requestedBytes: UInt64, figures t: ThroughputFigures) {
+        self.requestedBytes = requestedBytes
+        deviceBytes = t.deviceBytes
+        migrationGbPerSecond = t.migrationGbPerSecond.median
+        memcpyGbPerSecond = t.memcpyPrefaultedPiecesGbPerSecond.median
+        ratioToMemcpy = t.ratioToMemcpy.median
+        goalRatio = t.goalRatio
+        met = t.meetsGoal
+        digestsMatch = t.runs.allSatisfy(\.digestsMatch)
+    }
+
+    /// The largest size, halving from `requested`, whose run fits the memory available now: the
+    /// memcpy baselines hold two buffers of the device size, then the destination device
+    /// materializes all of its memory, so about twice the size plus 1 GiB of room.
+    static func fittingSize(_ requested: UInt64, chunk: UInt64) -> UInt64 {
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let kib = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { UInt64($0) }
+        guard let kib else { return requested }
+        let available = kib * 1024
+        var size = requested
+        while size > chunk && 2 * size + (1 << 30) > available { size /= 2 }
+        return max(chunk, size / chunk * chunk)
+    }
 }
 
 extension FUSEFigures.Machine {
@@ -215,17 +285,20 @@ final class FUSEBenchRun {
         return d
     }
 
-    func startMdevsim(strict: Bool) throws -> BenchDaemon {
-        let name = strict ? "mdevsim-strict" : "mdevsim"
+    /// An mdevsim mount: `memory` per device, `instances` devices at most (the concurrency
+    /// figure's mount has its own size and room for all its pairs).
+    func startMdevsim(strict: Bool, name: String? = nil, memory: UInt64? = nil, instances: Int = 16) throws -> BenchDaemon {
+        let name = name ?? (strict ? "mdevsim-strict" : "mdevsim")
+        let memory = memory ?? o.memory.bytes
         let mountpoint = "\(workdir)/\(name)"
         let d: BenchDaemon
         if o.inProcess {
-            d = try InProcessMdevDaemon(label: name, scenario: fuseBenchScenario(memory: o.memory.bytes, chunk: UInt64(Bench.FUSE.chunk), instances: 16),
+            d = try InProcessMdevDaemon(label: name, scenario: fuseBenchScenario(memory: memory, chunk: UInt64(Bench.FUSE.chunk), instances: instances),
                                         mountpoint: mountpoint, strict: strict)
             daemons.append(d)
         } else {
             let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-            var args = ["fuse", "--serve", mountpoint, "--memory", "\(o.memory.bytes)"]
+            var args = ["fuse", "--serve", mountpoint, "--memory", "\(memory)", "--instances", "\(instances)"]
             if strict { args.append("--strict") }
             let c = try ChildDaemon(label: name, executable: exe, arguments: args, mountpoint: mountpoint, logPath: "\(workdir)/\(name).log")
             daemons.append(c)
@@ -369,6 +442,25 @@ final class FUSEBenchRun {
             figures.engineHeaderShareOfFUSELatency = Spread(zip(engineRuns, h).map { $0.headerNs / ($1 * 1000) })
         }
         figures.chunksPerPass = chunksPerPass
+        if !o.skipConcurrency {
+            // Its own mount, so the pairs are alone on it; the other mounts stay idle.
+            let most = o.pairs.max() ?? 1
+            let pairsMount = try startMdevsim(strict: false, name: "mdevsim-pairs", memory: o.pairMemory.bytes, instances: 2 * most)
+            out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint)")
+            figures.concurrency = try ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
+                                                      pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
+                                                      repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID).run()
+            pairsMount.stop()
+        }
+        if !o.skipInProcessMigration {
+            let size = InProcessMigrationFigure.fittingSize(o.migrationSize.bytes, chunk: UInt64(Bench.FUSE.chunk))
+            if size != o.migrationSize.bytes {
+                out.line("in-process migration: \(ByteSize.format(o.migrationSize.bytes)) does not fit MemAvailable "
+                         + "(it needs about twice the device size); measuring \(ByteSize.format(size)) instead")
+            }
+            let t = try ThroughputPart(size: size, chunk: UInt64(Bench.FUSE.chunk), repeats: 1, out: out).run()
+            figures.inProcessMigration = InProcessMigrationFigure(requestedBytes: o.migrationSize.bytes, figures: t)
+        }
         figures.bareSteps = bareSteps
         figures.mdevsimSteps = mdevSteps
         report(figures)
@@ -381,6 +473,9 @@ final class FUSEBenchRun {
         }
         if figures.digestsMatched != 2 * o.repeats {
             throw BenchError("only \(figures.digestsMatched) of \(2 * o.repeats) mdevsim save+resume runs ended with equal digests")
+        }
+        if let c = figures.concurrency, c.digestsMatched != c.pairsRun {
+            throw BenchError("only \(c.digestsMatched) of \(c.pairsRun) concurrent pairs ended with equal digests")
         }
     }
 
@@ -522,6 +617,27 @@ final class FUSEBenchRun {
         l("  mdevsim save+resume runs with equal source/destination digests: \(f.digestsMatched)/\(2 * f.repeats); "
           + "checker violations on the header/read devices: \(f.violations.isEmpty ? "none" : "\(f.violations.count)")")
         for v in f.violations.prefix(5) { l("    \(v)") }
+        if let c = f.concurrency {
+            l("  concurrent pairs through one mdevsim mount (one C client per pair, \(c.repeats) repeats), aggregate GB/s; ratio to the smallest N (\(c.goal)):")
+            for x in c.figures {
+                let r = { (s: Spread?) in s.map { String(format: ", %.3fx", $0.median) } ?? "" }
+                let g = { (s: Spread) in String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max) }
+                l("    " + pad("\(x.pairs) pairs x \(ByteSize.format(x.bytesPerPair))", 30)
+                  + pad("mapped " + g(x.mappedGbPerSecond) + r(x.mappedRatioToSmallest)
+                        + String(format: ", %.0f%% idle", x.mappedIdlePercent.median), 52)
+                  + "pread/pwrite " + g(x.preadGbPerSecond) + r(x.preadRatioToSmallest)
+                  + String(format: ", %.0f%% idle", x.preadIdlePercent.median))
+                if let m = x.mappedDaemonCPUSecondsPerGB, let p = x.preadDaemonCPUSecondsPerGB {
+                    l("    " + pad("", 30) + pad(String(format: "  daemon %.2f CPU s/GB", m.median), 52) + String(format: "  daemon %.2f CPU s/GB", p.median))
+                }
+            }
+            l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")
+        }
+        if let m = f.inProcessMigration {
+            l(String(format: "  in-process migration of %@ (no FUSE): %.2f GB/s, memcpy of the same bytes %.2f GB/s, ratio %.3fx (goal >= %.1fx: %@), digests %@",
+                     ByteSize.format(m.deviceBytes), m.migrationGbPerSecond, m.memcpyGbPerSecond, m.ratioToMemcpy, m.goalRatio,
+                     m.met ? "MET" : "NOT MET", m.digestsMatch ? "equal" : "DIFFER"))
+        }
     }
 }
 

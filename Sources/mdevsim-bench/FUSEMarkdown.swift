@@ -54,6 +54,28 @@ extension FUSEFigures {
             lines.append("| mdevsim's engine alone, the same pass in process, no FUSE | | " + String(format: "%.2f GB/s", e.median)
                          + String(format: " (save %.0f us, save+copy+apply %.0f us a chunk)", s.median, a.median) + " | | |")
         }
+        if let c = concurrency, let base = c.figures.first, let top = c.figures.last, c.figures.count > 1 {
+            for mapped in [true, false] {
+                let all = c.figures.map { x in
+                    String(format: "%d: %.2f (CPUs %.0f%% idle)", x.pairs, (mapped ? x.mappedGbPerSecond : x.preadGbPerSecond).median,
+                           (mapped ? x.mappedIdlePercent : x.preadIdlePercent).median)
+                }
+                guard let r = mapped ? top.mappedRatioToSmallest : top.preadRatioToSmallest else { continue }
+                let verdict = r.median >= 0.9 ? "met" : String(format: "**not met** (%.0f%% short)", (1 - r.median / 0.9) * 100)
+                lines.append("| \(top.pairs) concurrent pairs through one mount, \(mapped ? "mapped" : "pread/pwrite"), aggregate "
+                             + "(\(ByteSize.format(top.bytesPerPair)) a pair; GB/s by pairs) | | \(all.joined(separator: ", ")) GB/s | "
+                             + String(format: "%d / %d pairs **%.2fx** (%.2f..%.2f)", top.pairs, base.pairs, r.median, r.min, r.max)
+                             + " | >= 0.9x the \(base.pairs)-pair aggregate: \(verdict) |")
+            }
+        }
+        if let m = inProcessMigration {
+            let size = m.deviceBytes == m.requestedBytes ? ByteSize.format(m.deviceBytes)
+                : "\(ByteSize.format(m.deviceBytes)) (\(ByteSize.format(m.requestedBytes)) did not fit the free memory)"
+            let verdict = m.met ? "met" : String(format: "**not met** (%.0f%% short)", (1 - m.ratioToMemcpy / m.goalRatio) * 100)
+            lines.append("| in-process migration of \(size), no FUSE, against memcpy of the same bytes in 1 MiB pieces | "
+                         + String(format: "memcpy %.2f GB/s | %.2f GB/s | migration / memcpy **%.2fx** | >= %.1fx memcpy: ",
+                                  m.memcpyGbPerSecond, m.migrationGbPerSecond, m.ratioToMemcpy, m.goalRatio) + verdict + " |")
+        }
         lines.append("")
         lines.append("A save+resume chunk through the mappings, step by step (us, over all repeats' chunks):")
         lines.append("")
@@ -67,6 +89,12 @@ extension FUSEFigures {
         lines.append("")
         lines.append("mdevsim runs with equal source/destination digests: \(digestsMatched)/\(2 * repeats); checker violations on the "
                      + "header and read devices: \(violations.isEmpty ? "none" : "\(violations.count)").")
+        if let c = concurrency {
+            lines.append("")
+            lines.append("Concurrent pairs: one C client process per pair, all pairs' pre-copy passes started together; aggregate = all "
+                         + "pairs' bytes over the wall time from the first start to the last end; \(c.repeats) repeats, the order of N "
+                         + "alternating; pairs with equal digests \(c.digestsMatched)/\(c.pairsRun).")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -11,4 +11,14 @@ public enum FallibleAllocation {
     }
 
     public static func free(_ memory: UnsafeMutableRawPointer) { cfallible_free(memory) }
+
+    /// `byteCount` bytes of zero pages, page aligned, backed only once written; nil when the
+    /// process has no address space left. Give them back with `freeZeroPages`.
+    public static func allocateZeroPages(byteCount: Int) -> UnsafeMutableRawBufferPointer? {
+        cfallible_allocate_zero_pages(byteCount).map { UnsafeMutableRawBufferPointer(start: $0, count: byteCount) }
+    }
+
+    public static func freeZeroPages(_ memory: UnsafeMutableRawBufferPointer) {
+        if let base = memory.baseAddress { cfallible_free_zero_pages(base, memory.count) }
+    }
 }

@@ -65,11 +65,14 @@ public final class MigrationRegion {
     public convenience init(device: SimulatedDevice, strict: Bool = false, logger: Logger = MigrationRegion.silentLogger,
                             wallClock: (any WallClock)? = nil) {
         let bytes = Int(device.configuration.dataSectionSize)
-        self.init(device: device, strict: strict, logger: logger, wallClock: wallClock,
-                  dataSection: .allocate(byteCount: bytes, alignment: Int(RegionLayout.hostPageSize)))
+        guard let section = FallibleAllocation.allocateZeroPages(byteCount: bytes) else {
+            fatalError("no address space for a data section of \(bytes) bytes")
+        }
+        self.init(device: device, strict: strict, logger: logger, wallClock: wallClock, dataSection: section)
     }
 
-    /// `dataSection`: `dataSectionSize` bytes, page aligned, owned by the region from now on.
+    /// `dataSection`: `dataSectionSize` bytes of zero pages from `FallibleAllocation.allocateZeroPages`,
+    /// owned by the region from now on.
     init(device: SimulatedDevice, strict: Bool, logger: Logger, wallClock: (any WallClock)?, dataSection: UnsafeMutableRawBufferPointer) {
         self.device = device
         self.strict = strict
@@ -77,7 +80,6 @@ public final class MigrationRegion {
         let c = device.configuration
         state = DeviceState(rawValue: (c.reservedStateBits & ~DeviceState.mask) | DeviceState.runningBit)
         self.dataSection = dataSection
-        dataSection.initializeMemory(as: UInt8.self, repeating: 0)
         clock = DeviceClock(mode: c.clock, bandwidth: c.linkBandwidth, wall: wallClock)
         faults = FaultInjector(faults: c.faults)
     }
@@ -88,7 +90,7 @@ public final class MigrationRegion {
                   wallClock: wallClock)
     }
 
-    deinit { dataSection.deallocate() }
+    deinit { FallibleAllocation.freeZeroPages(dataSection) }
 
     /// Total region size: header page plus data section.
     public var regionSize: UInt64 { configuration.regionSize }

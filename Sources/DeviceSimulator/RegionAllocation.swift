@@ -17,12 +17,9 @@ extension MigrationRegion {
             guard let probe = FallibleAllocation.allocate(byteCount: configRoom, alignment: 16) else { return .failure(.noMemory) }
             FallibleAllocation.free(probe)
         }
-        let bytes = Int(configuration.dataSectionSize)
-        guard let section = FallibleAllocation.allocate(byteCount: bytes, alignment: Int(RegionLayout.hostPageSize)) else {
+        guard let buffer = FallibleAllocation.allocateZeroPages(byteCount: Int(configuration.dataSectionSize)) else {
             return .failure(.noMemory)
         }
-        // `deinit` gives it back with `deallocate`, which is `free` on Linux, as for posix_memalign.
-        let buffer = UnsafeMutableRawBufferPointer(start: section, count: bytes)
         let device = SimulatedDevice(configuration: configuration, identity: identity, extents: extents)
         return .success(MigrationRegion(device: device, strict: strict, logger: logger, wallClock: wallClock, dataSection: buffer))
     }

@@ -43,6 +43,26 @@ struct PageGenerator: Sendable {
         }
     }
 
+    /// Whether the `pageWords * 8` bytes at `bytes` are exactly page `page` at `version`: a
+    /// comparison word by word against the generated words, with no buffer in between.
+    func matches(page: UInt64, version: UInt64, bytes: UnsafeRawPointer) -> Bool {
+        let words = bytes.assumingMemoryBound(to: UInt64.self)
+        var differ: UInt64 = 0
+        if version == 0, fill == .zero {
+            for i in 0..<pageWords { differ |= words[i] }
+            return differ == 0
+        }
+        let k = key(page: page, version: version)
+        let start = Int(k % UInt64(texture.count - pageWords + 1))
+        return texture.withUnsafeBufferPointer { tex in
+            guard let t = tex.baseAddress else { return false }
+            let src = t + start
+            // Branch-free over the page (the common case is a match): one pass, as fast as a read.
+            for i in 0..<pageWords { differ |= words[i] ^ src[i] ^ k }
+            return differ == 0
+        }
+    }
+
     /// `count` bytes of the device-config blob at power-on.
     func configBlob(count: Int) -> [UInt8] {
         var rng = SplitMix64(seed: seed ^ 0x636F_6E66_6967_2121)

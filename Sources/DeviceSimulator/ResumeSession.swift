@@ -26,6 +26,8 @@ struct ResumeSession {
     private var config: [UInt8]
     private var configReceived: UInt64 = 0
     private(set) var pagesApplied: UInt64 = 0
+    /// The device's reference source for the stream's source (from `HEAD`), if any.
+    private var reference: Int?
     /// The source chunk being received: its number, total length and bytes received so far.
     private var chunk: (number: UInt64, length: UInt64, received: UInt64)?
     private(set) var chunksApplied = 0
@@ -164,7 +166,7 @@ struct ResumeSession {
             chunk = (record.argument, record.word(0), UInt64(record.totalLength))
         case .header:
             guard record.sequence == 1, !headerSeen else { throw Failure(message: "stream header out of place (record \(record.sequence))") }
-            try checkCompatible(record)
+            if let seed = try checkCompatible(record) { reference = device.referenceSource(seed: seed) }
             headerSeen = true
         case .page:
             guard headerSeen else { throw Failure(message: "stream does not start with a header") }
@@ -173,7 +175,7 @@ struct ResumeSession {
             else {
                 throw Failure(message: "corrupted stream: page record \(record.argument) of \(record.payload.count) bytes for a device of \(configuration.pageCount) pages of \(configuration.pageSize)")
             }
-            guard device.writePage(record.argument, from: base) else {
+            guard device.writePage(record.argument, from: base, reference: reference) else {
                 throw Failure(message: "out of memory: no room for page \(record.argument) (\(device.materializedPages) pages held)", errno: .noMemory)
             }
             pagesApplied += 1
@@ -201,16 +203,20 @@ struct ResumeSession {
         }
     }
 
-    private func checkCompatible(_ record: DecodedRecord) throws(Failure) {
-        guard record.argument == StreamFormat.version else {
-            throw Failure(message: "incompatible stream: format version \(record.argument), this device reads version \(StreamFormat.version)")
+    /// Checks the stream's header against this device; returns the source's seed when the
+    /// header carries one (version 2).
+    private func checkCompatible(_ record: DecodedRecord) throws(Failure) -> UInt64? {
+        guard (StreamFormat.oldestReadableVersion...StreamFormat.version).contains(record.argument) else {
+            throw Failure(message: "incompatible stream: format version \(record.argument), this device reads versions \(StreamFormat.oldestReadableVersion) to \(StreamFormat.version)")
         }
-        guard record.payload.count >= 32 else { throw Failure(message: "corrupted stream: short header record") }
+        let words = record.argument == 1 ? 4 : 5
+        guard record.payload.count >= words * 8 else { throw Failure(message: "corrupted stream: short header record") }
         let memory = record.word(0), page = record.word(1), configSize = record.word(2), nameLength = Int(record.word(3))
-        guard nameLength <= StreamFormat.maxTypeNameLength, 32 + nameLength <= record.payload.count else {
+        let nameStart = words * 8
+        guard nameLength <= StreamFormat.maxTypeNameLength, nameStart + nameLength <= record.payload.count else {
             throw Failure(message: "corrupted stream: header names a type of \(nameLength) bytes")
         }
-        let name = String(decoding: UnsafeRawBufferPointer(rebasing: record.payload[32..<(32 + nameLength)]), as: UTF8.self)
+        let name = String(decoding: UnsafeRawBufferPointer(rebasing: record.payload[nameStart..<(nameStart + nameLength)]), as: UTF8.self)
         let c = configuration
         if name != c.typeName {
             throw Failure(message: "incompatible stream: source device type \(name), this device is \(c.typeName)")
@@ -218,5 +224,6 @@ struct ResumeSession {
         if memory != c.memorySize || page != c.pageSize || configSize != c.configSize {
             throw Failure(message: "incompatible stream: source has \(memory) bytes of memory in \(page)-byte pages and \(configSize) config bytes, this device has \(c.memorySize), \(c.pageSize) and \(c.configSize)")
         }
+        return words == 5 ? record.word(4) : nil
     }
 }

@@ -109,7 +109,7 @@ struct SaveSession {
         if header {
             let c = configuration
             writer.appendWords(.header, argument: StreamFormat.version,
-                               words: [c.memorySize, c.pageSize, c.configSize, UInt64(c.typeName.utf8.count)],
+                               words: [c.memorySize, c.pageSize, c.configSize, UInt64(c.typeName.utf8.count), device.seed],
                                trailing: Array(c.typeName.utf8))
             headerSent = true
         }

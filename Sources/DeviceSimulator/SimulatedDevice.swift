@@ -69,10 +69,17 @@ public final class SimulatedDevice {
         memory.read(page: page, into: destination)
     }
 
-    /// False when no memory was left for the page.
-    func writePage(_ page: UInt64, from source: UnsafeRawPointer) -> Bool {
-        memory.write(page: page, from: source)
+    /// Pages held as references to a source device's power-on contents (`DeviceMemory`).
+    public var referencedPages: UInt64 { memory.referencedPages }
+
+    /// False when no memory was left for the page. `reference`: a source from `referenceSource`,
+    /// whose power-on page is kept as a reference if the bytes are exactly it.
+    func writePage(_ page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil) -> Bool {
+        memory.write(page: page, from: source, reference: reference)
     }
+
+    /// The reference source of a stream from a device of seed `seed` (nil: pages are stored).
+    func referenceSource(seed: UInt64) -> Int? { memory.referenceSource(seed: seed) }
 
     func replaceConfig(_ bytes: [UInt8]) { config = bytes }
 

@@ -16,12 +16,17 @@
 ///   and its phase (u32: 1 pre-copy, 2 stop-and-copy) and 4 zero bytes. It lets the destination
 ///   tell when a client split, merged or reordered the source's chunks.
 /// - `HEAD` once, first after the first `CHNK`: argument = format version; payload = memory size,
-///   page size, config size, type-name length (u64 each) and the type name, zero-padded to 8.
+///   page size, config size, type-name length, the source device's content seed (u64 each) and
+///   the type name, zero-padded to 8. (Version 1, still read, had no seed: the name followed the
+///   length.) The seed lets a destination keep a received page that is exactly the source's
+///   power-on page as a reference instead of bytes (`DeviceMemory`).
 /// - `PAGE` a page: argument = page index; payload = the page's bytes.
 /// - `CONF` a piece of the device-config blob: argument = offset in the blob; payload = bytes.
 /// - `END!` last: argument = 0; payload = page records sent and config bytes sent (u64 each).
 public enum StreamFormat {
-    public static let version: UInt64 = 1
+    public static let version: UInt64 = 2
+    /// The oldest version a destination reads.
+    public static let oldestReadableVersion: UInt64 = 1
     public static let recordHeaderSize = 32
     public static let maxTypeNameLength = 64
 
@@ -47,7 +52,7 @@ public enum StreamFormat {
     public static let endRecordSize = recordHeaderSize + 16
 
     public static func headerRecordSize(typeName: String) -> Int {
-        recordHeaderSize + 32 + padded(typeName.utf8.count)
+        recordHeaderSize + 40 + padded(typeName.utf8.count)
     }
 
     public static func pageRecordSize(pageSize: UInt64) -> Int { recordHeaderSize + Int(pageSize) }

@@ -65,14 +65,15 @@ import Testing
 
     @Test func streamBudgetMatchesHandCount() throws {
         // 64KiB of 4KiB pages, 16KiB chunks: (16384 - 48) / 4128 = 3 pages per chunk; the first
-        // chunk also holds the 72-byte header (type "t1"), which still leaves room for 3 pages.
+        // chunk also holds the 80-byte header (32 + five words + type "t1" padded to 8), which
+        // still leaves room for 3 pages.
         var c = DeviceConfiguration(typeName: "t1", memorySize: 64 << 10, dataSectionSize: 16 << 10, chunkSize: 16 << 10)
         #expect(StreamBudget.preCopy(c)?.chunks == 6)
-        #expect(StreamBudget.preCopy(c)?.bytes == 6 * 48 + 72 + 16 * 4128)
+        #expect(StreamBudget.preCopy(c)?.bytes == 6 * 48 + 80 + 16 * 4128)
         // Stop-and-copy adds a 4KiB config and END, which fit the last chunk (one page in it).
         let stop = try #require(StreamBudget.stopAndCopy(c))
         #expect(stop.chunks == 6)
-        #expect(stop.bytes == 6 * 48 + 72 + 16 * 4128 + 32 + 4096 + 48)
+        #expect(stop.bytes == 6 * 48 + 80 + 16 * 4128 + 32 + 4096 + 48)
         // A 40KiB config spills: 16384 - 4176 - 32 = 12176 bytes in the leftover, then 16304 per chunk.
         c.configSize = 40 << 10
         #expect(StreamBudget.stopAndCopy(c)?.chunks == 8)

@@ -11,8 +11,10 @@ import Yams
 /// costs more only as it is touched: each page written (by the running device, or by a resume)
 /// lives in a 2 MiB extent, and its sparse bitmaps (stored pages, pages owed to a save) hold
 /// 4 KiB per 2^15 pages touched. A migration in one mount (`mdevsim run`, a VMM on the mount)
-/// holds the source and the destination, the destination storing every page it receives, the
-/// source every page it rewrote (all of them, at worst, when it dirties).
+/// holds the source and the destination. The source stores every page it rewrote (all of them,
+/// at worst, when it dirties); the destination stores the pages that arrive other than the
+/// source's power-on contents, which are those the source rewrote, and keeps the others as
+/// references (`DeviceMemory`), which cost one bitmap over its pages.
 public enum MemoryModel {
     /// Bookkeeping of a device besides its memory: the engine, its tables, a reply buffer.
     public static let fixedBookkeeping: UInt64 = 4 << 20
@@ -28,15 +30,20 @@ public enum MemoryModel {
     public static func touchedBytes(_ c: DeviceConfiguration) -> UInt64 {
         let extent: UInt64 = 2 << 20
         let stored = (c.memorySize + extent - 1) / extent * extent
-        let leaves = (c.pageCount + (1 << 15) - 1) >> 15
-        return stored + 2 * leaves * (4096 + 64 + 8)
+        return stored + 2 * bitmapBytes(c)
+    }
+
+    /// A full sparse bitmap over the pages of `c` (4 KiB leaves of 2^15 bits and their index).
+    public static func bitmapBytes(_ c: DeviceConfiguration) -> UInt64 {
+        ((c.pageCount + (1 << 15) - 1) >> 15) * (4096 + 64 + 8)
     }
 
     /// The most a migration of `scenario` costs the mount serving it.
     public static func migrationBytes(_ scenario: Scenario) -> UInt64? {
         guard let source = scenario.sourceType?.configuration, let destination = scenario.destinationType?.configuration else { return nil }
-        var total = daemonBaseline + createdBytes(source) + createdBytes(destination) + touchedBytes(destination)
-        if source.dirtyRate > 0 { total += touchedBytes(source) }
+        var total = daemonBaseline + createdBytes(source) + createdBytes(destination)
+        // Without dirtying every page arrives as the source's power-on page: references only.
+        total += source.dirtyRate > 0 ? touchedBytes(source) + touchedBytes(destination) + bitmapBytes(destination) : bitmapBytes(destination)
         return total
     }
 
@@ -44,8 +51,10 @@ public enum MemoryModel {
     /// migration (nil when it can). `what` names the budget ("this machine's 23.4GiB").
     public static func refusal(_ scenario: Scenario, budget: UInt64, what: String) -> String? {
         guard let need = migrationBytes(scenario), need > budget, let source = scenario.sourceType?.configuration else { return nil }
-        let dirtying = source.dirtyRate > 0 ? " and the source's, which dirties," : ""
-        return "memory: the migration of this scenario needs up to \(approximate(need)) (the destination stores every page it receives\(dirtying); see the memory model in scenarios/README.md), more than \(what) (\(approximate(budget))): this machine cannot serve it"
+        let stored = source.dirtyRate > 0
+            ? "the source and the destination each store every page the source rewrites, all of them at worst"
+            : "the devices' page bitmaps"
+        return "memory: the migration of this scenario needs up to \(approximate(need)) (\(stored); see the memory model in scenarios/README.md), more than \(what) (\(approximate(budget))): this machine cannot serve it"
     }
 
     /// `23.5GiB`: one decimal in the largest binary unit that keeps the number at least 1.

@@ -35,6 +35,7 @@ import DeviceSimulator
 import Foundation
 import Glibc
 import MdevFS
+import Scenarios
 
 extension Bench {
     struct FUSE: ParsableCommand {
@@ -88,6 +89,12 @@ extension Bench {
         @Flag(name: .customLong("skip-in-process-migration"), help: "Do not measure the in-process migration against memcpy.")
         var skipInProcessMigration = false
 
+        @Option(name: .customLong("big-device"), help: "Big-device figure: memory of the one device migrated end to end through a mount (random contents, dirtying a hot set), with the daemon's peak RSS.")
+        var bigDevice: ByteSize = ByteSize(64 << 30)
+
+        @Flag(name: .customLong("skip-big-device"), help: "Do not measure the big-device migration.")
+        var skipBigDevice = false
+
         @Flag(help: "Print one JSON object of the figures on stdout; human-readable lines go to stderr.")
         var json = false
 
@@ -95,6 +102,8 @@ extension Bench {
         var markdown = false
 
         @Option(help: .hidden) var serve: String?
+        /// With `--serve`: the scenario file the daemon serves instead of the bench's own type.
+        @Option(name: .customLong("serve-scenario"), help: .hidden) var serveScenario: String?
         @Option(help: .hidden) var instances: Int = 16
         @Flag(help: .hidden) var strict = false
 
@@ -115,8 +124,9 @@ extension Bench {
         func run() throws {
             if let serve {
                 // The mdevsim daemon of a run: serves until SIGTERM/SIGINT (libfuse's handlers unmount).
-                let mount = try MdevMount(scenario: fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: instances),
-                                          mountpoint: serve, strict: strict, handleSignals: true)
+                let scenario = try serveScenario.map { try ScenarioLoader.parse(String(contentsOfFile: $0, encoding: .utf8)) }
+                    ?? fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: instances)
+                let mount = try MdevMount(scenario: scenario, mountpoint: serve, strict: strict, handleSignals: true)
                 _ = try mount.run()
                 return
             }
@@ -174,6 +184,8 @@ struct FUSEFigures: Codable, Sendable {
     var concurrency: ConcurrencyFigures?
     /// The in-process migration (no FUSE) against memcpy of the same bytes.
     var inProcessMigration: InProcessMigrationFigure?
+    /// One device bigger than the machine migrated through a mount.
+    var bigDevice: BigDeviceFigure?
 }
 
 /// The in-process migration of `mdevsim-bench throughput`, run by `fuse` for the README's table.
@@ -461,6 +473,9 @@ final class FUSEBenchRun {
             let t = try ThroughputPart(size: size, chunk: UInt64(Bench.FUSE.chunk), repeats: 1, out: out).run()
             figures.inProcessMigration = InProcessMigrationFigure(requestedBytes: o.migrationSize.bytes, figures: t)
         }
+        if !o.skipBigDevice {
+            figures.bigDevice = try BigDevicePart(workdir: workdir, clientPath: clientPath, memory: o.bigDevice.bytes, out: out).run()
+        }
         figures.bareSteps = bareSteps
         figures.mdevsimSteps = mdevSteps
         report(figures)
@@ -476,6 +491,9 @@ final class FUSEBenchRun {
         }
         if let c = figures.concurrency, c.digestsMatched != c.pairsRun {
             throw BenchError("only \(c.digestsMatched) of \(c.pairsRun) concurrent pairs ended with equal digests")
+        }
+        if let b = figures.bigDevice, !b.digestsMatch {
+            throw BenchError("the big device's source and destination digests differ")
         }
     }
 
@@ -632,6 +650,13 @@ final class FUSEBenchRun {
                 }
             }
             l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")
+        }
+        if let b = f.bigDevice {
+            l(String(format: "  big device: %@ (random, dirtying a hot set) through one mount by pread/pwrite: %@ moved (%@ in stop-and-copy) in %.1f s, %.2f GB/s; "
+                     + "daemon peak RSS %@ for both sides (%@ with both devices created; goal < %@ per side: %@); digests %@ (read in %.1f s, both at once)",
+                     ByteSize.format(b.deviceBytes), ByteSize.format(b.bytesMoved), ByteSize.format(b.stopAndCopyBytes), b.seconds, b.gbPerSecond,
+                     ByteSize.format(b.daemonPeakRSSBytes), ByteSize.format(b.daemonRSSBeforeBytes), ByteSize.format(b.goalBytesPerSide),
+                     b.met ? "MET" : "NOT MET", b.digestsMatch ? "equal" : "DIFFER", b.digestSeconds))
         }
         if let m = f.inProcessMigration {
             l(String(format: "  in-process migration of %@ (no FUSE): %.2f GB/s, memcpy of the same bytes %.2f GB/s, ratio %.3fx (goal >= %.1fx: %@), digests %@",

@@ -3,6 +3,14 @@
 import Foundation
 
 extension FUSEFigures {
+    /// MemTotal, for the big-device row.
+    static var machineMemory: UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+              let kib = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) else { return 0 }
+        return kib << 10
+    }
+
     /// The markdown table of this run's figures, and the per-chunk split of a mapped save+resume.
     func markdown(date: Date) -> String {
         let day = ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC") ?? .current,
@@ -75,6 +83,14 @@ extension FUSEFigures {
             lines.append("| in-process migration of \(size), no FUSE, against memcpy of the same bytes in 1 MiB pieces | "
                          + String(format: "memcpy %.2f GB/s | %.2f GB/s | migration / memcpy **%.2fx** | >= %.1fx memcpy: ",
                                   m.memcpyGbPerSecond, m.migrationGbPerSecond, m.ratioToMemcpy, m.goalRatio) + verdict + " |")
+        }
+        if let b = bigDevice {
+            lines.append("| a \(ByteSize.format(b.deviceBytes)) device (random, dirtying a hot set) migrated end to end through one mount by "
+                         + "1 MiB pread/pwrite, on this \(ByteSize.format(Self.machineMemory)) machine | | "
+                         + String(format: "%.2f GB/s (%@ in %.0f s; digests %@, read in %.0f s)", b.gbPerSecond, ByteSize.format(b.bytesMoved), b.seconds,
+                                  b.digestsMatch ? "equal" : "DIFFER", b.digestSeconds)
+                         + " | daemon peak RSS \(ByteSize.format(b.daemonPeakRSSBytes)) for both sides | peak RSS < \(ByteSize.format(b.goalBytesPerSide)) per side: "
+                         + (b.met ? "met" : "**not met**") + " |")
         }
         lines.append("")
         lines.append("A save+resume chunk through the mappings, step by step (us, over all repeats' chunks):")

@@ -7,22 +7,33 @@
 /// digest, a later save and DMA see the same bytes. So a destination stores only the pages the
 /// source's running device rewrote, and a 64 GiB device migrates on a machine of less memory.
 ///
-/// Storage is 2 MiB extents allocated on first write, found by their index, so an untouched
-/// device costs nothing whatever its size, and a touched one its extents and a sparse bitmap
-/// of the touched pages (`PageBitmap`). When no memory is left for an extent, the write that
-/// needed it fails (`write`/`rewrite` answer false) and the page keeps its contents.
+/// A stored page takes one page-sized slot; slots are handed out one after another from 2 MiB
+/// extents, whatever the page's index, and a table per 512 pages says which slot holds which
+/// page. So a page costs its own bytes and 4 bytes of table, however sparse the writes: when each
+/// page had the place of its index in a 2 MiB extent, a device rewriting one random page per
+/// extent cost 2 MiB a page (a 64 GiB device dirtying a hot set reached 20 GB). When no memory
+/// is left for a slot, the write that needed it fails (`write`/`rewrite` answer false) and the
+/// page keeps its contents.
 final class DeviceMemory {
     let pageSize: Int
     let pageCount: UInt64
-    private let extentPages: Int
-    private var extents: [Int: UnsafeMutableRawPointer] = [:]
-    /// The extent `slot` found last (nil base: none).
-    private var lastExtent: (index: Int, base: UnsafeMutableRawPointer?) = (-1, nil)
-    private var present: PageBitmap
+    /// Slot numbers (+1; 0: not stored) of the pages of one table's 512.
+    private final class SlotTable {
+        var slots = [UInt32](repeating: 0, count: Int(DeviceMemory.tablePages))
+    }
+    private static let tablePages: UInt64 = 512
+    private var tables: [UInt64: SlotTable] = [:]
+    /// The table found last: streams and passes go page after page.
+    private var lastTable: (index: UInt64, table: SlotTable?) = (.max, nil)
+    private var extents: [UnsafeMutableRawPointer] = []
+    private let slotsPerExtent: Int
+    /// Slots handed out from the extents so far, and those given back since.
+    private var slotsUsed = 0
+    private var freeSlots: [UInt32] = []
     private var generator: PageGenerator
     private let provider: any ExtentProvider
     /// The generators of source devices whose power-on pages this memory holds as references,
-    /// and which pages refer to each (a page is in at most one, and never also `present`).
+    /// and which pages refer to each (a page is in at most one, and never also stored).
     private var references: [(generator: PageGenerator, pages: PageBitmap)] = []
     /// More sources than this without a power-on (resumes from different devices, each left
     /// unfinished) and further pages are stored as bytes: lookups stay short.
@@ -33,41 +44,77 @@ final class DeviceMemory {
         self.pageSize = Int(pageSize)
         self.pageCount = pageCount
         self.generator = generator
-        extentPages = max(1, (2 << 20) / Int(pageSize))
-        present = PageBitmap(count: pageCount)
+        slotsPerExtent = max(1, (2 << 20) / Int(pageSize))
     }
 
     deinit { releaseAll() }
 
     /// Pages that currently hold their own RAM.
-    var materializedPages: UInt64 { present.setCount }
+    var materializedPages: UInt64 { UInt64(slotsUsed - freeSlots.count) }
     /// Pages held as references to a source's power-on contents.
     var referencedPages: UInt64 { references.reduce(0) { $0 + $1.pages.setCount } }
-    var residentBytes: UInt64 { UInt64(extents.count) * UInt64(extentPages * pageSize) }
+    var residentBytes: UInt64 { UInt64(extents.count) * UInt64(extentBytes) }
 
-    /// Where `page` is stored, allocating its extent if needed; nil when no memory is left.
-    private func slot(_ page: UInt64) -> UnsafeMutableRawPointer? {
-        let e = Int(page / UInt64(extentPages))
-        let base: UnsafeMutableRawPointer
-        // Streams and passes go page after page: most lookups hit the extent of the last one.
-        if e == lastExtent.index, let cached = lastExtent.base {
-            base = cached
-        } else if let existing = extents[e] {
-            base = existing
-        } else {
-            guard let fresh = allocateExtent() else { return nil }
-            base = fresh
-            extents[e] = base
+    private func table(_ page: UInt64, creating: Bool) -> SlotTable? {
+        let index = page / Self.tablePages
+        if index == lastTable.index, let cached = lastTable.table { return cached }
+        var found = tables[index]
+        if found == nil, creating {
+            let fresh = SlotTable()
+            tables[index] = fresh
+            found = fresh
         }
-        lastExtent = (e, base)
-        return base + Int(page % UInt64(extentPages)) * pageSize
+        if let found { lastTable = (index, found) }
+        return found
+    }
+
+    private func address(ofSlot slot: UInt32) -> UnsafeMutableRawPointer {
+        let s = Int(slot)
+        return extents[s / slotsPerExtent] + (s % slotsPerExtent) * pageSize
+    }
+
+    /// Where `page` is stored, nil if it is not.
+    private func stored(_ page: UInt64) -> UnsafeMutableRawPointer? {
+        guard let t = table(page, creating: false) else { return nil }
+        let entry = t.slots[Int(page % Self.tablePages)]
+        return entry == 0 ? nil : address(ofSlot: entry - 1)
+    }
+
+    /// Where `page` is stored, giving it a slot if needed; nil when no memory is left.
+    private func slot(_ page: UInt64) -> UnsafeMutableRawPointer? {
+        guard let t = table(page, creating: true) else { return nil }
+        let i = Int(page % Self.tablePages)
+        if t.slots[i] != 0 { return address(ofSlot: t.slots[i] - 1) }
+        let slot: UInt32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            guard slotsUsed < Int(UInt32.max - 1) else { return nil }
+            if slotsUsed == extents.count * slotsPerExtent {
+                guard let fresh = allocateExtent() else { return nil }
+                extents.append(fresh)
+            }
+            slot = UInt32(slotsUsed)
+            slotsUsed += 1
+        }
+        t.slots[i] = slot + 1
+        return address(ofSlot: slot)
+    }
+
+    /// Gives `page`'s slot back, if it has one (the page is now a reference).
+    private func unstore(_ page: UInt64) {
+        guard let t = table(page, creating: false) else { return }
+        let i = Int(page % Self.tablePages)
+        guard t.slots[i] != 0 else { return }
+        freeSlots.append(t.slots[i] - 1)
+        t.slots[i] = 0
     }
 
     /// A 2 MiB extent from the injected provider (a mount's `ExtentPool` hands out memory an
     /// earlier device already touched): a resume fills memory page after page, and faulting
     /// fresh memory in costs more than the copy itself (measured by mdevsim-bench: ~70% of a
     /// 4 GiB resume). Other sizes (pages larger than 2 MiB) are allocated as they are.
-    private var extentBytes: Int { extentPages * pageSize }
+    private var extentBytes: Int { slotsPerExtent * pageSize }
 
     private func allocateExtent() -> UnsafeMutableRawPointer? {
         if extentBytes == provider.extentBytes { return provider.take() }
@@ -76,7 +123,7 @@ final class DeviceMemory {
 
     /// Copies the current bytes of `page` to `destination`.
     func read(page: UInt64, into destination: UnsafeMutableRawPointer) {
-        if present.contains(page), let stored = slot(page) {
+        if let stored = stored(page) {
             destination.copyMemory(from: stored, byteCount: pageSize)
             return
         }
@@ -104,12 +151,11 @@ final class DeviceMemory {
         if let r = reference, r < references.count, references[r].generator.matches(page: page, version: 0, bytes: source) {
             forgetReference(page)
             references[r].pages.insert(page)
-            present.remove(page)
+            unstore(page)
             return true
         }
         guard let stored = slot(page) else { return false }
         stored.copyMemory(from: source, byteCount: pageSize)
-        present.insert(page)
         forgetReference(page)
         return true
     }
@@ -123,7 +169,6 @@ final class DeviceMemory {
     func rewrite(page: UInt64, version: UInt64) -> Bool {
         guard let stored = slot(page) else { return false }
         generator.generate(page: page, version: version, into: stored)
-        present.insert(page)
         forgetReference(page)
         return true
     }
@@ -131,15 +176,17 @@ final class DeviceMemory {
     /// Back to power-on contents: every page generated again, all RAM released.
     func powerOn() {
         releaseAll()
-        present.removeAll()
         references = []
     }
 
     private func releaseAll() {
-        for extent in extents.values {
+        for extent in extents {
             if extentBytes == provider.extentBytes { provider.give(extent) } else { FallibleAllocation.free(extent) }
         }
-        extents = [:]
-        lastExtent = (-1, nil)
+        extents = []
+        tables = [:]
+        lastTable = (.max, nil)
+        slotsUsed = 0
+        freeSlots = []
     }
 }

@@ -9,8 +9,8 @@ import Yams
 /// partial record a resume carries from one transaction to the next, four copies of its config
 /// blob (power-on, live, a save's snapshot, a resume's buffer) and a little fixed bookkeeping. It
 /// costs more only as it is touched: each page written (by the running device, or by a resume)
-/// lives in a 2 MiB extent, and its sparse bitmaps (stored pages, pages owed to a save) hold
-/// 4 KiB per 2^15 pages touched. A migration in one mount (`mdevsim run`, a VMM on the mount)
+/// takes a page-sized slot of a 2 MiB extent and 4 bytes of slot table, and its sparse bitmaps
+/// (references, pages owed to a save) hold 4 KiB per 2^15 pages touched. A migration in one mount (`mdevsim run`, a VMM on the mount)
 /// holds the source and the destination. The source stores every page it rewrote (all of them,
 /// at worst, when it dirties); the destination stores the pages that arrive other than the
 /// source's power-on contents, which are those the source rewrote, and keeps the others as
@@ -26,11 +26,13 @@ public enum MemoryModel {
         2 * c.dataSectionSize + 4 * c.configSize + fixedBookkeeping
     }
 
-    /// A device of `c` with all of its memory touched: its pages in 2 MiB extents and two bitmaps.
+    /// A device of `c` with all of its memory touched: its pages in slots of 2 MiB extents, their
+    /// slot tables (4 bytes a page, in tables of 512 pages) and two bitmaps.
     public static func touchedBytes(_ c: DeviceConfiguration) -> UInt64 {
         let extent: UInt64 = 2 << 20
         let stored = (c.memorySize + extent - 1) / extent * extent
-        return stored + 2 * bitmapBytes(c)
+        let tables = (c.pageCount + 511) / 512 * (2048 + 64)
+        return stored + tables + 2 * bitmapBytes(c)
     }
 
     /// A full sparse bitmap over the pages of `c` (4 KiB leaves of 2^15 bits and their index).

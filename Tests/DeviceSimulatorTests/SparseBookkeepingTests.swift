@@ -59,4 +59,24 @@ import Testing
         #expect((session?.dirty.storageBytes ?? .max) < 64 << 10, "a few leaves, not 2 GiB")
         #expect(region.device.materializedPages == 0)
     }
+
+    /// A page the device rewrites costs a page, wherever it is: 1,000 pages, one in each 2 MiB of
+    /// a 2 GiB device, fit in two extents (they took one extent each before), and read back.
+    @Test func sparseRewritesCostAPageEach() {
+        let config = DeviceConfiguration(memorySize: 2 << 30, pageSize: 4096, dirtyRate: 0)
+        let memory = DeviceMemory(pageSize: 4096, pageCount: config.pageCount,
+                                  generator: PageGenerator(seed: 1, fill: .random, pageSize: 4096), extents: HeapExtents.standard)
+        let stride: UInt64 = 512
+        for i in 0..<UInt64(1000) { #expect(memory.rewrite(page: i * stride + i % 7, version: i + 1)) }
+        #expect(memory.materializedPages == 1000)
+        #expect(memory.residentBytes == 2 * (2 << 20))
+        let generator = PageGenerator(seed: 1, fill: .random, pageSize: 4096)
+        var page = [UInt8](repeating: 0, count: 4096)
+        for i in [UInt64(0), 499, 999] {
+            page.withUnsafeMutableBytes { memory.read(page: i * stride + i % 7, into: $0.baseAddress!) }
+            #expect(page.withUnsafeBytes { generator.matches(page: i * stride + i % 7, version: i + 1, bytes: $0.baseAddress!) })
+        }
+        memory.powerOn()
+        #expect(memory.materializedPages == 0 && memory.residentBytes == 0)
+    }
 }

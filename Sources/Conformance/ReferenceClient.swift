@@ -29,13 +29,6 @@ public struct ReferenceClient {
         self.linkBandwidth = linkBandwidth
     }
 
-    /// A migration step failed: where, and the errno if an access failed.
-    struct StepFailure: Error {
-        var step: String
-        var errno: Errno?
-        var message: String
-    }
-
     /// Migrates `source` to `destination` and reports. Never throws: failures are in the report.
     public func migrate(from source: RegionTransport, to destination: RegionTransport) -> MigrationReport {
         var run = Run(client: self, source: source, destination: destination)

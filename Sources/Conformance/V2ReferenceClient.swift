@@ -33,12 +33,6 @@ public struct V2ReferenceClient {
         self.linkBandwidth = linkBandwidth
     }
 
-    struct StepFailure: Error {
-        var step: String
-        var errno: Errno?
-        var message: String
-    }
-
     /// Migrates `source` to `destination` and reports. Never throws: failures are in the report.
     public func migrate(from source: any V2Transport, to destination: any V2Transport) -> MigrationReport {
         var run = Run(client: self, source: source, destination: destination)

@@ -188,7 +188,8 @@ public struct MigrationCharts: Sendable, Hashable {
                                   title: "\(role.rawValue) \(AccessText.describe(r)) answered \(result) in \(StateText.name(state))"
                                       + (fired.isEmpty ? "" : "; faults that fired on the \(role.rawValue): \(fired.joined(separator: ", "))")))
             }
-            if r.op == .read || r.op == .write, let v = violations.firstIndex(where: { $0.map { Self.matches($0, r, role: role, bits: bits) } ?? false }),
+            if r.op == .read || r.op == .write || r.op.isV2,
+               let v = violations.firstIndex(where: { $0.map { Self.matches($0, r, role: role, bits: bits, v2State: v2State) } ?? false }),
                let detail = violations[v] {
                 violations[v] = nil
                 marks.append(Mark(kind: .violation, role: role, time: time,
@@ -280,10 +281,26 @@ public struct MigrationCharts: Sendable, Hashable {
         return "SET \(target)\(failed): \(from) -> \(reached), a walk of several arcs on the kernel's path"
     }
 
+    /// The v2 calls in which each v2 rule the records can show is recorded (`V2Device`): a v2
+    /// violation names no access, so it is placed on the first call of its kind, on its device,
+    /// in its state, that was answered with an errno, which each of these calls is. The DMA
+    /// logging rules are judged in the shim, whose calls no trace holds: never placed.
+    static let v2CallsOfRule: [String: Set<TraceRecord.Operation>] = [
+        "v2-set-error": [.v2Set], "v2-set-in-error": [.v2Set], "v2-unsupported-state": [.v2Set], "v2-resume-incomplete": [.v2Set],
+        "v2-stale-data-fd": [.v2Read, .v2Write, .v2PrecopyInfo], "v2-data-fd-direction": [.v2Read, .v2Write],
+        "v2-precopy-info-state": [.v2PrecopyInfo],
+    ]
+
     /// A violation's access is this record: same device, operation, offset, size, value (when
-    /// the violation has one) and state.
-    static func matches(_ v: ViolationDetail, _ r: TraceRecord, role: Role, bits: UInt32) -> Bool {
-        guard v.role == role.rawValue, v.state & DeviceState.mask == bits, let a = v.access else { return false }
+    /// the violation has one) and state. A v2 violation: a failed call of its rule's kind on
+    /// its device in its state (`v2CallsOfRule`), the state being the one before the call.
+    static func matches(_ v: ViolationDetail, _ r: TraceRecord, role: Role, bits: UInt32, v2State: V2DeviceState? = nil) -> Bool {
+        guard v.role == role.rawValue else { return false }
+        if r.op.isV2 {
+            guard let v2State, v.state == v2State.rawValue, let calls = v2CallsOfRule[v.rule], calls.contains(r.op) else { return false }
+            return r.result != nil && r.result != "ok"
+        }
+        guard v.state & DeviceState.mask == bits, let a = v.access else { return false }
         guard a.operation.rawValue == r.op.rawValue, a.offset == r.offset, a.count == (r.width ?? r.count) else { return false }
         if let value = a.value, r.isHeaderAccess, let seen = r.value { return value == seen }
         return true

@@ -78,6 +78,44 @@ let knownV2Trace: [TraceRecord] = [
         #expect(c.marks.map(\.title) == ["source SET STOP answered EIO in STOP_COPY"])
     }
 
+    /// A v2 violation names no access: it is placed on the failed call of its kind, on its
+    /// device, in its state. Violations of real v2 devices, through their calls.
+    @Test func v2ViolationsArePlacedOnTheCallsThatBrokeTheRules() throws {
+        let scenario = try ScenarioLoader.load(contentsOf: FilePath(libraryDirectory + "/qemu10.yaml"))
+        let log = AccessLogRecorder()
+        func device(_ identity: String) -> V2Device {
+            let type = scenario.types[0]
+            let d = V2Device(device: SimulatedDevice(configuration: type.configuration, identity: identity), features: type.configuration.v2Features)
+            d.observer = log
+            return d
+        }
+        let source = device("s"), destination = device("d")
+        #expect(throws: Never.self) { try destination.set(.resuming).get() }
+        let session = try source.set(.preCopy).get().newSession
+        _ = source.set(.error)                          // v2-set-error, in PRE_COPY
+        #expect(throws: Never.self) { try source.set(.stopCopy).get() }
+        _ = source.precopyInfo()                        // v2-precopy-info-state, in STOP_COPY
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+        defer { buffer.deallocate() }
+        _ = destination.read(session: 1_000, into: buffer) // v2-stale-data-fd, in RESUMING
+        #expect(session != nil)
+        var report = MigrationReport(outcome: "failed", sourceDigest: nil, destinationDigest: nil, digestsMatch: false, precopyIterations: 0, converged: false,
+                                     bytes: .init(precopy: 0, stopAndCopy: 0, total: 0), chunks: .init(precopy: 0, stopAndCopy: 0, resumeTransactions: 0),
+                                     pendingSequence: [], bytesWhileStopped: 0, downtimeEstimateMs: 0, sourceTimeMs: 0, failure: nil,
+                                     sourceState: "STOP_COPY", destinationState: "RESUMING", recoveredByReset: nil, violations: [], resumeDeviations: [])
+        report.attach(v2Source: source, destination: destination)
+        #expect(report.violationDetails?.map(\.rule) == ["v2-set-error", "v2-precopy-info-state", "v2-stale-data-fd"])
+        let c = MigrationCharts(records: log.log.records, report: report)
+        let marks = c.marks.filter { $0.kind == .violation }
+        #expect(marks.map(\.role) == [.source, .source, .destination])
+        #expect(marks.first?.title.hasPrefix("source SET ERROR broke [v2-set-error] in PRE_COPY: ") == true)
+        #expect(marks.dropFirst().first?.title.hasPrefix("source PRECOPY_INFO broke [v2-precopy-info-state] in STOP_COPY: ") == true)
+        #expect(marks.last?.title.hasPrefix("destination data_fd read of 64 bytes broke [v2-stale-data-fd] in RESUMING: ") == true)
+        #expect(c.unplacedViolations.isEmpty)
+        // Each failed call also has its errno triangle.
+        #expect(c.marks.filter { $0.kind == .errno }.count == 3)
+    }
+
     /// The charts of a real v2 migration agree with the v2 reference client's own counters.
     @Test func chartsOfARealV2MigrationMatchTheClientsReport() throws {
         let scenario = try ScenarioLoader.load(contentsOf: FilePath(libraryDirectory + "/qemu10.yaml"))

@@ -47,11 +47,23 @@ enum ChartViews {
     }
 
     static let phaseColors = ["pre-copy": "#E3F1FA", "stop-and-copy": "#FCEFD6", "resume": "#F5E4EE"]
-    static let chunkStyles = [
-        SeriesStyle(name: "pre-copy", color: "#56B4E9", pattern: .stripes, key: "pre-copy"),
-        SeriesStyle(name: "stop-and-copy", color: "#E69F00", pattern: .crosshatch, key: "stop-and-copy"),
-        SeriesStyle(name: "resume (data_size writes)", color: "#CC79A7", pattern: .dots, key: "resume"),
-    ]
+    /// The chunk bars' groups; `resume` names what a destination chunk is under the protocol.
+    static func chunkStyles(_ migrationProtocol: MigrationProtocolVersion) -> [SeriesStyle] {
+        [
+            SeriesStyle(name: "pre-copy", color: "#56B4E9", pattern: .stripes, key: "pre-copy"),
+            SeriesStyle(name: "stop-and-copy", color: "#E69F00", pattern: .crosshatch, key: "stop-and-copy"),
+            SeriesStyle(name: migrationProtocol == .v2 ? "resume (data_fd writes)" : "resume (data_size writes)", color: "#CC79A7", pattern: .dots, key: "resume"),
+        ]
+    }
+
+    /// What the chunk bars are, in order. Under v2 they are the data_fd reads and writes as the
+    /// devices answered them: through a mount the kernel splits a client's read() whose buffer
+    /// is not page aligned into two (a 1 MiB read into 1 MiB - 16 B and 16 B, as QEMU's would be).
+    static func chunksLabel(_ migrationProtocol: MigrationProtocolVersion) -> String {
+        migrationProtocol == .v2
+            ? "chunks in order (the source's data_fd reads and the destination's data_fd writes as the devices answered them, interleaved as they happened)"
+            : "chunks in order (source's staged chunks, then the destination's data_size writes interleaved as they happened)"
+    }
 
     static func ms(_ ns: UInt64) -> Double { Double(ns) / 1e6 }
 
@@ -138,7 +150,7 @@ enum ChartViews {
             return "\(g): \(cs.count) chunk(s), \(RunReports.byteCount(MigrationCharts.total(cs)))"
         }
         var chart = BarChart(id: id, title: "\(scenario): bytes per chunk", description: summary.joined(separator: "; ") + ".", bars: bars,
-                             groups: chunkStyles, xLabel: "chunks in order (source's staged chunks, then the destination's data_size writes interleaved as they happened)",
+                             groups: chunkStyles(c.migrationProtocol), xLabel: chunksLabel(c.migrationProtocol),
                              yLabel: "bytes", yFormat: tickBytes)
         chart.binaryTicks = true
         return (chart.document, chart.drawnCount)

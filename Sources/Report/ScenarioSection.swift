@@ -152,6 +152,9 @@ struct ScenarioSection {
     private func chunks(_ c: MigrationCharts) -> [Body] {
         let phases = MigrationCharts.phaseNames.map { name -> (String, [MigrationCharts.Chunk]) in (name, c.chunks(in: name)) }
         var out: [Body] = [.h3(.text("Chunks"))]
+        if c.migrationProtocol == .v2 {
+            out.append(.p(.class("note"), .text("The data_fd reads and writes as the devices answered them: through a mount the kernel may split one read() of the client in two, so the counts can exceed the client's.")))
+        }
         out.append(.table(.attribute(named: "aria-label", value: "chunks per phase of \(entry.name)"),
             .thead(.tr(.th(.text("phase")), .th(.text("chunks")), .th(.text("bytes")), .th(.text("smallest")), .th(.text("largest")), .th(.text("mean")))),
             .tbody(.forEach(phases) { name, cs in

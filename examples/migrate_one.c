@@ -3,7 +3,7 @@
  * open/pread/pwrite/mmap on the files of the mount: what a VMM's VFIO migration v1 code does
  * with a device fd, minus the ioctls.
  *
- *   cc -Wall -Wextra -O2 -o migrate_one examples/migrate_one.c
+ *   cc -Wall -Wextra -O2 -o migrate_one examples/migrate_one.c    (includes examples/v1_region.h)
  *   ./migrate_one MOUNT [TYPE] [--pread]
  *
  * It creates a source and a destination device of TYPE (default: mdevsim-default), saves the
@@ -18,198 +18,18 @@
  *   resume: per chunk { read data_offset; write the bytes there; write data_size }
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-/* Offsets of the header fields (struct vfio_device_migration_info). */
-enum { DEVICE_STATE = 0, PENDING_BYTES = 8, DATA_OFFSET = 16, DATA_SIZE = 24 };
-/* device_state bits (VFIO_DEVICE_STATE_V1_*); bits 3-31 are reserved and must be kept. */
-enum { RUNNING = 1u << 0, SAVING = 1u << 1, RESUMING = 1u << 2, STATE_MASK = 7u };
+#define PROGRAM "migrate_one"
+/* The header offsets and state bits, struct region, header and data accesses, device files. */
+#include "v1_region.h"
 
 /* How many pre-copy chunks to send before stopping the device: a VMM would stop once the
  * remaining bytes fit its downtime budget; a running device keeps dirtying memory. */
 #define PRECOPY_MAX_CHUNKS 64
 
-struct region {
-    const char *name;
-    int fd;
-    uint64_t section_offset; /* the data section, from migration.info */
-    uint64_t section_size;
-    uint64_t map_offset;   /* the mmap area: the data section, page aligned */
-    uint64_t map_size;
-    unsigned char *map;    /* NULL: pread/pwrite */
-};
-
-static void die(const char *what, const char *detail)
+/* A header or data access the device refused: this example gives up (status 2). */
+static void access_failed(const char *what, const struct region *r)
 {
-    fprintf(stderr, "migrate_one: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
-    exit(2);
-}
-
-static void die_errno(const char *what, const struct region *r)
-{
-    fprintf(stderr, "migrate_one: %s on %s: %s\n", what, r->name, strerror(errno));
-    exit(2);
-}
-
-static uint32_t read32(const struct region *r, off_t offset)
-{
-    uint32_t value;
-    if (pread(r->fd, &value, 4, offset) != 4)
-        die_errno("4-byte header read", r);
-    return value;
-}
-
-static uint64_t read64(const struct region *r, off_t offset)
-{
-    uint64_t value;
-    if (pread(r->fd, &value, 8, offset) != 8)
-        die_errno("8-byte header read", r);
-    return value;
-}
-
-static void write32(const struct region *r, off_t offset, uint32_t value)
-{
-    if (pwrite(r->fd, &value, 4, offset) != 4)
-        die_errno("4-byte header write", r);
-}
-
-static void write64(const struct region *r, off_t offset, uint64_t value)
-{
-    if (pwrite(r->fd, &value, 8, offset) != 8)
-        die_errno("8-byte header write", r);
-}
-
-/* Read-modify-write of device_state that keeps the reserved bits, as the uapi asks. */
-static void set_state(const struct region *r, uint32_t state)
-{
-    uint32_t old = read32(r, DEVICE_STATE);
-    write32(r, DEVICE_STATE, (old & ~STATE_MASK) | state);
-}
-
-/* dir/name into path, refusing a path that does not fit. */
-static void path_of(char *path, size_t cap, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(path, cap, "%s/%s", dir, name) >= cap)
-        die("path too long", dir);
-}
-
-/* Reads a whole small file of the mount into buf (NUL terminated). */
-static void read_text(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "migrate_one: open %s: %s\n", path, strerror(errno));
-        exit(2);
-    }
-    size_t used = 0;
-    ssize_t n;
-    while (used + 1 < cap && (n = read(fd, buf + used, cap - 1 - used)) > 0)
-        used += (size_t)n;
-    buf[used] = '\0';
-    close(fd);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-        fprintf(stderr, "migrate_one: write %s: %s\n", path, strerror(errno));
-        exit(2);
-    }
-    close(fd);
-}
-
-/* The number after "key": in a JSON text, searching from `from`; 0 when absent. Enough for
- * migration.info: its top-level keys are unique, and the mmap area's are searched from
- * "mmap_areas" on. */
-static uint64_t json_number(const char *from, const char *key)
-{
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\"", key);
-    const char *at = strstr(from, pattern);
-    if (!at)
-        return 0;
-    at = strchr(at + strlen(pattern), ':');
-    return at ? strtoull(at + 1, NULL, 10) : 0;
-}
-
-static void open_region(struct region *r, const char *device_dir, int use_mmap)
-{
-    char path[4096], info[4096];
-    path_of(path, sizeof path, device_dir, "migration.info");
-    read_text(path, info, sizeof info);
-    r->section_offset = json_number(info, "data_offset");
-    r->section_size = json_number(info, "data_size");
-    if (r->section_size == 0)
-        die("migration.info gives no data section", device_dir);
-    const char *areas = strstr(info, "\"mmap_areas\"");
-    r->map_offset = areas ? json_number(areas, "offset") : 0;
-    r->map_size = areas ? json_number(areas, "size") : 0;
-
-    path_of(path, sizeof path, device_dir, "migration");
-    r->fd = open(path, O_RDWR);
-    if (r->fd < 0)
-        die_errno("open", r);
-    r->map = NULL;
-    if (use_mmap && r->map_size > 0) {
-        void *map = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)r->map_offset);
-        if (map == MAP_FAILED)
-            die_errno("mmap of the data section", r);
-        r->map = map;
-    }
-}
-
-static void close_region(struct region *r)
-{
-    if (r->map)
-        munmap(r->map, r->map_size);
-    close(r->fd);
-}
-
-/* Where the bytes at region offset `offset` (count bytes) are in the mapping, or NULL when
- * they are not inside it and must go through pread/pwrite. */
-static unsigned char *mapped(const struct region *r, uint64_t offset, uint64_t count)
-{
-    if (!r->map || offset < r->map_offset || offset + count > r->map_offset + r->map_size)
-        return NULL;
-    return r->map + (offset - r->map_offset);
-}
-
-static void read_data(const struct region *r, uint64_t offset, unsigned char *buf, uint64_t count)
-{
-    unsigned char *in_map = mapped(r, offset, count);
-    if (in_map) {
-        memcpy(buf, in_map, count);
-        return;
-    }
-    for (uint64_t done = 0; done < count;) {
-        ssize_t n = pread(r->fd, buf + done, count - done, (off_t)(offset + done));
-        if (n <= 0)
-            die_errno("data read", r);
-        done += (uint64_t)n;
-    }
-}
-
-static void write_data(const struct region *r, uint64_t offset, const unsigned char *buf, uint64_t count)
-{
-    unsigned char *in_map = mapped(r, offset, count);
-    if (in_map) {
-        memcpy(in_map, buf, count);
-        return;
-    }
-    for (uint64_t done = 0; done < count;) {
-        ssize_t n = pwrite(r->fd, buf + done, count - done, (off_t)(offset + done));
-        if (n <= 0)
-            die_errno("data write", r);
-        done += (uint64_t)n;
-    }
+    die_errno(what, r);
 }
 
 /* Moves one chunk from src to dst; returns 0 when src had nothing pending. */
@@ -237,24 +57,6 @@ static int move_chunk(const struct region *src, const struct region *dst, unsign
     }
     *moved += size;
     return 1;
-}
-
-static void create_device(const char *mount, const char *type, char *uuid, size_t cap, char *dir, size_t dir_cap)
-{
-    char path[4096], line[64];
-    read_text("/proc/sys/kernel/random/uuid", line, sizeof line);
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(uuid, cap, "%s", line);
-    snprintf(path, sizeof path, "%s/mdev_supported_types/%s/create", mount, type);
-    write_text(path, uuid);
-    snprintf(dir, dir_cap, "%s/devices/%s", mount, uuid);
-}
-
-static void remove_device(const char *dir)
-{
-    char path[4096];
-    path_of(path, sizeof path, dir, "remove");
-    write_text(path, "1");
 }
 
 /* Prints the device's violations file and returns how many lines it has. */

@@ -5,8 +5,8 @@ import Synchronization
 import SystemPackage
 
 /// What an HTML report needs of one migration's accesses when no trace is written: every header
-/// access and device event with its time (the trace's records, without payloads), and the last
-/// data-section accesses. JSON keys are snake_case, like a trace's.
+/// access, v2 call and device event with its time (the trace's records, without payloads), and
+/// the last data-section accesses. JSON keys are snake_case, like a trace's.
 public struct AccessLog: Sendable, Hashable, Codable {
     /// In order; `time_ns` counts from the start of the migration.
     public var records: [TraceRecord]
@@ -50,6 +50,13 @@ public final class AccessLogRecorder: AccessObserver {
 
     public func deviceEvent(_ event: DeviceEvent, device: String, type: String?, errno: Errno?) {
         append([TraceRecorder.record(for: event, device: device, type: type, errno: errno)])
+    }
+
+    /// Every v2 call is kept, data_fd reads and writes included: they are a v2 migration's
+    /// chunks (one per read of at most 1 MiB, one per write of at most 32 KiB, as QEMU moves
+    /// them), what v1's `stage` records and `data_size` writes are to a v1 one.
+    public func v2Called(_ call: V2Call) {
+        append([TraceRecorder.record(for: call, payload: false)])
     }
 
     private func append(_ records: [TraceRecord]) {

@@ -59,28 +59,3 @@ public struct MigrationReport: Sendable, Hashable, Codable {
 
     public var succeeded: Bool { outcome == "completed" && digestsMatch }
 }
-
-extension MigrationReport {
-    /// What a reference client (v1 or v2) saw, before the devices' own records are attached
-    /// (`attach`): the digests decide `digestsMatch`, the stopped bytes the downtime estimate.
-    init(outcome: String, sourceDigest: String?, destinationDigest: String?, precopyIterations: Int, converged: Bool,
-         precopyBytes: UInt64, stopBytes: UInt64, chunks: Chunks, pendingSequence: [UInt64], linkBandwidth: UInt64,
-         failure: Failure?, sourceState: String, destinationState: String, recoveredByReset: Bool?) {
-        self.init(
-            outcome: outcome,
-            sourceDigest: sourceDigest, destinationDigest: destinationDigest,
-            digestsMatch: sourceDigest != nil && sourceDigest == destinationDigest,
-            precopyIterations: precopyIterations, converged: converged,
-            bytes: .init(precopy: precopyBytes, stopAndCopy: stopBytes, total: precopyBytes + stopBytes),
-            chunks: chunks,
-            pendingSequence: pendingSequence,
-            bytesWhileStopped: stopBytes,
-            downtimeEstimateMs: Double(stopBytes) / Double(linkBandwidth) * 1000,
-            sourceTimeMs: 0,
-            failure: failure,
-            sourceState: sourceState, destinationState: destinationState,
-            recoveredByReset: recoveredByReset,
-            violations: [], resumeDeviations: [])
-    }
-}
-

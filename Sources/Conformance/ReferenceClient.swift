@@ -29,13 +29,6 @@ public struct ReferenceClient {
         self.linkBandwidth = linkBandwidth
     }
 
-    /// A migration step failed: where, and the errno if an access failed.
-    struct StepFailure: Error {
-        var step: String
-        var errno: Errno?
-        var message: String
-    }
-
     /// Migrates `source` to `destination` and reports. Never throws: failures are in the report.
     public func migrate(from source: RegionTransport, to destination: RegionTransport) -> MigrationReport {
         var run = Run(client: self, source: source, destination: destination)
@@ -47,15 +40,7 @@ public struct ReferenceClient {
         let source: RegionTransport
         let destination: RegionTransport
         var options: ClientOptions { client.options }
-        var pending: [UInt64] = []
-        var precopyIterations = 0
-        var converged = false
-        var precopyBytes: UInt64 = 0
-        var stopBytes: UInt64 = 0
-        var precopyChunks = 0
-        var stopChunks = 0
-        var resumeTransactions = 0
-        var phase = "setup"
+        var tally = MigrationTally()
         var buffer: UnsafeMutableRawBufferPointer?
 
         init(client: ReferenceClient, source: RegionTransport, destination: RegionTransport) {
@@ -77,7 +62,7 @@ public struct ReferenceClient {
                     outcome = "cancelled"
                 } else {
                     sourceDigest = try? source.digest()
-                    phase = "resumed"
+                    tally.phase = "resumed"
                     try setState(destination, "destination", mask: ~DeviceState.mask, value: DeviceState.runningBit)
                     destinationDigest = try? destination.digest()
                 }
@@ -87,19 +72,17 @@ public struct ReferenceClient {
                 recovered = rollBack()
             } catch {
                 outcome = "failed"
-                failure = MigrationReport.Failure(step: phase, errno: nil, message: "\(error)")
+                failure = MigrationReport.Failure(step: tally.phase, errno: nil, message: "\(error)")
             }
-            return MigrationReport(
+            return tally.report(
                 outcome: outcome, sourceDigest: sourceDigest, destinationDigest: destinationDigest,
-                precopyIterations: precopyIterations, converged: converged, precopyBytes: precopyBytes, stopBytes: stopBytes,
-                chunks: .init(precopy: precopyChunks, stopAndCopy: stopChunks, resumeTransactions: resumeTransactions),
-                pendingSequence: pending, linkBandwidth: client.linkBandwidth, failure: failure,
+                linkBandwidth: client.linkBandwidth, failure: failure,
                 sourceState: stateName(source), destinationState: stateName(destination), recoveredByReset: recovered)
         }
 
         /// Returns true when the migration was cancelled as asked.
         mutating func saveAndResume() throws -> Bool {
-            phase = "setup"
+            tally.phase = "setup"
             try setState(destination, "destination", mask: ~DeviceState.mask, value: DeviceState.resumingBit)
             if options.pausedGuest {
                 // The guest is paused before migration: the VM stop handler clears _RUNNING,
@@ -108,38 +91,38 @@ public struct ReferenceClient {
                 try setState(source, "source", mask: ~0, value: DeviceState.savingBit)
             } else {
                 try setState(source, "source", mask: ~0, value: DeviceState.savingBit)
-                phase = "pre-copy"
+                tally.phase = "pre-copy"
                 var p = try readPending()
                 while true {
-                    if p <= options.precopyThreshold { converged = true; break }
-                    if precopyIterations >= options.maxPrecopyIterations { break }
-                    if let cancel = options.cancelAfterIterations, precopyIterations >= cancel {
+                    if p <= options.precopyThreshold { tally.converged = true; break }
+                    if tally.precopyIterations >= options.maxPrecopyIterations { break }
+                    if let cancel = options.cancelAfterIterations, tally.precopyIterations >= cancel {
                         // QEMU's cancel notifier: (state & ~(_SAVING|_RESUMING)) | _RUNNING.
                         try setState(source, "source", mask: ~(DeviceState.savingBit | DeviceState.resumingBit), value: DeviceState.runningBit)
                         try setState(destination, "destination", mask: ~DeviceState.mask, value: 0)
                         return true
                     }
-                    precopyIterations += 1
-                    client.progress?("pre-copy iteration \(precopyIterations): \(precopyBytes) bytes moved, pending \(p)")
+                    tally.precopyIterations += 1
+                    client.progress?("pre-copy iteration \(tally.precopyIterations): \(tally.precopyBytes) bytes moved, pending \(p)")
                     // One pass: move what was pending when it began.
                     var moved: UInt64 = 0
                     while moved < p {
                         let size = try transferChunk()
                         if size == 0 { break }
                         moved += size
-                        precopyBytes += size
-                        precopyChunks += 1
-                        client.progress?("pre-copy iteration \(precopyIterations): \(precopyBytes) bytes moved, pending \(p - min(p, moved))")
+                        tally.precopyBytes += size
+                        tally.chunks.precopy += 1
+                        client.progress?("pre-copy iteration \(tally.precopyIterations): \(tally.precopyBytes) bytes moved, pending \(p - min(p, moved))")
                         let next = try readPending()
                         if next == 0 { p = 0; break }
                         if moved >= p { p = next; break }
                     }
                     if moved == 0 { p = try readPending() }
                 }
-                phase = "stop-and-copy"
+                tally.phase = "stop-and-copy"
                 try setState(source, "source", mask: ~DeviceState.runningBit, value: 0)
             }
-            phase = "stop-and-copy"
+            tally.phase = "stop-and-copy"
             var p = try readPending()
             var rounds = 0
             while p > 0 {
@@ -148,11 +131,11 @@ public struct ReferenceClient {
                     throw StepFailure(step: "source data_size read in stop-and-copy", errno: nil,
                                       message: "data_size is 0 with pending bytes \(p): the device reports data it does not stage (QEMU 5.2-7.2 would stop iterating and send a truncated stream; a correct VMM fails the migration)")
                 }
-                stopBytes += size
-                stopChunks += 1
+                tally.stopBytes += size
+                tally.chunks.stopAndCopy += 1
                 rounds += 1
                 p = try readPending()
-                client.progress?("stop-and-copy: \(precopyBytes + stopBytes) bytes moved, pending \(p)")
+                client.progress?("stop-and-copy: \(tally.precopyBytes + tally.stopBytes) bytes moved, pending \(p)")
             }
             try setState(source, "source", mask: ~DeviceState.savingBit, value: 0)
             return false
@@ -162,7 +145,7 @@ public struct ReferenceClient {
             let p = try access("source pending_bytes read") { () throws(Errno) -> UInt64 in
                 try source.readField(at: HeaderField.pendingBytes.offset, width: 8)
             }
-            pending.append(p)
+            tally.pending.append(p)
             return p
         }
 
@@ -177,11 +160,11 @@ public struct ReferenceClient {
             guard size > 0 else { return 0 }
             // A correct VMM checks what the driver says before touching memory.
             guard offset >= RegionLayout.headerSize, offset < source.regionSize else {
-                throw StepFailure(step: "source data_offset read in \(phase)", errno: .invalidArgument,
+                throw StepFailure(step: "source data_offset read in \(tally.phase)", errno: .invalidArgument,
                                   message: "data_offset \(offset) is not inside the data section of a \(source.regionSize)-byte region")
             }
             guard size <= source.regionSize - offset else {
-                throw StepFailure(step: "source data_size read in \(phase)", errno: .invalidArgument,
+                throw StepFailure(step: "source data_size read in \(tally.phase)", errno: .invalidArgument,
                                   message: "data_size \(size) at data_offset \(offset) runs past the end of a \(source.regionSize)-byte region")
             }
             let data = try fetch(offset: offset, size: Int(size))
@@ -194,7 +177,7 @@ public struct ReferenceClient {
             if case .mapped = options.dataAccess, let map = source.mappedDataSection, offset >= source.mappedOffset,
                offset - source.mappedOffset + UInt64(size) <= UInt64(map.count) {
                 if offset % RegionLayout.hostPageSize != 0 {
-                    throw StepFailure(step: "source data_offset read in \(phase)", errno: .invalidArgument,
+                    throw StepFailure(step: "source data_offset read in \(tally.phase)", errno: .invalidArgument,
                                       message: "data_offset \(offset) of an mmapped data section is not page aligned")
                 }
                 let start = Int(offset - source.mappedOffset)
@@ -205,11 +188,11 @@ public struct ReferenceClient {
             let piece = pieceSize
             while done < size {
                 let n = min(piece, size - done)
-                let got = try access("source data read at \(offset + UInt64(done)) in \(phase)") { () throws(Errno) -> Int in
+                let got = try access("source data read at \(offset + UInt64(done)) in \(tally.phase)") { () throws(Errno) -> Int in
                     try source.read(at: offset + UInt64(done), into: UnsafeMutableRawBufferPointer(rebasing: buf[done..<(done + n)]))
                 }
                 if got == 0 {
-                    throw StepFailure(step: "source data read in \(phase)", errno: nil, message: "end of region after \(done) of \(size) bytes")
+                    throw StepFailure(step: "source data read in \(tally.phase)", errno: nil, message: "end of region after \(done) of \(size) bytes")
                 }
                 done += got
             }
@@ -245,7 +228,7 @@ public struct ReferenceClient {
                 try access("destination data_size write") { () throws(Errno) in
                     try destination.writeField(at: HeaderField.dataSize.offset, width: 8, UInt64(n))
                 }
-                resumeTransactions += 1
+                tally.chunks.resumeTransactions += 1
                 sent += n
             }
         }
@@ -280,7 +263,7 @@ public struct ReferenceClient {
             } catch {
                 // A state write names its transition; a destination access is always in resuming.
                 let located = step.contains(" in ") || step.contains("->") ? step
-                    : step.hasPrefix("destination") ? "\(step) in resuming" : "\(step) in \(phase)"
+                    : step.hasPrefix("destination") ? "\(step) in resuming" : "\(step) in \(tally.phase)"
                 throw StepFailure(step: located, errno: error, message: "\(step) failed: \(error)")
             }
         }

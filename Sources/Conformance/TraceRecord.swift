@@ -247,8 +247,9 @@ public final class TraceRecorder: AccessObserver {
         sink.append([Self.record(for: call)])
     }
 
-    /// The record of one v2 call (see the table of `TraceRecord`).
-    public static func record(for call: V2Call) -> TraceRecord {
+    /// The record of one v2 call (see the table of `TraceRecord`). Without `payload`, a data_fd
+    /// read carries no digest and a write no bytes (what an `AccessLog` keeps).
+    public static func record(for call: V2Call, payload: Bool = true) -> TraceRecord {
         let result = resultName(call.errno)
         let ok = call.errno == nil
         switch call.kind {
@@ -259,9 +260,9 @@ public final class TraceRecorder: AccessObserver {
             return TraceRecord(device: call.device, op: .v2Get, result: result, state: call.state?.description)
         case .read:
             return TraceRecord(device: call.device, op: .v2Read, count: call.count, returned: ok ? call.bytes.count : nil,
-                               digest: ok ? RegionAccessTrace.digest(call.bytes) : nil, result: result, session: call.session)
+                               digest: ok && payload ? RegionAccessTrace.digest(call.bytes) : nil, result: result, session: call.session)
         case .write:
-            return TraceRecord(device: call.device, op: .v2Write, count: call.count, data: Data(call.bytes).base64EncodedString(),
+            return TraceRecord(device: call.device, op: .v2Write, count: call.count, data: payload ? Data(call.bytes).base64EncodedString() : nil,
                                result: result, session: call.session)
         case .precopyInfo:
             return TraceRecord(device: call.device, op: .v2PrecopyInfo, result: result, session: call.session,

@@ -33,12 +33,6 @@ public struct V2ReferenceClient {
         self.linkBandwidth = linkBandwidth
     }
 
-    struct StepFailure: Error {
-        var step: String
-        var errno: Errno?
-        var message: String
-    }
-
     /// Migrates `source` to `destination` and reports. Never throws: failures are in the report.
     public func migrate(from source: any V2Transport, to destination: any V2Transport) -> MigrationReport {
         var run = Run(client: self, source: source, destination: destination)
@@ -50,15 +44,7 @@ public struct V2ReferenceClient {
         let source: any V2Transport
         let destination: any V2Transport
         var options: ClientOptions { client.options }
-        var pending: [UInt64] = []
-        var precopyIterations = 0
-        var converged = false
-        var precopyBytes: UInt64 = 0
-        var stopBytes: UInt64 = 0
-        var precopyReads = 0
-        var stopReads = 0
-        var writes = 0
-        var phase = "setup"
+        var tally = MigrationTally()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: V2ReferenceClient.readSize, alignment: 8)
 
         init(client: V2ReferenceClient, source: any V2Transport, destination: any V2Transport) {
@@ -85,11 +71,9 @@ public struct V2ReferenceClient {
                 failure = MigrationReport.Failure(step: error.step, errno: error.errno.map { ErrnoName.name(of: $0) }, message: error.message)
                 recovered = rollBack()
             }
-            return MigrationReport(
+            return tally.report(
                 outcome: outcome, sourceDigest: sourceDigest, destinationDigest: destinationDigest,
-                precopyIterations: precopyIterations, converged: converged, precopyBytes: precopyBytes, stopBytes: stopBytes,
-                chunks: .init(precopy: precopyReads, stopAndCopy: stopReads, resumeTransactions: writes),
-                pendingSequence: pending, linkBandwidth: client.linkBandwidth, failure: failure,
+                linkBandwidth: client.linkBandwidth, failure: failure,
                 sourceState: ((try? source.state()) ?? .error).description,
                 destinationState: ((try? destination.state()) ?? .error).description, recoveredByReset: recovered)
         }
@@ -107,12 +91,12 @@ public struct V2ReferenceClient {
             _ = try set(destination, .resuming)
             if features.contains(.preCopy) {
                 _ = try set(source, .preCopy)
-                phase = "pre-copy"
+                tally.phase = "pre-copy"
                 if try iteratePreCopy() { return true }
                 // A paused guest's device is never stopped by QEMU: PRE_COPY straight to
                 // STOP_COPY, which the kernel's table walks through PRE_COPY_P2P.
                 if p2p, !options.pausedGuest { _ = try set(source, .preCopyP2P) }
-                phase = "stop-copy"
+                tally.phase = "stop-copy"
                 if try set(source, .stopCopy) {
                     throw StepFailure(step: "source SET STOP_COPY", errno: nil,
                                       message: "the device opened a new data_fd for STOP_COPY inside the saving group")
@@ -121,7 +105,7 @@ public struct V2ReferenceClient {
                 // The VM stop handler quiesces P2P first, then stops; save_complete asks for STOP_COPY.
                 if p2p, !options.pausedGuest { _ = try set(source, .runningP2P) }
                 _ = try set(source, .stop)
-                phase = "stop-copy"
+                tally.phase = "stop-copy"
                 guard try set(source, .stopCopy) else {
                     throw StepFailure(step: "source SET STOP_COPY", errno: nil, message: "STOP -> STOP_COPY returned no data_fd")
                 }
@@ -130,15 +114,15 @@ public struct V2ReferenceClient {
             while true {
                 let n = try readChunk()
                 if n == 0 { break }
-                stopBytes += UInt64(n)
-                stopReads += 1
+                tally.stopBytes += UInt64(n)
+                tally.chunks.stopAndCopy += 1
                 try deliver(n)
                 rounds += 1
-                if rounds % 64 == 0 { client.progress?("stop-copy: \(stopBytes) bytes") }
+                if rounds % 64 == 0 { client.progress?("stop-copy: \(tally.stopBytes) bytes") }
             }
             _ = try set(source, .stop)
             source.closeDataFD()
-            phase = "resumed"
+            tally.phase = "resumed"
             if p2p { _ = try set(destination, .runningP2P) }
             _ = try set(destination, .running)
             destination.closeDataFD()
@@ -150,17 +134,17 @@ public struct V2ReferenceClient {
             while true {
                 let info = try call("source VFIO_MIG_GET_PRECOPY_INFO") { () throws(Errno) in try source.precopyInfo() }
                 let total = info.initialBytes + info.dirtyBytes
-                pending.append(total)
-                if info.initialBytes == 0, total <= options.precopyThreshold { converged = true; return false }
-                if precopyIterations >= options.maxPrecopyIterations { return false }
-                if let cancel = options.cancelAfterIterations, precopyIterations >= cancel {
+                tally.pending.append(total)
+                if info.initialBytes == 0, total <= options.precopyThreshold { tally.converged = true; return false }
+                if tally.precopyIterations >= options.maxPrecopyIterations { return false }
+                if let cancel = options.cancelAfterIterations, tally.precopyIterations >= cancel {
                     // QEMU's cancel: close the data_fd, then RUNNING.
                     source.closeDataFD()
                     _ = try set(source, .running)
                     destination.closeDataFD()
                     return true
                 }
-                precopyIterations += 1
+                tally.precopyIterations += 1
                 let n: Int
                 do {
                     n = try source.read(into: buffer)
@@ -171,11 +155,11 @@ public struct V2ReferenceClient {
                     throw StepFailure(step: "source data_fd read in pre-copy", errno: error, message: "read failed")
                 }
                 if n > 0 {
-                    precopyBytes += UInt64(n)
-                    precopyReads += 1
+                    tally.precopyBytes += UInt64(n)
+                    tally.chunks.precopy += 1
                     try deliver(n)
                 }
-                client.progress?("pre-copy iteration \(precopyIterations): pending \(total)")
+                client.progress?("pre-copy iteration \(tally.precopyIterations): pending \(total)")
             }
         }
 
@@ -183,7 +167,7 @@ public struct V2ReferenceClient {
             do {
                 return try source.read(into: buffer)
             } catch {
-                throw StepFailure(step: "source data_fd read in \(phase)", errno: error, message: "read failed")
+                throw StepFailure(step: "source data_fd read in \(tally.phase)", errno: error, message: "read failed")
             }
         }
 
@@ -201,7 +185,7 @@ public struct V2ReferenceClient {
                 guard written > 0 else {
                     throw StepFailure(step: "destination data_fd write", errno: nil, message: "write accepted no bytes")
                 }
-                writes += 1
+                tally.chunks.resumeTransactions += 1
                 offset += written
             }
         }

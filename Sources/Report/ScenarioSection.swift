@@ -131,7 +131,7 @@ struct ScenarioSection {
     private func timeline(_ c: MigrationCharts) -> [Body] {
         let doc = ChartViews.timeline(c, id: "s\(index)-timeline", scenario: entry.name)
         return [
-            .h3(.text("device_state timeline")),
+            .h3(.text(c.migrationProtocol == .v2 ? "Migration state timeline (v2: MIG_DEVICE_STATE)" : "device_state timeline")),
             .p(.class("key"), .span(.text("Shaded: pre-copy, stop-and-copy, resume.")), .span(.text("▼ access answered with an errno (where a fail fault fires)")),
                .span(.text("◆ protocol violation")), .span(.text("Hover a segment or mark for its detail."))),
             doc.node(),
@@ -139,15 +139,22 @@ struct ScenarioSection {
     }
 
     private func convergence(_ c: MigrationCharts) -> [Body] {
+        let (valueName, readName) = ChartViews.pendingName(c)
         guard !c.pending.isEmpty else {
-            return [.h3(.text("Convergence")), .p(.class("note"), .text("No pending_bytes read in pre-copy: the source never entered pre-copy (a paused guest goes straight to stop-and-copy, or the migration failed before).")), ]
+            let why = c.migrationProtocol == .v2
+                ? "the source never entered PRE_COPY (a device without VFIO_MIGRATION_PRE_COPY goes straight to STOP_COPY, or the migration failed before)"
+                : "the source never entered pre-copy (a paused guest goes straight to stop-and-copy, or the migration failed before)"
+            return [.h3(.text("Convergence")), .p(.class("note"), .text("No \(readName) in pre-copy: \(why).")), ]
         }
-        return [.h3(.text("Convergence: pending_bytes in pre-copy")), ChartViews.convergence(c, threshold: entry.stopThreshold, id: "s\(index)-convergence", scenario: entry.name).node()]
+        return [.h3(.text("Convergence: \(valueName) in pre-copy")), ChartViews.convergence(c, threshold: entry.stopThreshold, id: "s\(index)-convergence", scenario: entry.name).node()]
     }
 
     private func chunks(_ c: MigrationCharts) -> [Body] {
         let phases = MigrationCharts.phaseNames.map { name -> (String, [MigrationCharts.Chunk]) in (name, c.chunks(in: name)) }
         var out: [Body] = [.h3(.text("Chunks"))]
+        if c.migrationProtocol == .v2 {
+            out.append(.p(.class("note"), .text("The data_fd reads and writes as the devices answered them: through a mount the kernel may split one read() of the client in two, so the counts can exceed the client's.")))
+        }
         out.append(.table(.attribute(named: "aria-label", value: "chunks per phase of \(entry.name)"),
             .thead(.tr(.th(.text("phase")), .th(.text("chunks")), .th(.text("bytes")), .th(.text("smallest")), .th(.text("largest")), .th(.text("mean")))),
             .tbody(.forEach(phases) { name, cs in

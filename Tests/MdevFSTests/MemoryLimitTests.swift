@@ -18,13 +18,15 @@ import TestSupport
         let output: String
         var path: String { mountpoint.path }
 
-        init(scenario: String, limitKiB: Int?) throws {
+        /// - Parameter environment: `NAME=value` words the daemon starts with.
+        init(scenario: String, limitKiB: Int?, environment: [String] = []) throws {
             mountpoint = try RunMountpoint(prefix: "/tmp/mdevsim-mem.")
             let file = mountpoint.path + ".yaml"
             log = mountpoint.path + ".log"
             try scenario.write(toFile: file, atomically: true, encoding: .utf8)
             let limit = limitKiB.map { "ulimit -v \($0); " } ?? ""
-            let (status, output) = try runTool("/bin/bash", ["-c", "\(limit)exec '\(MountCommandTests.executable)' mount '\(mountpoint.path)' --scenario '\(file)' --log '\(log)'"])
+            let env = environment.isEmpty ? "" : "env \(environment.joined(separator: " ")) "
+            let (status, output) = try runTool("/bin/bash", ["-c", "\(limit)exec \(env)'\(MountCommandTests.executable)' mount '\(mountpoint.path)' --scenario '\(file)' --log '\(log)'"])
             self.output = output
             pid = MountCommandTests.daemonPID(fromMountOutput: output)
             if status != 0 { close(); throw Errno.ioError }
@@ -133,7 +135,9 @@ import TestSupport
     /// The limit is set on the running daemon, at its address space then plus two and a half
     /// sections: a fixed `ulimit -v` left a slack anywhere between 0 and one section after the
     /// failed create, and the worker threads libfuse starts later (a stack and a malloc arena
-    /// each, up to ~70 MiB of address space) once took more than it (seen in CI).
+    /// each, up to ~70 MiB of address space) once took more than it (seen in CI). The daemon
+    /// runs with MALLOC_ARENA_MAX=2, so that a thread adds its stack only, and the remove is
+    /// proven by the address space it gives back, then by the create it makes room for.
     @Test func theCreateThatFindsNoMemoryFailsAlone() throws {
         let scenario = """
             # 1GiB data sections (the most a scenario may ask): two fill what the test leaves the daemon.
@@ -145,7 +149,7 @@ import TestSupport
                 data_section: 1GiB
             """
         let section: UInt64 = 1 << 30
-        let daemon = try LimitedDaemon(scenario: scenario, limitKiB: nil)
+        let daemon = try LimitedDaemon(scenario: scenario, limitKiB: nil, environment: ["MALLOC_ARENA_MAX=2"])
         defer { daemon.close() }
         #expect(Self.waitFor { daemon.logText.contains("mount ready") })
         let before = try #require(daemon.addressSpace, "VmSize of the daemon")
@@ -176,11 +180,15 @@ import TestSupport
             }
             // The release of a closed descriptor reaches the daemon after `close` returns: until
             // then sysfs-like `remove` is EBUSY.
+            let beforeRemove = daemon.addressSpace ?? 0
             var removed: (any Error)?
             _ = Self.waitFor {
                 do { try FileTransport.writeText("1\n", to: "\(daemon.path)/devices/\(first)/remove"); removed = nil; return true } catch { removed = error; return false }
             }
             #expect(removed == nil, "remove: \(String(describing: removed))")
+            let afterRemove = daemon.addressSpace ?? 0
+            // (Less a little that other allocations, such as the remove's own, take meanwhile.)
+            #expect(afterRemove + section - (16 << 20) <= beforeRemove, "the remove gave back the section: VmSize \(beforeRemove >> 20) -> \(afterRemove >> 20) MiB")
             let again = daemon.create("big").1
             #expect(again == nil, """
                 the removed device's memory is there again (VmSize before the creates \(before >> 20) MiB, \

@@ -39,6 +39,33 @@ import TestSupport
         #expect(v2Listing.contains("migration"), "a device speaking both keeps its v1 region")
     }
 
+    /// A device speaking both protocols has one checker per front-end: its `violations` file
+    /// lists the v1 records, then the v2 ones, each counting `index` from 0 (docs/vmm-guide.md,
+    /// "What the checker flags").
+    @Test func violationsListV1ThenV2EachIndexedFromZero() throws {
+        let fixture = try MountFixture(Self.scenario())
+        defer { fixture.close() }
+        let dir = try fixture.create(type: "mdevsim-v2")
+        // v2 first in time: the order of the file is by front-end, not by time.
+        let state = open("\(dir)/mig_state", O_RDWR)
+        #expect(state >= 0)
+        var error = V2DeviceState.error.rawValue
+        #expect(pwrite(state, &error, 4, 0) == -1 && errno == EINVAL)
+        close(state)
+        let region = open("\(dir)/migration", O_RDWR)
+        #expect(region >= 0)
+        var half: UInt32 = 0
+        _ = pread(region, &half, 4, off_t(HeaderField.pendingBytes.offset))   // a 4-byte pending_bytes read: access-width
+        _ = pread(region, &half, 2, off_t(HeaderField.deviceState.offset))    // a 2-byte device_state read: access-width
+        close(region)
+        let lines = (fixture.read("devices/\(URL(fileURLWithPath: dir).lastPathComponent)/violations") ?? "").split(separator: "\n")
+        let records = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(records.count == 3, "\(lines)")
+        #expect(records.map { $0["rule"] as? String } == ["access-width", "access-width", "v2-set-error"])
+        #expect(records.map { $0["index"] as? Int } == [0, 1, 0])
+        #expect(records[2]["access"] == nil && records[2]["state"] as? Int == Int(V2DeviceState.running.rawValue))
+    }
+
     @Test func eachFileIsOneCallWithExactSizes() throws {
         let fixture = try MountFixture(Self.scenario())
         defer { fixture.close() }

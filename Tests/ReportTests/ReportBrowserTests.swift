@@ -10,7 +10,7 @@ import Testing
 /// (`scripts/ensure-deps.sh --with-browser`); fails, never skips, without them.
 ///
 /// The screenshots stay in `$TMPDIR/mdevsim-report-browser/` (run.png and one per kind of
-/// scenario: passing.png, fault.png, never-converges.png) for a person to look at.
+/// scenario: passing.png, fault.png, never-converges.png; v2.png for a v2 entry) for a person to look at.
 @Suite(.serialized) struct ReportBrowserTests {
     static let chromium = "/usr/bin/chromium"
     static let scenarios = ["small-converges", "fault-fail-data-offset", "never-converges"]
@@ -197,6 +197,37 @@ import Testing
         #expect(shot == 0, "\(shotErr)")
         try Self.expectNotBlank("\(dir)/\(kind).png")
         try? FileManager.default.removeItem(atPath: "\(dir)/profile-\(kind)")
+    }
+
+    /// A v2 entry of a real `mdevsim run --protocol v2` has its own timeline: the v2 states of
+    /// both devices, in the order the v2 client's SETs reached them, ending where its report says.
+    @Test func aV2EntryOfARunDrawsItsV2States() throws {
+        try MountHelpers.checkFUSEDevice()
+        try #require(FileManager.default.isExecutableFile(atPath: Self.chromium), "chromium is missing: run scripts/ensure-deps.sh --with-browser (as root)")
+        let dir = try Self.artifacts()
+        let (status, out, err) = try Self.run(Self.mdevsim, ["run", "--protocol", "v2", "--html", dir + "/v2.html", "--json", dir + "/v2.json",
+                                                             "\(libraryDirectory)/qemu10.yaml"], environment: ["TMPDIR": dir])
+        #expect(status == 0, "\(out)\(err)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let summary = try decoder.decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/v2.json")))
+        let report = try #require(summary.results.first { $0.entryName == "qemu10 [v2]" }?.report)
+        let (dumped, dom, chromeErr) = try Self.browser(["--dump-dom", "file://\(dir)/v2.html"], profile: dir + "/profile-v2")
+        #expect(dumped == 0, "\(chromeErr)")
+        let section = try #require(Self.section(dom, scenario: "qemu10 [v2]"), "the v2 entry is on the page")
+        #expect(section.contains("data-verdict=\"PASS\""))
+        #expect(Self.laneStates(section, lane: "source") == ["RUNNING", "PRE_COPY", "PRE_COPY_P2P", "STOP_COPY", "STOP"])
+        #expect(Self.laneStates(section, lane: "destination") == ["RUNNING", "RESUMING", "RUNNING_P2P", "RUNNING"])
+        #expect(Self.laneStates(section, lane: "source").last == report.sourceState && Self.laneStates(section, lane: "destination").last == report.destinationState)
+        // One point per PRECOPY_INFO, all of which the v2 client asks in pre-copy.
+        #expect(occurrences(of: "class=\"point\"", in: section) == report.pendingSequence.count)
+        #expect(occurrences(of: "<svg", in: section) == 3)
+        let (shot, _, shotErr) = try Self.browser(["--window-size=1280,1800", "--screenshot=\(dir)/v2.png", "file://\(dir)/v2.html"], profile: dir + "/profile-v2")
+        #expect(shot == 0, "\(shotErr)")
+        try Self.expectNotBlank(dir + "/v2.png")
+        #expect(Self.mountsUnder(dir).isEmpty)
+        try? FileManager.default.removeItem(atPath: dir + "/profile-v2")
     }
 
     static func mountsUnder(_ dir: String) -> [String] {

@@ -12,26 +12,13 @@
  * was as described, 2 when the client itself could not run.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+#define PROGRAM "deviant"
+/* The helpers the example shares (header offsets and state bits, struct region, header and
+ * data accesses, device files): each exists once, in the example's header. */
+#include "../../../examples/v1_region.h"
 
-enum { DEVICE_STATE = 0, PENDING_BYTES = 8, DATA_OFFSET = 16, DATA_SIZE = 24 };
-enum { RUNNING = 1u << 0, SAVING = 1u << 1, RESUMING = 1u << 2, STATE_MASK = 7u };
 #define PRECOPY_MAX_CHUNKS 16
-
-struct region {
-    const char *name;
-    int fd;
-    uint64_t section_offset, section_size, map_offset, map_size;
-    unsigned char *map;
-};
 
 static const char *deviation = "none";
 static jmp_buf failed_step;
@@ -40,139 +27,29 @@ static unsigned chunk_index; /* source chunks moved so far */
 
 static int is(const char *name) { return strcmp(deviation, name) == 0; }
 
-static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "deviant: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
-    exit(2);
-}
-
-/* A step the device refused: the migration stops there (the devices are still cleaned up). */
-static void fail(const char *step, const struct region *r)
+/* A step the device refused: the migration stops there (the devices are still cleaned up).
+ * Only called once the migration runs: setjmp has set failed_step. */
+static void access_failed(const char *step, const struct region *r)
 {
     snprintf(failure, sizeof failure, "%s on %s: %s", step, r->name, strerror(errno));
     longjmp(failed_step, 1);
-}
-
-static uint32_t read32(const struct region *r, off_t offset)
-{
-    uint32_t v;
-    if (pread(r->fd, &v, 4, offset) != 4)
-        fail("4-byte header read", r);
-    return v;
-}
-
-static uint64_t read64(const struct region *r, off_t offset)
-{
-    uint64_t v;
-    if (pread(r->fd, &v, 8, offset) != 8)
-        fail("8-byte header read", r);
-    return v;
-}
-
-static void write32(const struct region *r, off_t offset, uint32_t v)
-{
-    if (pwrite(r->fd, &v, 4, offset) != 4)
-        fail("device_state write", r);
-}
-
-static void write64(const struct region *r, off_t offset, uint64_t v)
-{
-    if (pwrite(r->fd, &v, 8, offset) != 8)
-        fail("8-byte header write", r);
 }
 
 /* The deviation's own access: its answer does not matter, the correct sequence goes on. */
 static void try_pread(const struct region *r, void *buf, size_t n, off_t offset) { (void)!pread(r->fd, buf, n, offset); }
 static void try_pwrite(const struct region *r, const void *buf, size_t n, off_t offset) { (void)!pwrite(r->fd, buf, n, offset); }
 
-static void set_state(const struct region *r, uint32_t state)
+/* Opens a region, mapped when asked; a catalogue case that asks for the mapping needs one. */
+static void open_case_region(struct region *r, const char *dir, int use_mmap)
 {
-    uint32_t old = read32(r, DEVICE_STATE);
-    write32(r, DEVICE_STATE, (old & ~STATE_MASK) | state);
+    open_region(r, dir, use_mmap);
+    if (use_mmap && !r->map)
+        die("the type offers no mmap area", dir);
 }
 
-static void read_text(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        die("open", path);
-    size_t used = 0;
-    ssize_t n;
-    while (used + 1 < cap && (n = read(fd, buf + used, cap - 1 - used)) > 0)
-        used += (size_t)n;
-    buf[used] = '\0';
-    close(fd);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-        die("write", path);
-    close(fd);
-}
-
-static uint64_t json_number(const char *from, const char *key)
-{
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\"", key);
-    const char *at = strstr(from, pattern);
-    if (!at)
-        return 0;
-    at = strchr(at + strlen(pattern), ':');
-    return at ? strtoull(at + 1, NULL, 10) : 0;
-}
-
-static void open_region(struct region *r, const char *dir, int use_mmap)
-{
-    char path[4200], info[4096];
-    snprintf(path, sizeof path, "%s/migration.info", dir);
-    read_text(path, info, sizeof info);
-    r->section_offset = json_number(info, "data_offset");
-    r->section_size = json_number(info, "data_size");
-    const char *areas = strstr(info, "\"mmap_areas\"");
-    r->map_offset = areas ? json_number(areas, "offset") : 0;
-    r->map_size = areas ? json_number(areas, "size") : 0;
-    snprintf(path, sizeof path, "%s/migration", dir);
-    r->fd = open(path, O_RDWR);
-    if (r->fd < 0)
-        die("open", path);
-    r->map = NULL;
-    if (use_mmap) {
-        if (r->map_size == 0)
-            die("the type offers no mmap area", dir);
-        void *map = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)r->map_offset);
-        if (map == MAP_FAILED)
-            die("mmap of the data section", strerror(errno));
-        r->map = map;
-    }
-}
-
-static void read_data(const struct region *r, uint64_t offset, unsigned char *buf, uint64_t count)
-{
-    if (r->map) {
-        memcpy(buf, r->map + (offset - r->map_offset), count);
-        return;
-    }
-    for (uint64_t done = 0; done < count;) {
-        ssize_t n = pread(r->fd, buf + done, count - done, (off_t)(offset + done));
-        if (n <= 0)
-            fail("data read", r);
-        done += (uint64_t)n;
-    }
-}
-
-static void pwrite_data(const struct region *r, uint64_t offset, const unsigned char *buf, uint64_t count)
-{
-    for (uint64_t done = 0; done < count;) {
-        ssize_t n = pwrite(r->fd, buf + done, count - done, (off_t)(offset + done));
-        if (n <= 0)
-            fail("data write", r);
-        done += (uint64_t)n;
-    }
-}
-
-static void write_data(const struct region *r, uint64_t offset, const unsigned char *buf, uint64_t count)
+/* A resume chunk's data: through the mapping when the destination has one, else with pwrite
+ * (map-then-pwrite: chunk 0 through the mapping, every later one with pwrite). */
+static void deliver_data(const struct region *r, uint64_t offset, const unsigned char *buf, uint64_t count)
 {
     int through_map = r->map != NULL;
     if (is("map-then-pwrite"))
@@ -199,11 +76,11 @@ static void transaction(const struct region *dst, const unsigned char *buf, uint
     }
     if (is("resume-order") && chunk_index == 1) {
         write64(dst, DATA_SIZE, size); /* before the data: refused */
-        write_data(dst, at, buf, size);
+        deliver_data(dst, at, buf, size);
         return;
     }
     if (is("resume-stream") && chunk_index == 1) {
-        write_data(dst, at + 64, buf, size - 64); /* the data at a wrong offset */
+        deliver_data(dst, at + 64, buf, size - 64); /* the data at a wrong offset */
         write64(dst, DATA_SIZE, size);
         return;
     }
@@ -211,7 +88,7 @@ static void transaction(const struct region *dst, const unsigned char *buf, uint
         memcpy(dst->map + (at - dst->map_offset), buf, size / 2);
         pwrite_data(dst, at + size / 2, buf + size / 2, size - size / 2);
     } else {
-        write_data(dst, at, buf, size);
+        deliver_data(dst, at, buf, size);
     }
     write64(dst, DATA_SIZE, size);
 }
@@ -245,7 +122,7 @@ static int move_chunk(const struct region *src, const struct region *dst, unsign
         if (pread(src->fd, &p, 8, PENDING_BYTES) == 8)
             goto deliver;
         if (errno != EINVAL)
-            fail("pending_bytes read", src);
+            access_failed("pending_bytes read", src);
     }
     read_data(src, offset, buf, size);
     if (is("pending-bytes-not-reread") && chunk_index == 1) {
@@ -255,7 +132,7 @@ static int move_chunk(const struct region *src, const struct region *dst, unsign
             transaction(dst, buf, size);
             chunk_index++;
         } else if (errno != EINVAL) {
-            fail("data_offset read", src);
+            access_failed("data_offset read", src);
         }
     }
 deliver:
@@ -281,21 +158,11 @@ deliver:
     return 1;
 }
 
-static void create_device(const char *mount, const char *type, char *dir, size_t cap)
-{
-    char path[4200], uuid[64];
-    read_text("/proc/sys/kernel/random/uuid", uuid, sizeof uuid);
-    uuid[strcspn(uuid, "\n")] = '\0';
-    snprintf(path, sizeof path, "%s/mdev_supported_types/%s/create", mount, type);
-    write_text(path, uuid);
-    snprintf(dir, cap, "%s/devices/%s", mount, uuid);
-}
-
 static void print_violations(const char *role, const char *dir)
 {
-    char path[4200];
+    char path[4096];
     static char text[1 << 18];
-    snprintf(path, sizeof path, "%s/violations", dir);
+    path_of(path, sizeof path, dir, "violations");
     read_text(path, text, sizeof text);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
         printf("%s: %s\n", role, line);
@@ -322,20 +189,20 @@ int main(int argc, char **argv)
     if (is("mixed-data-access") || is("map-then-pwrite"))
         use_mmap = 1;
 
-    char src_dir[4096], dst_dir[4096];
-    create_device(mount, type, src_dir, sizeof src_dir);
-    create_device(mount, type, dst_dir, sizeof dst_dir);
+    char src_uuid[64], dst_uuid[64], src_dir[4096], dst_dir[4096];
+    create_device(mount, type, src_uuid, sizeof src_uuid, src_dir, sizeof src_dir);
+    create_device(mount, type, dst_uuid, sizeof dst_uuid, dst_dir, sizeof dst_dir);
     struct region src = { .name = "source" }, dst = { .name = "destination" };
-    open_region(&src, src_dir, use_mmap && !is("mixed-data-access") && !is("map-then-pwrite"));
-    open_region(&dst, dst_dir, use_mmap);
+    open_case_region(&src, src_dir, use_mmap && !is("mixed-data-access") && !is("map-then-pwrite"));
+    open_case_region(&dst, dst_dir, use_mmap);
     unsigned char *buf = calloc(1, src.section_size);
     if (!buf)
         die("out of memory", NULL);
 
     if (setjmp(failed_step) == 0) {
         if (is("concurrent-open")) {
-            char path[4200];
-            snprintf(path, sizeof path, "%s/migration", src_dir);
+            char path[4096];
+            path_of(path, sizeof path, src_dir, "migration");
             int second = open(path, O_RDWR);
             if (second >= 0)
                 close(second);
@@ -358,7 +225,7 @@ int main(int argc, char **argv)
             uint32_t stop = read32(&src, DEVICE_STATE) & ~STATE_MASK;
             if (pwrite(src.fd, &stop, 4, DEVICE_STATE) == 4) {
                 errno = ECANCELED;
-                fail("stop-and-copy -> stop with bytes pending", &src);
+                access_failed("stop-and-copy -> stop with bytes pending", &src);
             }
         }
         while (move_chunk(&src, &dst, buf))
@@ -375,18 +242,11 @@ int main(int argc, char **argv)
         printf("result: failed: %s\n", failure);
     }
     free(buf);
-    if (src.map)
-        munmap(src.map, src.map_size);
-    if (dst.map)
-        munmap(dst.map, dst.map_size);
-    close(src.fd);
-    close(dst.fd);
+    close_region(&src);
+    close_region(&dst);
     print_violations("source", src_dir);
     print_violations("destination", dst_dir);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/remove", src_dir);
-    write_text(path, "1");
-    snprintf(path, sizeof path, "%s/remove", dst_dir);
-    write_text(path, "1");
+    remove_device(src_dir);
+    remove_device(dst_dir);
     return 0;
 }

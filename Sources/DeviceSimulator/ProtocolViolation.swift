@@ -134,7 +134,8 @@ public struct ProtocolViolation: Sendable, Hashable, Codable {
         }
     }
 
-    /// Index of the violation on this device, from 0.
+    /// Index of the violation among this device's records of its protocol, from 0: v1 and v2
+    /// violations are counted apart (the `violations` file lists v1's, then v2's).
     public var index: Int
     public var rule: Rule
     /// The device state when it happened.

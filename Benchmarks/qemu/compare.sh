@@ -4,7 +4,8 @@
 # of device state, 1 MiB chunks, max-bandwidth 64 GiB/s, the same release binaries and QEMU.
 #   Benchmarks/qemu/compare.sh [--qemu 7.2|10] [--runs N] [--bounce]
 # Prints each run's wall time from `migrate` to the final MIGRATION event next to QEMU's own
-# total-time, and whole-run times, then the medians and the ratios script / direct. A failed run
+# total-time, and whole-run times, then the medians and the median of the per-round ratios
+# script / direct. A failed run
 # (not completed, or digests that differ) ends the comparison with its output.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,19 +49,24 @@ run() {
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 range() { printf '%s\n' "$@" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 
 echo "QEMU $qemu, 256 MiB of device state, $runs rounds, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$runs"); do
     if [ $((round % 2)) -eq 1 ]; then run script; run direct; else run direct; run script; fi
 done
+# A ratio per round (both drivers within a minute of each other), then their median and range:
+# the machine's load moves between rounds far more than within one.
 for figure in wall total run; do
     s="script_$figure[@]" d="direct_$figure[@]"
-    sm=$(median "${!s}") dm=$(median "${!d}")
+    sv=("${!s}") dv=("${!d}") ratios=()
+    for i in "${!sv[@]}"; do ratios+=("$(awk -v a="${sv[$i]}" -v b="${dv[$i]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"); done
     case $figure in
         wall) label="migrate -> completed (wall)" ;;
-        total) label="QEMU's total-time        " ;;
-        run) label="whole run                 " ;;
+        total) label="QEMU's total-time          " ;;
+        run) label="whole run                  " ;;
     esac
-    echo "$label  script $sm ms ($(range "${!s}"))  direct $dm ms ($(range "${!d}"))  script / direct $(ratio "$sm" "$dm")"
+    printf '%s  script %5d ms (%s)  direct %5d ms (%s)  script / direct %sx (%s)\n' "$label" \
+        "$(median "${sv[@]}")" "$(range "${sv[@]}")" "$(median "${dv[@]}")" "$(range "${dv[@]}")" \
+        "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
+        "$(range "${ratios[@]}")"
 done

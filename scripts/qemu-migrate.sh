@@ -110,7 +110,8 @@ start_qemu() { # name uuid extra-args...
     qemu_pid[$name]=$!
 }
 # Reads one QMP message of NAME into $msg, waiting at most until the absolute deadline $2 (in
-# $SECONDS); every 0.5 s without a message it checks that QEMU is still there. Events go to
+# $SECONDS); every 0.5 s without a message it checks that QEMU is still there. Returns 1 at the
+# deadline, 2 when QEMU is gone (each caller says what it was waiting for). Events go to
 # NAME.events (the record) and are remembered: a final MIGRATION status in $migration_final.
 # (A read that times out keeps the part of a line it got: that part is kept for the next read.)
 migration_final=
@@ -118,6 +119,9 @@ declare -A qmp_partial
 qmp_read() { # name deadline
     local rc
     while :; do
+        # Checked before each read too: a stream of events (QEMU 7.2 sends a MIGRATION_PASS per
+        # pass) would otherwise never let a read time out.
+        [ $SECONDS -lt "$2" ] || return 1
         rc=0
         IFS= read -r -t 0.5 msg <&"${qmp_out[$1]}" || rc=$?
         if [ $rc -eq 0 ]; then
@@ -136,17 +140,19 @@ qmp_read() { # name deadline
         fi
         [ $rc -gt 128 ] || fail "$1: reading its QMP monitor failed"
         qmp_partial[$1]=${qmp_partial[$1]:-}$msg
-        alive "$1" || fail "$1 QEMU exited"
-        [ $SECONDS -lt "$2" ] || return 1
+        alive "$1" || return 2
     done
 }
 # Runs one QMP command on NAME; its answer (the whole "return" or "error" line) in $reply.
 qmp() { # name json [timeout-seconds]
-    local deadline=$((SECONDS + ${3:-10}))
+    local deadline=$((SECONDS + ${3:-10})) rc
     alive "$1" || fail "$1 QEMU exited before $2"
     printf '%s\n' "$2" >&"${qmp_in[$1]}"
     while :; do
-        qmp_read "$1" "$deadline" || fail "$1: no answer to $2 within ${3:-10} s"
+        rc=0
+        qmp_read "$1" "$deadline" || rc=$?
+        [ $rc -ne 2 ] || fail "$1 QEMU exited before it answered $2"
+        [ $rc -eq 0 ] || fail "$1: no answer to $2 within ${3:-10} s"
         case "$msg" in
             *'"return"'*) reply=$msg; return 0 ;;
             *'"error"'*) fail "$1: $2 failed: $msg" ;;
@@ -159,9 +165,12 @@ json_string() { [[ $reply =~ \"$1\":\ *\"([^\"]*)\" ]] && echo "${BASH_REMATCH[1
 # Waits (bounded) for NAME's greeting, then negotiates: once qmp_capabilities answers, QEMU's
 # main loop runs and the device is realized.
 wait_ready() {
-    local deadline=$((SECONDS + 30))
+    local deadline=$((SECONDS + 30)) rc
     until [[ ${msg:-} == *'"QMP"'* ]]; do
-        qmp_read "$1" "$deadline" || fail "$1 QEMU's monitor did not answer within 30 s"
+        rc=0
+        qmp_read "$1" "$deadline" || rc=$?
+        [ $rc -ne 2 ] || fail "$1 QEMU exited during start-up"
+        [ $rc -eq 0 ] || fail "$1 QEMU's monitor did not answer within 30 s"
     done
     msg=
     qmp "$1" '{"execute": "qmp_capabilities"}'
@@ -184,8 +193,10 @@ qmp source "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"tcp:127.0.0.1:
 # Blocks on the source's QMP stream until the final MIGRATION event (qmp_read records it), the
 # source QEMU's exit or the deadline.
 deadline=$((SECONDS + timeout))
-while [ -z "$migration_final" ] && qmp_read source "$deadline"; do :; done
+rc=0
+while [ -z "$migration_final" ] && [ $rc -eq 0 ]; do qmp_read source "$deadline" || rc=$?; done
 finished=${EPOCHREALTIME/[.,]/}
+[ $rc -ne 2 ] || fail "the source QEMU exited during the migration"
 if [ -z "$migration_final" ]; then
     qmp source '{"execute": "migrate_cancel"}'
     fail "the migration did not finish within $timeout s (--timeout)"
@@ -208,7 +219,8 @@ if [ "$status" = completed ]; then
     qmp destination '{"execute": "cont"}'
     # Until the destination runs (its device is then set running), bounded.
     deadline=$((SECONDS + 10))
-    until qmp destination '{"execute": "query-status"}' && [ "$(json_string status)" = running ]; do
+    until { alive destination || fail "the destination QEMU exited after cont"; } \
+        && qmp destination '{"execute": "query-status"}' && [ "$(json_string status)" = running ]; do
         [ $SECONDS -lt $deadline ] || fail "the destination did not run within 10 s of cont"
     done
 fi
@@ -217,7 +229,7 @@ device_state() {
     if [ "$qemu" = 10 ]; then echo "v2 states: $(cat "$mnt/devices/$1/mig_state_log")"
     else grep -o '"state_name":"[a-z-]*"' "$mnt/devices/$1/state"; fi
 }
-# Each digest once: the daemon hashes the whole device memory per read (0.3 s for 256 MiB here).
+# Each digest once: the daemon hashes the whole device memory per read (about 0.4 s for 256 MiB here).
 src_digest=$(cat "$mnt/devices/$src/digest") dst_digest=$(cat "$mnt/devices/$dst/digest")
 echo "source device:      $src_digest $(device_state "$src")"
 echo "destination device: $dst_digest $(device_state "$dst")"

@@ -195,7 +195,7 @@ def main():
             except OSError:
                 pass
         return 0 if ok and digests[0] == digests[1] else 1
-    except (Failure, subprocess.SubprocessError, OSError) as error:
+    except (Failure, subprocess.SubprocessError, OSError, ValueError) as error:
         print(f"qmp-migrate: {error}", file=sys.stderr)
         for name in procs:
             path = f"{work}/{name}.log"

@@ -8,7 +8,7 @@ capability, sends `migrate`, blocks on the source's socket until the final MIGRA
 `query-migrate`, `cont`s the destination, compares digests, quits both and unmounts.
 
     Benchmarks/qemu/qmp-migrate.py --mdevsim .build/release/mdevsim [--qemu 7.2|10] [--bounce]
-        [--scenario F --type T] [--max-bandwidth BYTES_PER_S] [--timeout S]
+        [--scenario F --type T] [--max-bandwidth BYTES_PER_S] [--timeout S] [--delay S] [--qmp-pipe]
 
 Prints one line a figure ("direct: ..."), the wall time from sending `migrate` to the event next
 to QEMU's own total-time. Every wait is bounded; exit status 0 only for a completed migration with
@@ -34,8 +34,10 @@ class Failure(Exception):
 class QMP:
     """One QMP connection: commands answered in order, events kept for wait_event."""
 
-    def __init__(self, path, deadline, alive):
-        while True:
+    def __init__(self, path, deadline, alive, pipe=None):
+        # pipe: (read fd, write fd) of QEMU's FIFOs (--qmp-pipe), else a unix socket at path.
+        self.rfd, self.wfd = pipe or (None, None)
+        while pipe is None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 self.sock.connect(path)
@@ -49,6 +51,8 @@ class QMP:
                 # The socket appears once QEMU has parsed its arguments; 5 ms keeps the
                 # poll cheap and its delay small next to QEMU's start-up.
                 time.sleep(0.005)
+        if pipe is None:
+            self.rfd = self.wfd = self.sock.fileno()
         self.buffer = b""
         self.events = []
         self.message(deadline)  # the greeting
@@ -59,10 +63,10 @@ class QMP:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Failure("QMP: no answer in time")
-            ready, _, _ = select.select([self.sock], [], [], left)
+            ready, _, _ = select.select([self.rfd], [], [], left)
             if not ready:
                 continue
-            chunk = self.sock.recv(65536)
+            chunk = os.read(self.rfd, 65536)
             if not chunk:
                 raise Failure("QMP: connection closed")
             self.buffer += chunk
@@ -73,7 +77,9 @@ class QMP:
         message = {"execute": command}
         if arguments:
             message["arguments"] = arguments
-        self.sock.sendall(json.dumps(message).encode() + b"\n")
+        data = json.dumps(message).encode() + b"\n"
+        while data:
+            data = data[os.write(self.wfd, data):]
 
     def execute(self, command, arguments=None, timeout=10):
         self.send(command, arguments)
@@ -104,6 +110,8 @@ def main():
     parser.add_argument("--type")
     parser.add_argument("--max-bandwidth", type=int, help="bytes per second")
     parser.add_argument("--timeout", type=int, default=120)
+    parser.add_argument("--qmp-pipe", action="store_true",
+                        help="QMP on a pair of FIFOs (-chardev pipe), as scripts/qemu-migrate.sh has it, not a unix socket")
     parser.add_argument("--delay", type=float, default=0, help="seconds to wait before migrate (guest boot)")
     args = parser.parse_args()
     qemu = "10" if args.qemu.startswith("10") else "7.2"
@@ -136,7 +144,16 @@ def main():
             return out.split()
 
         port = 20000 + random.randrange(20000)
-        qmp = {}
+        qmp, qmp_args, pipes = {}, {}, {}
+        for name in ("source", "destination"):
+            if args.qmp_pipe:
+                for end in ("in", "out"):
+                    os.mkfifo(f"{work}/{name}.qmp.{end}")
+                # Read-write: never blocks, as QEMU's own open of the FIFOs.
+                pipes[name] = (os.open(f"{work}/{name}.qmp.out", os.O_RDWR), os.open(f"{work}/{name}.qmp.in", os.O_RDWR))
+                qmp_args[name] = ["-chardev", f"pipe,id=qmp,path={work}/{name}.qmp", "-mon", "chardev=qmp,mode=control"]
+            else:
+                qmp_args[name] = ["-qmp", f"unix:{work}/{name}.qmp,server,nowait"]
         for name in ("source", "destination"):
             env = dict(os.environ)
             for assignment in qemu_args(uuids[name], "--env-only", *(["--bounce"] if args.bounce else [])):
@@ -144,7 +161,7 @@ def main():
                 env[key] = value
             command = [binary, "-machine", "q35", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults",
                        "-display", "none", "-serial", "none", "-monitor", "none",
-                       "-qmp", f"unix:{work}/{name}.qmp,server,nowait",
+                       *qmp_args[name],
                        *qemu_args(uuids[name], "--device-only")]
             if name == "destination":
                 command += ["-S", "-incoming", f"tcp:127.0.0.1:{port}"]
@@ -152,7 +169,7 @@ def main():
             procs[name] = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         for name in ("source", "destination"):
-            qmp[name] = QMP(f"{work}/{name}.qmp", deadline, lambda n=name: procs[n].poll() is None)
+            qmp[name] = QMP(f"{work}/{name}.qmp", deadline, lambda n=name: procs[n].poll() is None, pipes.get(name))
 
         source = qmp["source"]
         if args.max_bandwidth is not None:

@@ -214,7 +214,7 @@ alive destination || fail "the destination QEMU exited during the migration"
 qmp source '{"execute": "query-migrate"}'
 for _ in $(seq 1 100); do
     [ "$migration_final" = completed ] && [ "$(json_number total-time)" = 0 ] || break
-    sleep 0.02
+    read -r -t 0.02 <&"$tick" || true
     qmp source '{"execute": "query-migrate"}'
 done
 status=$(json_string status)

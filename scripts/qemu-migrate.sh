@@ -4,11 +4,11 @@
 # libmdevsim-vfio.so (see README, "Real QEMU").
 #   scripts/qemu-migrate.sh [--qemu 7.2|10] [--bounce] [--scenario FILE] [--type TYPE] [--max-bandwidth BYTES_PER_S]
 #                           [--timeout SECONDS]
-# --max-bandwidth is in bytes per second; it reaches the human monitor with a "B" suffix (HMP's
-# migrate_set_parameter reads a bare number as MiB/s). Every wait is bounded: a QEMU that fails to
-# start or exits ends the script with its log; a migration not finished within --timeout (default
-# 120 s) is reported and ended. The script prints QEMU's own total time and its own wall-clock
-# time from `migrate` to the completed status.
+# The script drives both QEMUs through QMP (QEMU's machine monitor), whose max-bandwidth is in
+# bytes per second, as --max-bandwidth is. Every wait is bounded: a QEMU that fails to start or
+# exits ends the script with its log; a migration not finished within --timeout (default 120 s)
+# is reported and ended. At the end it prints its own wall-clock time from `migrate` to the
+# completed event next to QEMU's own total-time.
 # Needs qemu-system-x86_64 (scripts/ensure-deps.sh --with-qemu installs it as root, and QEMU 10.0
 # into $MDEVSIM_QEMU10_ROOT or /opt/mdevsim-qemu10) and /dev/fuse. With --qemu 10 the default
 # scenario is scenarios/qemu10.yaml (its type mdevsim-both speaks v1 and v2).
@@ -44,16 +44,24 @@ case "$qemu" in
 esac
 # MDEVSIM_SCRATCH: the build directory (default .build; scripts/bench-fuse.sh uses .build-fusebench).
 scratch=${MDEVSIM_SCRATCH:-.build}
-swift build -c release --scratch-path "$scratch" --product mdevsim >/dev/null
-swift build -c release --scratch-path "$scratch" --product mdevsim-vfio >/dev/null
 mdevsim=$scratch/release/mdevsim
+# Builds only when a source is newer than the two products: a no-op `swift build` per product
+# costs 1.5-2.5 s here, and 20-40 s when it re-plans (each --product, or another scratch path's
+# flags, invalidates the last plan), which was most of a run's wall time.
+if [ ! -x "$mdevsim" ] || [ ! -e "$scratch/release/libmdevsim-vfio.so" ] \
+    || [ -n "$(find Package.swift Sources Plugins -newer "$mdevsim" -print -quit 2>/dev/null)" ] \
+    || [ -n "$(find Sources/CMdevsimVFIO -newer "$scratch/release/libmdevsim-vfio.so" -print -quit 2>/dev/null)" ]; then
+    swift build -c release --scratch-path "$scratch" --product mdevsim >/dev/null
+    swift build -c release --scratch-path "$scratch" --product mdevsim-vfio >/dev/null
+fi
 
 work=$(mktemp -d /tmp/mdevsim-qemu.XXXXXX)
 mnt=$work/mnt
 mkdir "$mnt"
-pids=()
+declare -A qemu_pid qmp_in qmp_out
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    local name
+    for name in "${!qemu_pid[@]}"; do kill "${qemu_pid[$name]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
     "$mdevsim" unmount "$mnt" >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -65,34 +73,6 @@ src=$(cat /proc/sys/kernel/random/uuid) dst=$(cat /proc/sys/kernel/random/uuid)
 echo "$src" > "$mnt/mdev_supported_types/$type/create"
 echo "$dst" > "$mnt/mdev_supported_types/$type/create"
 
-# One QEMU per device; its human monitor on a pair of FIFOs (NAME.in, NAME.out), and a QMP
-# monitor on another (NAME.qmp.in, NAME.qmp.out) for its MIGRATION events only: the script waits
-# for the event instead of polling `info migrate`. Polling cost the migration itself: with
-# `info migrate` every 200 ms (the former loop) QEMU's total time for 256 MiB of device state was
-# 2.7 s, every 20 ms 3.9-4.6 s, every 500 ms 0.85 s, against 1.4-1.6 s for a QMP driver in the
-# same minute (each poll also forks on a 2-CPU machine the migration needs).
-declare -A qemu_pid
-start_qemu() { # name uuid extra-args...
-    local name=$1 uuid=$2
-    shift 2
-    mkfifo "$work/$name.in" "$work/$name.out" "$work/$name.qmp.in" "$work/$name.qmp.out"
-    env $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --env-only --qemu "$qemu" "${bounce[@]}") \
-        "$qemu_bin" -machine q35 -accel tcg -m 128 -nographic -nodefaults -display none -serial none \
-        -monitor "pipe:$work/$name" -chardev "pipe,id=qmp,path=$work/$name.qmp" -mon chardev=qmp,mode=control \
-        $("$mdevsim" qemu-args "$uuid" --mount "$mnt" --device-only --qemu "$qemu") "$@" \
-        > "$work/$name.log" 2>&1 &
-    qemu_pid[$name]=$!
-    pids+=($!)
-    cat "$work/$name.out" > "$work/$name.monitor" &
-    pids+=($!)
-    cat "$work/$name.qmp.out" > "$work/$name.events" &
-    pids+=($!)
-}
-# A command to NAME's monitor. The FIFO's reader is QEMU: if it is gone, opening the FIFO would
-# block forever, so the write is bounded.
-monitor() {
-    timeout 5 bash -c 'echo "$2" > "$1"' _ "$work/$1.in" "$2" || fail "$1: the monitor did not take \"$2\""
-}
 fail() {
     echo "qemu-migrate: $*" >&2
     for name in source destination; do
@@ -101,19 +81,107 @@ fail() {
     exit 1
 }
 alive() { kill -0 "${qemu_pid[$1]}" 2>/dev/null; }
-# Waits (bounded) until NAME's monitors are up: QEMU started, the device realized. QMP sends
-# events once its capabilities are negotiated.
-wait_ready() {
-    local name=$1 deadline=$((SECONDS + 30))
-    until grep -q '(qemu)' "$work/$name.monitor" 2>/dev/null && grep -q '"QMP"' "$work/$name.events" 2>/dev/null; do
-        alive "$name" || fail "$name QEMU exited during start-up"
-        [ $SECONDS -lt $deadline ] || fail "$name QEMU's monitors did not answer within 30 s"
-        sleep 0.02
-    done
-    timeout 5 bash -c 'echo "{\"execute\": \"qmp_capabilities\"}" > "$1"' _ "$work/$name.qmp.in" || fail "$name: QMP did not take qmp_capabilities"
-}
 
-now_ms() { date +%s%3N; }
+# One QEMU per device, with a QMP monitor on QEMU's pipe chardev (NAME.qmp.in, NAME.qmp.out) that
+# this shell holds open for the whole run: a command is one write and its answer read from the
+# same descriptors, with no process started per command. (The former script sent each
+# human-monitor command through a fresh `timeout bash -c`, kept a `cat` per FIFO and a `tail -f`
+# on the event log, and waited for their output with sleep-and-grep loops.)
+# NAME.qmp.in is a FIFO, which the shell opens read-write: that never blocks, nor gives SIGPIPE
+# when QEMU is gone. NAME.qmp.out, where QEMU writes, is a regular file (QEMU's chardev opens
+# either kind): bash reads a pipe one byte per read(2), which for QEMU 7.2's ~200 MIGRATION_PASS
+# events of a 256 MiB migration cost the shell 0.14-0.15 s of CPU during the migration (on 2
+# CPUs shared with both QEMUs and the daemon, QEMU's total-time was 5-15% longer than a direct
+# driver's), while a regular file is read in blocks. At the file's end the shell waits 10 ms in
+# a builtin read on a FIFO nobody writes (no process), then looks again.
+mkfifo "$work/tick"
+exec {tick}<>"$work/tick"
+start_qemu() { # name uuid extra-args...
+    local name=$1 uuid=$2 env_line device_line fd
+    shift 2
+    mkfifo "$work/$name.qmp.in"
+    : > "$work/$name.qmp.out"
+    exec {fd}<>"$work/$name.qmp.in"; qmp_in[$name]=$fd
+    exec {fd}<"$work/$name.qmp.out"; qmp_out[$name]=$fd
+    # One qemu-args call prints both lines: the environment, then the -device argument.
+    { read -r env_line; read -r device_line; } < <("$mdevsim" qemu-args "$uuid" --mount "$mnt" --qemu "$qemu" "${bounce[@]}")
+    [ -n "$device_line" ] || fail "mdevsim qemu-args printed no -device argument for $uuid"
+    (
+        # QEMU inherits none of this shell's monitor descriptors.
+        for fd in "${qmp_in[@]}" "${qmp_out[@]}" "$tick"; do eval "exec $fd<&-"; done
+        # shellcheck disable=SC2086 # both lines are word lists by design (as `env $(...)` would split them)
+        exec env $env_line "$qemu_bin" -machine q35 -accel tcg -m 128 -nographic -nodefaults -display none \
+            -serial none -monitor none -chardev "pipe,id=qmp,path=$work/$name.qmp" -mon chardev=qmp,mode=control \
+            $device_line "$@"
+    ) > "$work/$name.log" 2>&1 &
+    qemu_pid[$name]=$!
+}
+# Reads one QMP message of NAME into $msg, waiting at most until the absolute deadline $2 (in
+# $SECONDS); while there is none it checks every 10 ms that QEMU is still there. Returns 1 at
+# the deadline, 2 when QEMU is gone (each caller says what it was waiting for). A final
+# MIGRATION status is remembered in $migration_final (NAME.qmp.out is the whole record).
+# (A read that meets the end of the file inside a line keeps that part for the next read.)
+migration_final=
+declare -A qmp_partial
+qmp_read() { # name deadline
+    local rc
+    while :; do
+        # Checked before each read: a stream of events (QEMU 7.2 sends a MIGRATION_PASS per
+        # pass) must not extend a wait.
+        [ $SECONDS -lt "$2" ] || return 1
+        rc=0
+        IFS= read -r msg <&"${qmp_out[$1]}" || rc=$?
+        if [ $rc -eq 0 ]; then
+            msg=${qmp_partial[$1]:-}$msg
+            qmp_partial[$1]=
+            case "$msg" in
+                *'"event"'*)
+                    case "$msg" in
+                        *'"event": "MIGRATION"'*'"status": "completed"'*) migration_final=completed ;;
+                        *'"event": "MIGRATION"'*'"status": "failed"'*) migration_final=failed ;;
+                        *'"event": "MIGRATION"'*'"status": "cancelled"'*) migration_final=cancelled ;;
+                    esac ;;
+            esac
+            return 0
+        fi
+        [ $rc -eq 1 ] || fail "$1: reading its QMP monitor failed"
+        qmp_partial[$1]=${qmp_partial[$1]:-}$msg
+        alive "$1" || return 2
+        read -r -t 0.01 <&"$tick" || true
+    done
+}
+# Runs one QMP command on NAME; its answer (the whole "return" or "error" line) in $reply.
+qmp() { # name json [timeout-seconds]
+    local deadline=$((SECONDS + ${3:-10})) rc
+    alive "$1" || fail "$1 QEMU exited before $2"
+    printf '%s\n' "$2" >&"${qmp_in[$1]}"
+    while :; do
+        rc=0
+        qmp_read "$1" "$deadline" || rc=$?
+        [ $rc -ne 2 ] || fail "$1 QEMU exited before it answered $2"
+        [ $rc -eq 0 ] || fail "$1: no answer to $2 within ${3:-10} s"
+        case "$msg" in
+            *'"return"'*) reply=$msg; return 0 ;;
+            *'"error"'*) fail "$1: $2 failed: $msg" ;;
+        esac
+    done
+}
+# A number field of a QMP answer: json_number KEY (from $reply).
+json_number() { [[ $reply =~ \"$1\":\ *([0-9]+) ]] && echo "${BASH_REMATCH[1]}"; }
+json_string() { [[ $reply =~ \"$1\":\ *\"([^\"]*)\" ]] && echo "${BASH_REMATCH[1]}"; }
+# Waits (bounded) for NAME's greeting, then negotiates: once qmp_capabilities answers, QEMU's
+# main loop runs and the device is realized.
+wait_ready() {
+    local deadline=$((SECONDS + 30)) rc
+    until [[ ${msg:-} == *'"QMP"'* ]]; do
+        rc=0
+        qmp_read "$1" "$deadline" || rc=$?
+        [ $rc -ne 2 ] || fail "$1 QEMU exited during start-up"
+        [ $rc -eq 0 ] || fail "$1 QEMU's monitor did not answer within 30 s"
+    done
+    msg=
+    qmp "$1" '{"execute": "qmp_capabilities"}'
+}
 
 port=$((20000 + RANDOM % 20000))
 start_qemu source "$src"
@@ -121,56 +189,46 @@ start_qemu destination "$dst" -S -incoming "tcp:127.0.0.1:$port"
 wait_ready source
 wait_ready destination
 if [ -n "$bandwidth" ]; then
-    monitor source "migrate_set_parameter max-bandwidth ${bandwidth}B"
-    monitor source "info migrate_parameters"
+    qmp source "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": $bandwidth}}"
+    qmp source '{"execute": "query-migrate-parameters"}'
+    echo "source: max-bandwidth $(json_number max-bandwidth) bytes/second"
 fi
 # QEMU 7.2 and 10.0 send MIGRATION events only with this capability on.
-monitor source "migrate_set_capability events on"
-started=$(now_ms)
-monitor source "migrate -d tcp:127.0.0.1:$port"
-# Blocks on the event stream (bash's read, no process per check): ends at the final MIGRATION
-# event, when the source QEMU exits (tail --pid), or at the deadline.
-exec {events}< <(tail -n +1 -f --pid="${qemu_pid[source]}" "$work/source.events")
-pids+=($!)
+qmp source '{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}]}}'
+started=${EPOCHREALTIME/[.,]/}
+qmp source "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"tcp:127.0.0.1:$port\"}}"
+# Blocks on the source's QMP stream until the final MIGRATION event (qmp_read records it), the
+# source QEMU's exit or the deadline.
 deadline=$((SECONDS + timeout))
-final=
-while [ -z "$final" ] && [ $SECONDS -lt $deadline ]; do
-    rc=0
-    IFS= read -r -t "$((deadline - SECONDS + 1))" line <&"$events" || rc=$?
-    [ $rc -le 128 ] || continue # timed out (or interrupted): the loop checks the deadline
-    [ $rc -eq 0 ] || break      # end of the stream: the source QEMU exited
-    case "$line" in
-        *'"event": "MIGRATION"'*'"status": "completed"'*) final=completed ;;
-        *'"event": "MIGRATION"'*'"status": "failed"'*) final=failed ;;
-        *'"event": "MIGRATION"'*'"status": "cancelled"'*) final=cancelled ;;
-    esac
-done
-finished=$(now_ms)
-if [ -z "$final" ]; then
-    alive source || fail "the source QEMU exited during the migration"
-    monitor source "migrate_cancel"
+rc=0
+while [ -z "$migration_final" ] && [ $rc -eq 0 ]; do qmp_read source "$deadline" || rc=$?; done
+finished=${EPOCHREALTIME/[.,]/}
+[ $rc -ne 2 ] || fail "the source QEMU exited during the migration"
+if [ -z "$migration_final" ]; then
+    qmp source '{"execute": "migrate_cancel"}'
     fail "the migration did not finish within $timeout s (--timeout)"
 fi
 alive destination || fail "the destination QEMU exited during the migration"
-# QEMU's own figures of the migration, from the human monitor.
-monitor source "info migrate"
-for _ in $(seq 1 250); do grep -qE "^Migration status: (completed|failed|cancelled)" "$work/source.monitor" && break; sleep 0.02; done
-if [ -n "$bandwidth" ]; then
-    echo "source: max-bandwidth $(grep -oE '^max-bandwidth: [0-9]+ bytes/second' "$work/source.monitor" | tail -1 | cut -d' ' -f2-)"
-fi
-status=$(grep -oE "^Migration status: [a-z]+" "$work/source.monitor" | tail -1)
-echo "source: $status"
-grep -E "^(total time|downtime):" "$work/source.monitor" | tail -2 | sed 's/^/source: /'
-echo "script: $((finished - started)) ms from migrate to QMP's MIGRATION event ($final)"
-if [ "$status" = "Migration status: completed" ]; then
-    monitor destination "cont"
+# QEMU's own figures. It sends the completed event before it computes total-time and downtime,
+# and a query in between reads 0 for both: asked again (bounded) until they are there.
+qmp source '{"execute": "query-migrate"}'
+for _ in $(seq 1 100); do
+    [ "$migration_final" = completed ] && [ "$(json_number total-time)" = 0 ] || break
+    read -r -t 0.02 <&"$tick" || true
+    qmp source '{"execute": "query-migrate"}'
+done
+status=$(json_string status)
+total=$(json_number total-time || echo "?")
+echo "source: Migration status: $status"
+echo "source: total time: $total ms"
+echo "source: downtime: $(json_number downtime || echo "?") ms"
+if [ "$status" = completed ]; then
+    qmp destination '{"execute": "cont"}'
     # Until the destination runs (its device is then set running), bounded.
     deadline=$((SECONDS + 10))
-    until grep -q '^VM status: running' "$work/destination.monitor"; do
+    until { alive destination || fail "the destination QEMU exited after cont"; } \
+        && qmp destination '{"execute": "query-status"}' && [ "$(json_string status)" = running ]; do
         [ $SECONDS -lt $deadline ] || fail "the destination did not run within 10 s of cont"
-        alive destination || fail "the destination QEMU exited after cont"
-        monitor destination "info status"
-        sleep 0.02
     done
 fi
 # The device's state: v1's state_name, or under QEMU 10 every v2 state it entered.
@@ -178,10 +236,13 @@ device_state() {
     if [ "$qemu" = 10 ]; then echo "v2 states: $(cat "$mnt/devices/$1/mig_state_log")"
     else grep -o '"state_name":"[a-z-]*"' "$mnt/devices/$1/state"; fi
 }
-echo "source device:      $(cat "$mnt/devices/$src/digest") $(device_state "$src")"
-echo "destination device: $(cat "$mnt/devices/$dst/digest") $(device_state "$dst")"
+# Each digest once: the daemon hashes the whole device memory per read (about 0.4 s for 256 MiB here).
+src_digest=$(cat "$mnt/devices/$src/digest") dst_digest=$(cat "$mnt/devices/$dst/digest")
+echo "source device:      $src_digest $(device_state "$src")"
+echo "destination device: $dst_digest $(device_state "$dst")"
 echo "violations: source $(wc -l < "$mnt/devices/$src/violations"), destination $(wc -l < "$mnt/devices/$dst/violations")"
+echo "script: $(((finished - started) / 1000)) ms from migrate to QMP's MIGRATION event ($migration_final); QEMU's total-time $total ms"
 for name in source destination; do
-    timeout 5 bash -c 'echo quit > "$1"' _ "$work/$name.in" 2>/dev/null || true
+    alive "$name" && printf '%s\n' '{"execute": "quit"}' >&"${qmp_in[$name]}"
 done
-[ "$status" = "Migration status: completed" ] && [ "$(cat "$mnt/devices/$src/digest")" = "$(cat "$mnt/devices/$dst/digest")" ]
+[ "$status" = completed ] && [ "$src_digest" = "$dst_digest" ]

@@ -114,12 +114,7 @@ struct BigDevicePart {
     }
 
     /// A `VmXXX:` figure of /proc/PID/status, in bytes.
-    static func status(_ pid: Int32, _ key: String) -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }),
-              let kib = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) else { return nil }
-        return kib << 10
-    }
+    static func status(_ pid: Int32, _ key: String) -> UInt64? { ProcessFigures.kibLine(key, of: "/proc/\(pid)/status") }
 }
 
 /// Two digest strings written by two threads and read after both joined.

@@ -212,14 +212,10 @@ struct InProcessMigrationFigure: Codable, Sendable {
     }
 
     /// The largest size, halving from `requested`, whose run fits the memory available now: the
-    /// memcpy baselines hold two buffers of the device size, then the destination device
-    /// materializes all of its memory, so about twice the size plus 1 GiB of room.
+    /// memcpy baselines hold two buffers of the device size (the destination device keeps the
+    /// untouched source's pages as references), so about twice the size plus 1 GiB of room.
     static func fittingSize(_ requested: UInt64, chunk: UInt64) -> UInt64 {
-        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        let kib = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
-            .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { UInt64($0) }
-        guard let kib else { return requested }
-        let available = kib * 1024
+        guard let available = ProcessFigures.kibLine("MemAvailable", of: "/proc/meminfo") else { return requested }
         var size = requested
         while size > chunk && 2 * size + (1 << 30) > available { size /= 2 }
         return max(chunk, size / chunk * chunk)

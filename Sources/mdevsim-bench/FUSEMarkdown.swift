@@ -4,12 +4,7 @@ import Foundation
 
 extension FUSEFigures {
     /// MemTotal, for the big-device row.
-    static var machineMemory: UInt64 {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-              let kib = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) else { return 0 }
-        return kib << 10
-    }
+    static var machineMemory: UInt64 { ProcessFigures.kibLine("MemTotal", of: "/proc/meminfo") ?? 0 }
 
     /// The markdown table of this run's figures, and the per-chunk split of a mapped save+resume.
     func markdown(date: Date) -> String {

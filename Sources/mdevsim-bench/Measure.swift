@@ -49,8 +49,11 @@ enum ProcessFigures {
     }
 
     /// A `kB` line of /proc/self/status (`VmRSS`, `VmHWM`) in bytes; nil where there is no /proc.
-    static func status(_ key: String) -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    static func status(_ key: String) -> UInt64? { kibLine(key, of: "/proc/self/status") }
+
+    /// A `KEY: N kB` line of a /proc file (`/proc/PID/status`, `/proc/meminfo`), in bytes.
+    static func kibLine(_ key: String, of path: String) -> UInt64? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
             let number = line.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first
             return number.flatMap { UInt64($0) }.map { $0 * 1024 }

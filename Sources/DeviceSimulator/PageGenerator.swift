@@ -25,14 +25,24 @@ struct PageGenerator: Sendable {
         SplitMix64.mix(seed ^ SplitMix64.mix(page &+ 1) ^ (version &* 0xD6E8_FEB8_6659_FD93))
     }
 
+    /// Whether page `version` is all zero bytes (the power-on contents of a zero-filled device).
+    @inline(__always)
+    private func isZero(_ version: UInt64) -> Bool { version == 0 && fill == .zero }
+
+    /// The page's key and where its window of the texture starts.
+    @inline(__always)
+    private func window(page: UInt64, version: UInt64) -> (key: UInt64, start: Int) {
+        let k = key(page: page, version: version)
+        return (k, Int(k % UInt64(texture.count - pageWords + 1)))
+    }
+
     /// Writes page `page` at `version` (0 is power-on) into `destination` (`pageWords * 8` bytes).
     func generate(page: UInt64, version: UInt64, into destination: UnsafeMutableRawPointer) {
-        if version == 0, fill == .zero {
+        if isZero(version) {
             destination.initializeMemory(as: UInt8.self, repeating: 0, count: pageWords * 8)
             return
         }
-        let k = key(page: page, version: version)
-        let start = Int(k % UInt64(texture.count - pageWords + 1))
+        let (k, start) = window(page: page, version: version)
         let out = destination.assumingMemoryBound(to: UInt64.self)
         texture.withUnsafeBufferPointer { tex in
             guard let t = tex.baseAddress else { return }
@@ -48,12 +58,11 @@ struct PageGenerator: Sendable {
     func matches(page: UInt64, version: UInt64, bytes: UnsafeRawPointer) -> Bool {
         let words = bytes.assumingMemoryBound(to: UInt64.self)
         var differ: UInt64 = 0
-        if version == 0, fill == .zero {
+        if isZero(version) {
             for i in 0..<pageWords { differ |= words[i] }
             return differ == 0
         }
-        let k = key(page: page, version: version)
-        let start = Int(k % UInt64(texture.count - pageWords + 1))
+        let (k, start) = window(page: page, version: version)
         return texture.withUnsafeBufferPointer { tex in
             guard let t = tex.baseAddress else { return false }
             let src = t + start

@@ -6,6 +6,7 @@
 // power-on contents as references (`DeviceMemory`), storing only what the source rewrote.
 import Dispatch
 import Foundation
+import DeviceSimulator
 import Glibc
 import Scenarios
 
@@ -32,6 +33,9 @@ struct BigDeviceFigure: Codable, Sendable {
 
 struct BigDevicePart {
     static let typeName = "mdevsim-big"
+    /// The scenario's chunk (the C client's 1 MiB buffer) and page size (the default).
+    static let chunkBytes = 1 << 20
+    static let pageBytes: UInt64 = 4096
     let workdir: String
     let clientPath: String
     let memory: UInt64
@@ -47,8 +51,8 @@ struct BigDevicePart {
           - type: \(Self.typeName)
             instances: 2
             memory: \(memory)B
-            data_section: 1MiB
-            chunk_size: 1MiB
+            data_section: \(Self.chunkBytes)B
+            chunk_size: \(Self.chunkBytes)B
             dirty: {rate: 64MiB/s, pattern: hot-set, hot_fraction: 0.001, hot_share: 0.99}
         """
     }
@@ -78,8 +82,9 @@ struct BigDevicePart {
         let start = monotonicNanoseconds()
         try client.setDeviceState(0, UInt32(StateBits.preCopy))
         // One pass over memory (the pages the device re-dirties meanwhile keep pending_bytes above
-        // 0, so the pass is bounded by chunks: a 1 MiB chunk carries 253 pages of 4 KiB).
-        let passChunks = Int(memory / 4096 / 253) + 1
+        // 0, so the pass is bounded by chunks): as many chunks as the stream needs for its pages.
+        let pagesPerChunk = (Self.chunkBytes - StreamFormat.chunkRecordSize) / StreamFormat.pageRecordSize(pageSize: Self.pageBytes)
+        let passChunks = Int(memory / Self.pageBytes) / pagesPerChunk + 1
         let precopy = try client.readWriteLoop(source: 0, destination: 1, maxChunks: passChunks)
         out.progress(String(format: "big device: pre-copy pass %@ in %.1f s, daemon RSS peak so far %@", ByteSize.format(precopy.bytes),
                             Double(monotonicNanoseconds() - start) / 1e9, ByteSize.format(Self.status(pid, "VmHWM") ?? 0)))

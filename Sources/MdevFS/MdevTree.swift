@@ -100,23 +100,39 @@ final class MdevTree: @unchecked Sendable {
         return nil
     }
 
-    /// Removes a device; `report` is told the outcome under the tree lock.
+    /// Removes a device; `report` is told the outcome under the tree lock. Returns once the
+    /// device's memory is given back, so that a `create` the remove made room for succeeds.
     func remove(_ uuid: String, report: (Errno?) -> Void) -> Errno? {
-        lock.withLock {
-            let e = removeLocked(uuid)
+        var removed: MdevDevice?
+        let e = lock.withLock {
+            let e = removeLocked(uuid, removed: &removed)
             report(e)
             return e
         }
+        Self.letGo(&removed)
+        return e
     }
 
-    private func removeLocked(_ uuid: String) -> Errno? {
+    private func removeLocked(_ uuid: String, removed: inout MdevDevice?) -> Errno? {
         guard let device = devices[uuid] else { return .operationNotSupportedByDevice }
         // sysfs refuses to remove an mdev while a VFIO user holds it.
         if device.isOpen { return .resourceBusy }
-        devices[uuid] = nil
+        removed = devices.removeValue(forKey: uuid)
         deviceOrder.removeAll { $0 == uuid }
         inodes.removeDevice(uuid)
         return nil
+    }
+
+    /// Drops the tree's reference to a removed device once it is the last one, waiting up to
+    /// `bound` for requests in flight to let go of theirs. The RELEASE of the region's last
+    /// descriptor clears the holder before its handler returns, and a remove then let the device
+    /// (and its data section, up to 1 GiB) outlive the reply: a create right after it found no
+    /// memory (seen in CI under `prlimit --as`). A reference held longer (a v2 `data_fd` still
+    /// open) keeps the memory until it closes, as the kernel's file reference keeps a device.
+    private static func letGo(_ device: inout MdevDevice?, bound: TimeInterval = 1) {
+        let deadline = Date().addingTimeInterval(bound)
+        while device != nil, !isKnownUniquelyReferenced(&device), Date() < deadline { usleep(1000) }
+        device = nil
     }
 
     private func availableLocked(_ type: Int) -> Int {

@@ -32,6 +32,11 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     // Guarded by `lock`:
     private var openRegions: [UInt64: MdevDevice] = [:]
+    /// An open attribute file's content, taken at its read at offset 0 and served to the reads
+    /// after it, as sysfs's seq_file does: a reader sees one consistent text, and a `digest`
+    /// (all of the device's memory hashed) is computed once per read of the file, not once per
+    /// read(2) of it (`cat` makes two).
+    private var snapshots: [UInt64: [UInt8]?] = [:]
     private var nextHandle: UInt64 = 1
     private var mmapNegotiated = false
 
@@ -153,7 +158,13 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         case .typeAttribute, .deviceFile:
             let writable = node.permissions & 0o200 != 0, readable = node.permissions & 0o444 != 0
             if flags.isWritable && !writable || flags.isReadable && !readable { return reply.error(.permissionDenied) }
-            reply.open(handle: 0, directIO: true)
+            guard flags.isReadable else { return reply.open(handle: 0, directIO: true) }
+            let handle = lock.withLock { () -> UInt64 in
+                defer { nextHandle += 1 }
+                snapshots[nextHandle] = .some(nil)
+                return nextHandle
+            }
+            reply.open(handle: handle, directIO: true)
         default:
             reply.error(.isDirectory)
         }
@@ -161,6 +172,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
 
     public func release(_ request: Request, inode: FUSEInode, handle: UInt64, flags: OpenFlags, reply: EmptyReply) {
         if handle != 0, v2Files.release(handle) { return reply.ok() }
+        if handle != 0, lock.withLock({ snapshots.removeValue(forKey: handle) }) != nil { return reply.ok() }
         if handle != 0, let device = lock.withLock({ openRegions.removeValue(forKey: handle) }) {
             device.release(handle)
             observer?.deviceEvent(.release, device: device.uuid, type: nil, errno: nil)
@@ -181,7 +193,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             guard let device else { return reply.error(.operationNotSupportedByDevice) }
             return v2Files.read(device, file, read, reply: reply)
         }
-        guard let content = tree.content(node, mmapAvailable: mmapAvailable) else { return reply.error(.permissionDenied) }
+        let kept = read.offset > 0 ? lock.withLock { snapshots[read.handle] ?? nil } : nil
+        guard let content = kept ?? tree.content(node, mmapAvailable: mmapAvailable) else { return reply.error(.permissionDenied) }
+        if kept == nil { lock.withLock { if snapshots[read.handle] != nil { snapshots[read.handle] = content } } }
         let start = Int(clamping: max(0, read.offset))
         guard start < content.count else { return reply.data([]) }
         reply.data(content[start..<min(content.count, start + read.size)])

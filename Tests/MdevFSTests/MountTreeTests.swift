@@ -136,6 +136,32 @@ import TestSupport
         #expect(text.split(separator: "\n").count == 64)
     }
 
+    /// An open attribute file holds the text its read at offset 0 produced, as sysfs's seq_file
+    /// does: the reads after it continue that text even if the device changed meanwhile, and a
+    /// read at offset 0 (here a new open) takes the text anew.
+    @Test func anOpenAttributeFileKeepsItsText() throws {
+        let fixture = try MountFixture(smallScenario(instances: 1))
+        defer { fixture.close() }
+        let dir = try fixture.create()
+        let fd = open("\(dir)/state", O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 8)
+        #expect(read(fd, &head, head.count) == head.count)
+        let region = open("\(dir)/migration", O_RDWR)
+        try #require(region >= 0)
+        var stop = UInt32(0).littleEndian
+        #expect(pwrite(region, &stop, 4, 0) == 4, "running -> stop")
+        close(region)
+        var rest = [UInt8](repeating: 0, count: 64 << 10)
+        let n = read(fd, &rest, rest.count)
+        try #require(n > 0)
+        let whole = try #require(try JSONSerialization.jsonObject(with: Data(head + rest[0..<n])) as? [String: Any])
+        #expect(whole["state_name"] as? String == "running", "the text read at offset 0, continued")
+        let now = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/state"))) as? [String: Any]
+        #expect(now?["state_name"] as? String == "stop")
+    }
+
     /// A client's page-sized, page-aligned pread of the data section is the client's access, not
     /// a page fault: the checker sees it (here: data read before any data_offset read), while the
     /// faults of a mapping on the same file stay invisible to it.

@@ -38,6 +38,7 @@ extension MigrationRegion {
         if let refusal = checkDataWindow(offset: offset, count: buffer.count, access: access) { return refusal }
         let start = Int(offset - RegionLayout.dataSectionOffset)
         UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)
+        dataSectionWrites += 1
         if state.isResuming { transaction.pwrote(start..<(start + buffer.count)) }
         return AccessResult(count: buffer.count)
     }

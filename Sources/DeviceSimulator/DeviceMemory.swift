@@ -134,6 +134,14 @@ final class DeviceMemory {
         generator.generate(page: page, version: 0, into: destination)
     }
 
+    /// Whether `page` is all zero bytes without reading it: not stored, and the power-on page of
+    /// a zero-filled generator (its own, or the reference source's it refers to).
+    func isPowerOnZero(_ page: UInt64) -> Bool {
+        guard stored(page) == nil else { return false }
+        for reference in references where reference.pages.contains(page) { return reference.generator.fill == .zero }
+        return generator.fill == .zero
+    }
+
     /// The index of the reference source whose generator has `seed` (a resume's stream header
     /// named it), added if new; nil once `maxReferenceSources` are held (pages are then stored).
     func referenceSource(seed: UInt64) -> Int? {

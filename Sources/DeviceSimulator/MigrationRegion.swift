@@ -23,6 +23,11 @@ public final class MigrationRegion {
     /// An engine user may read and write `dataSection` itself, so `.direct` is the default; the
     /// mount, which sees every pread and pwrite, says `.none` until the client maps the section.
     public var dataSectionMapping: DataSectionMapping = .direct
+    /// Counts the engine's own writes into `dataSection`: a staged chunk, a client's pwrite, a
+    /// fault corrupting it. Stores through the mapping do not count: they carry what the page
+    /// cache holds. A layer that copied the section into a page cache knows by an unchanged
+    /// count that its copy still is the section.
+    public internal(set) var dataSectionWrites: UInt64 = 0
     public var logger: Logger
 
     var save: SaveSession?
@@ -211,6 +216,7 @@ public final class MigrationRegion {
         guard offset < limit else { return }
         let end = Int(min(offset + count, limit))
         for i in Int(offset)..<end { dataSection[i] ^= 0xFF }
+        dataSectionWrites += 1
     }
 
     // MARK: - Helpers

@@ -83,23 +83,41 @@ public final class SimulatedDevice {
 
     func replaceConfig(_ bytes: [UInt8]) { config = bytes }
 
-    /// SHA-256 of all memory in page order followed by the config blob, as lowercase hex.
-    /// Equal digests on source (at stop) and destination (after resume) prove a migration.
+    /// The device's digest, lowercase hex: SHA-256 over the SHA-256 of each page of memory in
+    /// page order, then the config blob (a hash list). Equal digests on source (at stop) and
+    /// destination (after resume) prove a migration.
+    ///
+    /// A hash list rather than one SHA-256 of all the bytes: a page known to be all zero without
+    /// reading it (power-on contents of a zero-filled device, its own or a source's it holds as
+    /// a reference) takes the zero page's hash, computed once, so a 16 GiB sparse device is
+    /// digested in milliseconds instead of ~11 s; every other page is hashed from its bytes.
     public func digest() -> String {
-        var hasher = SHA256()
-        let step = max(1, (1 << 20) / pageSize)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: step * pageSize, alignment: 4096)
+        var list = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 4096)
         defer { buffer.deallocate() }
-        var page: UInt64 = 0
-        while page < pageCount {
-            let n = Int(min(UInt64(step), pageCount - page))
-            guard let base = buffer.baseAddress else { break }
-            for i in 0..<n { memory.read(page: page + UInt64(i), into: base + i * pageSize) }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<(n * pageSize)]))
-            page += UInt64(n)
+        guard let base = buffer.baseAddress else { return "" }
+        func pageHash() -> SHA256.Digest {
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(buffer))
+            return hasher.finalize()
         }
-        config.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        return Self.hex(hasher.finalize())
+        var zeroPage: SHA256.Digest?
+        for page in 0..<pageCount {
+            let hash: SHA256.Digest
+            if memory.isPowerOnZero(page) {
+                if zeroPage == nil {
+                    base.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+                    zeroPage = pageHash()
+                }
+                hash = zeroPage ?? pageHash()
+            } else {
+                memory.read(page: page, into: base)
+                hash = pageHash()
+            }
+            hash.withUnsafeBytes { list.update(bufferPointer: $0) }
+        }
+        config.withUnsafeBytes { list.update(bufferPointer: $0) }
+        return Self.hex(list.finalize())
     }
 
     static func hex<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {

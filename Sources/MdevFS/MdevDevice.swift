@@ -24,6 +24,9 @@ final class MdevDevice: @unchecked Sendable {
     // Guarded by `lock`:
     /// The handle of the open file description holding the region, if any.
     private(set) var holder: UInt64?
+    /// `region.dataSectionWrites` when the data section was last pushed whole into the page
+    /// cache (a resume's pre-fill), nil when the cache may hold other bytes (a new holder).
+    var prefilledAt: UInt64?
     /// The client has used a mapping of the data section (a page-fault read or a writeback
     /// reached us): from then on the device keeps the kernel's page cache coherent. Kept in the
     /// engine, whose checker then knows that save-side reads of the mapping are unseen.

@@ -142,7 +142,10 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
             lock.withLock { openRegions[handle] = device }
             // A new holder: pages a previous client left in the page cache must not show through.
             let stale = device.withLock { () -> Bool in
-                defer { device.mappingInUse = false }
+                defer {
+                    device.mappingInUse = false
+                    device.prefilledAt = nil
+                }
                 return device.mappingInUse
             }
             if stale { cache.invalidate(inode) }

@@ -46,7 +46,12 @@ struct RegionFile: Sendable {
                 let r = region.read(at: offset, into: target)
                 if offset == HeaderField.dataOffset.offset, r.errno == nil, device.mappingInUse {
                     if region.state.isResuming {
-                        prefill = true
+                        // The page cache holds the section already when nothing but the client's
+                        // stores (fetched back at each data_size) changed it since the last
+                        // pre-fill: storing it again would copy the whole section for nothing
+                        // (a fault, should a page be gone, reads the same bytes from the buffer).
+                        prefill = device.prefilledAt != region.dataSectionWrites
+                        if prefill { device.prefilledAt = region.dataSectionWrites }
                     } else {
                         stageRange = r.staged
                     }

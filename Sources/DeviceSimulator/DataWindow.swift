@@ -6,7 +6,10 @@ import SystemPackage
 extension MigrationRegion {
     func readData(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> AccessResult {
         let (result, range) = dataReadRange(at: offset, count: buffer.count)
-        if let range { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[range])) }
+        if let range {
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: dataSection[range]))
+            copies.sectionIntoCaller += UInt64(range.count)
+        }
         return result
     }
 
@@ -39,6 +42,7 @@ extension MigrationRegion {
         let start = Int(offset - RegionLayout.dataSectionOffset)
         UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)
         dataSectionWrites += 1
+        copies.pwriteIntoSection += UInt64(buffer.count)
         if state.isResuming { transaction.pwrote(start..<(start + buffer.count)) }
         return AccessResult(count: buffer.count)
     }

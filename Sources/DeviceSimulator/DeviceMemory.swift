@@ -49,6 +49,8 @@ final class DeviceMemory {
 
     deinit { releaseAll() }
 
+    /// Bytes copied into stored pages by `write` (received pages that were not references).
+    private(set) var bytesCopiedIn: UInt64 = 0
     /// Pages that currently hold their own RAM.
     var materializedPages: UInt64 { UInt64(slotsUsed - freeSlots.count) }
     /// Pages held as references to a source's power-on contents.
@@ -164,6 +166,7 @@ final class DeviceMemory {
         }
         guard let stored = slot(page) else { return false }
         stored.copyMemory(from: source, byteCount: pageSize)
+        bytesCopiedIn += UInt64(pageSize)
         forgetReference(page)
         return true
     }

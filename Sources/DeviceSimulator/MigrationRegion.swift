@@ -28,6 +28,17 @@ public final class MigrationRegion {
     /// cache holds. A layer that copied the section into a page cache knows by an unchanged
     /// count that its copy still is the section.
     public internal(set) var dataSectionWrites: UInt64 = 0
+    /// Bytes of migration data copied for this device, by site (the engine's own; a mount adds
+    /// the kernel's copies it causes). `intoMemory` is read from the device's memory.
+    public var copies: CopyTally {
+        get {
+            var t = ownCopies
+            t.intoMemory = device.memory.bytesCopiedIn
+            return t
+        }
+        set { ownCopies = newValue }
+    }
+    private var ownCopies = CopyTally()
     public var logger: Logger
 
     var save: SaveSession?

@@ -42,6 +42,8 @@ public struct RegionStatus: Sendable, Hashable, Codable {
     public var firedFaults: [String]
     public var lastError: String?
     public var accesses: UInt64
+    /// Bytes of migration data copied for the device, by site (`CopyTally`).
+    public var copies: CopyTally
 }
 
 extension MigrationRegion {
@@ -66,6 +68,6 @@ extension MigrationRegion {
                     headerSeen: r.headerSeen, complete: r.complete, deviations: r.deviations.count)
             },
             lastSave: lastSave, lastResume: lastResume, violations: violations.count,
-            firedFaults: firedFaults, lastError: lastError, accesses: accessCount)
+            firedFaults: firedFaults, lastError: lastError, accesses: accessCount, copies: copies)
     }
 }

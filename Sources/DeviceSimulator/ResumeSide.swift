@@ -107,6 +107,7 @@ extension MigrationRegion {
             let source = UnsafeRawBufferPointer(rebasing: data[(piece.lowerBound - start)..<(piece.upperBound - start)])
             if state.isResuming, !transaction.mappedStores, !target.elementsEqual(source) { transaction.mappedStores = true }
             target.copyMemory(from: source)
+            copies.mappingIntoSection += UInt64(piece.count)
         }
     }
 

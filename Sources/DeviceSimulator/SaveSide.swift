@@ -60,6 +60,7 @@ extension MigrationRegion {
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
         let size = session.stage(into: dataSection, phase: phase, device: device)
         dataSectionWrites += 1
+        copies.staged += size
         var staged = SaveSession.Staged(offset: RegionLayout.dataSectionOffset, size: size, phase: phase)
         staged.number = size > 0 ? session.chunkNumber - 1 : session.chunkNumber
         for action in pendingModifiers { modify(&staged, action) }

@@ -57,6 +57,7 @@ final class PageCacheCoherence: @unchecked Sendable {
         // reply, and page writebacks, which carry what the page cache already holds.
         do {
             try notifier.store(inode: inode, offset: Int64(Self.dataStart) + Int64(start), bytes: UnsafeRawBufferPointer(rebasing: section[start..<end]))
+            device.withLock { device.region.copies.pageCacheStore += UInt64(end - start) }
         } catch {
             logger.warning("notify_store of \(range) failed: \(error)")
         }
@@ -90,7 +91,10 @@ final class PageCacheCoherence: @unchecked Sendable {
     func retrieved(cookie: UInt64, inode: FUSEInode, offset: Int64, data: UnsafeRawBufferPointer) {
         guard let piece = lock.withLock({ retrieves.piece(cookie) }) else { return }
         let device = piece.apply.device
-        device.withLock { device.region.storeThroughMapping(at: UInt64(max(0, offset)), data) }
+        device.withLock {
+            device.region.copies.pageCacheIntoDaemon += UInt64(data.count)
+            device.region.storeThroughMapping(at: UInt64(max(0, offset)), data)
+        }
         // The kernel stops at the first page it does not hold. That page was either never
         // stored to (the buffer is right) or written back and dropped (its writeback already
         // reached the buffer): skip it and fetch the rest of the piece.

@@ -76,7 +76,12 @@ struct RegionFile: Sendable {
     /// the next chunk (on behalf of this client, which is waiting for this very reply) and page
     /// writebacks (which carry what the page cache already holds).
     private func readData(offset: UInt64, size: Int, reply: DataReply) {
-        let (result, bytes) = device.withLock { region.readInPlace(at: offset, count: size) }
+        let (result, bytes) = device.withLock {
+            let read = region.readInPlace(at: offset, count: size)
+            // The kernel copies the reply out of the section.
+            if case .success(let n) = read.result.outcome { region.copies.replyFromSection += UInt64(n) }
+            return read
+        }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): reply.error(e)
@@ -90,6 +95,7 @@ struct RegionFile: Sendable {
             // A late writeback of a mapped page: the client's stores, not a protocol event.
             device.withLock {
                 device.mappingInUse = true
+                region.copies.pageCacheIntoDaemon += UInt64(data.count)
                 region.storeThroughMapping(at: offset, data)
             }
             return reply.write(data.count)
@@ -102,7 +108,11 @@ struct RegionFile: Sendable {
             // Held: answered once the client's stores are back in the engine.
             if fetch, cache.retrieve(size: Int(value), of: device, inode: inode, complete: { applyDataSize(value, reply: reply) }) { return }
         }
-        let result = device.withLock { region.write(at: offset, from: data) }
+        let result = device.withLock { () -> AccessResult in
+            // A data pwrite: the kernel copied it into the request buffer.
+            if offset >= Self.dataStart { region.copies.writeIntoDaemon += UInt64(data.count) }
+            return region.write(at: offset, from: data)
+        }
         stall(result.stallNanoseconds)
         switch result.outcome {
         case .failure(let e): reply.error(e)
@@ -121,6 +131,8 @@ struct RegionFile: Sendable {
             if offset >= Self.dataStart {
                 let start = Int(offset - Self.dataStart)
                 guard start < section.count else { return reply.data([]) }
+                // The kernel copies the page into its page cache, as a store would.
+                region.copies.pageCacheStore += UInt64(min(section.count, start + size) - start)
                 return reply.data(UnsafeRawBufferPointer(rebasing: section[start..<min(section.count, start + size)]))
             }
             let end = min(Int(Self.dataStart) + section.count, Int(offset) + size)

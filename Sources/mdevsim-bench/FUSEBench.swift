@@ -176,6 +176,10 @@ struct FUSEFigures: Codable, Sendable {
     var engineHeaderNanoseconds: Spread?
     var engineHeaderShareOfFUSELatency: Spread?
     var chunksPerPass = 0
+    /// What mdevsim's devices counted they copied (`CopyTally`, both sides summed) over every
+    /// timed pass, through the mappings and by pread/pwrite.
+    var mappedCopies: CopyFigure?
+    var preadCopies: CopyFigure?
     var bareSteps: TransferTiming?
     var mdevsimSteps: TransferTiming?
     var digestsMatched: Int = 0
@@ -378,6 +382,7 @@ final class FUSEBenchRun {
         var rwSave: [String: [Double]] = [:], rwResume: [String: [Double]] = [:], swiftHeader: [Double] = []
         var memcpyRuns: [Double] = [], engineRuns: [EngineRun] = []
         var bareSteps = TransferTiming(), mdevSteps = TransferTiming()
+        var mappedCopies = CopyFigure(), preadCopies = CopyFigure()
         for r in 0..<o.repeats {
             let order = r % 2 == 0 ? ["bare", "mdevsim", "strict"] : ["strict", "mdevsim", "bare"]
             for who in order {
@@ -398,11 +403,13 @@ final class FUSEBenchRun {
                     rwSave[who, default: []].append(w.saveGBps)
                     rwResume[who, default: []].append(w.resumeGBps)
                 } else {
-                    let (t, _, matched) = try mdevsimSaveResume(c, mount: mdev.mountpoint, daemon: mdev.processID, mapped: true)
+                    let (t, _, matched, copies) = try mdevsimSaveResume(c, mount: mdev.mountpoint, daemon: mdev.processID, mapped: true)
+                    mappedCopies = mappedCopies + copies
                     mdevSteps = sum(mdevSteps, t)
                     transfer[who, default: []].append(t.gbPerSecond)
                     if matched { figures.digestsMatched += 1 }
-                    let (_, w, rwMatched) = try mdevsimSaveResume(c, mount: mdev.mountpoint, daemon: mdev.processID, mapped: false)
+                    let (_, w, rwMatched, rwCopies) = try mdevsimSaveResume(c, mount: mdev.mountpoint, daemon: mdev.processID, mapped: false)
+                    preadCopies = preadCopies + rwCopies
                     rwSave[who, default: []].append(w.saveGBps)
                     rwResume[who, default: []].append(w.resumeGBps)
                     if rwMatched { figures.digestsMatched += 1 }
@@ -450,6 +457,8 @@ final class FUSEBenchRun {
             figures.engineHeaderShareOfFUSELatency = Spread(zip(engineRuns, h).map { $0.headerNs / ($1 * 1000) })
         }
         figures.chunksPerPass = chunksPerPass
+        figures.mappedCopies = mappedCopies
+        figures.preadCopies = preadCopies
         if !o.skipConcurrency {
             // Its own mount, so the pairs are alone on it; the other mounts stay idle.
             let most = o.pairs.max() ?? 1
@@ -505,7 +514,7 @@ final class FUSEBenchRun {
     /// A real migration between two fresh mdevsim devices, through their mappings (`mapped`) or
     /// by pread/pwrite: the pre-copy pass is timed; stop-and-copy, the state changes and the
     /// digest comparison are not.
-    func mdevsimSaveResume(_ c: CRegionClient, mount: String, daemon: Int32?, mapped: Bool) throws -> (TransferTiming, ReadWriteTiming, Bool) {
+    func mdevsimSaveResume(_ c: CRegionClient, mount: String, daemon: Int32?, mapped: Bool) throws -> (TransferTiming, ReadWriteTiming, Bool, CopyFigure) {
         let source = try MdevsimDevice.create(mount: mount, type: Bench.FUSE.typeName)
         let destination = try MdevsimDevice.create(mount: mount, type: Bench.FUSE.typeName)
         defer { source.remove(); destination.remove() }
@@ -537,7 +546,8 @@ final class FUSEBenchRun {
             if !v.isEmpty { out.progress("violations on \(dev.uuid): \(v)") }
         }
         if a.isEmpty || a != b { out.progress("digests differ: source \(a), destination \(b) (\(destination.text("state")))") }
-        return (mappedTiming, rwTiming, !a.isEmpty && a == b)
+        let copies = CopyFigure(source: source.text("state"), destination: destination.text("state"))
+        return (mappedTiming, rwTiming, !a.isEmpty && a == b, copies)
     }
 
     /// The same pre-copy pass with no FUSE, in process: the engine's save of each chunk, one copy
@@ -612,6 +622,9 @@ final class FUSEBenchRun {
         if let e = f.engineAloneGbPerSecond, let s = f.engineSaveMicrosecondsPerChunk, let a = f.engineSaveApplyMicrosecondsPerChunk {
             l("  " + pad("  mdevsim engine alone, same pass, no FUSE", 48) + pad("", 22) + pad(String(format: "%.2f GB/s", e.median), 22)
               + String(format: "per chunk: save %.0f us, save+copy+apply %.0f us", s.median, a.median))
+        }
+        for (name, copies) in [("mapped", f.mappedCopies), ("pread/pwrite", f.preadCopies)] {
+            if let copies { l("  copies of each migrated byte, \(name): " + copies.description) }
         }
         if let b = f.bareSteps, let m = f.mdevsimSteps {
             l("  save+resume per chunk [us]: " + pad("", 16) + pad("bare C", 22) + "mdevsim")

@@ -53,6 +53,10 @@ extension FUSEFigures {
             lines.append("| same, ratio to memcpy of the same 1 MiB pieces (" + String(format: "%.1f GB/s", m.median) + ") | "
                          + String(format: "%.4fx | %.4fx | | |", b.median, d.median))
         }
+        for (name, copies) in [("through the mappings", mappedCopies), ("by pread/pwrite", preadCopies)] {
+            guard let copies else { continue }
+            lines.append("| copies of each migrated byte \(name), as mdevsim's devices counted them (the engine's, and the kernel's for the daemon) | | \(copies.description) | | |")
+        }
         if let e = engineAloneGbPerSecond, let s = engineSaveMicrosecondsPerChunk, let a = engineSaveApplyMicrosecondsPerChunk {
             lines.append("| mdevsim's engine alone, the same pass in process, no FUSE | | " + String(format: "%.2f GB/s", e.median)
                          + String(format: " (save %.0f us, save+copy+apply %.0f us a chunk)", s.median, a.median) + " | | |")

@@ -36,6 +36,30 @@ import TestSupport
             let violations = try String(contentsOfFile: "\(device)/violations", encoding: .utf8)
             #expect(violations.isEmpty, "\(name): \(violations)")
         }
+        // The copies each side counted (`CopyTally`), against the bytes the client moved.
+        func copies(_ device: String) throws -> [String: UInt64] {
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(device)/state"))) as? [String: Any]
+            return ((state?["copies"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+        }
+        let (from, to) = (try copies(source), try copies(destination))
+        let staged = from["staged"] ?? 0
+        #expect(staged > 0, "\(name): \(from) \(to)")
+        if map {
+            // Whole pages, and a retrieve's pieces and writebacks may carry a page twice.
+            #expect(from["page_cache_store", default: 0] >= staged, "each chunk pushed into the page cache (or faulted in)")
+            #expect(to["mapping_into_section", default: 0] >= staged, "every staged byte reached the destination's section")
+            #expect(from["reply_from_section"] == 0 && to["write_into_daemon"] == 0 && to["pwrite_into_section"] == 0)
+            #expect(to["page_cache_into_daemon", default: 0] >= to["mapping_into_section", default: 0])
+            // The first chunk's stores fault the section in; the second pre-fills it; no more.
+            #expect(to["page_cache_store", default: 0] <= 2 * (256 << 10), "the destination's section is pre-filled once, not at every chunk")
+        } else {
+            #expect(from["reply_from_section"] == staged, "each staged byte read once")
+            #expect(to["write_into_daemon"] == staged && to["pwrite_into_section"] == staged)
+            #expect(from["page_cache_store"] == 0 && to["page_cache_into_daemon"] == 0)
+        }
+        // The destination stores only what is not its source's power-on page: here the pages
+        // the running source rewrote.
+        #expect(to["into_memory", default: 0] <= staged)
     }
 
     /// Mapped data sections of several MiB leave many dirty pages to write back when the client

@@ -45,7 +45,10 @@ public struct V2ReferenceClient {
         let destination: any V2Transport
         var options: ClientOptions { client.options }
         var tally = MigrationTally()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: V2ReferenceClient.readSize, alignment: 8)
+        /// Page aligned: a direct_io read of a buffer that straddles one more page than its size
+        /// needs is split by the kernel at FUSE's 256-page limit, and the device saw each 1 MiB
+        /// read as two (1 MiB - 16 bytes, then 16), unlike the same client in process.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: V2ReferenceClient.readSize, alignment: 4096)
 
         init(client: V2ReferenceClient, source: any V2Transport, destination: any V2Transport) {
             self.client = client

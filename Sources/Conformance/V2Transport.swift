@@ -47,6 +47,10 @@ public final class InProcessV2Transport: V2Transport {
     public func state() throws(Errno) -> V2DeviceState { device.get() }
 
     public func setState(_ state: V2DeviceState) throws(Errno) -> Bool {
+        // The GET the file transport needs before each SET (its SET does not answer whether a
+        // session, a data_fd, began), made here too: the client's accesses, and so a trace of
+        // the same scenario, are then the same in process and through a mount.
+        _ = device.get()
         switch device.set(state) {
         case .failure(let failure): throw failure.errno
         case .success(let outcome):

@@ -46,15 +46,27 @@ import TestSupport
         try MountHelpers.checkFUSEDevice()
         let tmp = try RunnerMountTests.privateTmp()
         defer { try? FileManager.default.removeItem(atPath: tmp) }
-        let first = try Self.run([], tmp: tmp, name: "fuse1")
-        let second = try Self.run([], tmp: tmp, name: "fuse2")
-        let local = try Self.run(["--in-process"], tmp: tmp, name: "local")
+        // A small device speaking both protocols: its v2 entry's trace is compared too.
+        let both = tmp + "/both-protocols.yaml"
+        try """
+            name: both-protocols
+            types:
+              - type: both
+                memory: 4MiB
+                dirty: {rate: 8MiB/s}
+                protocols: [v1, v2]
+                v2: {p2p: true, pre_copy: true}
+            """.write(toFile: both, atomically: true, encoding: .utf8)
+        let first = try Self.run([both], tmp: tmp, name: "fuse1")
+        let second = try Self.run([both], tmp: tmp, name: "fuse2")
+        let local = try Self.run(["--in-process", both], tmp: tmp, name: "local")
         #expect(first.status == 0, "\(first.stdout)")
         for outputs in [first, local] {
             #expect(ReportSchemas.jsonProblem(data: outputs.json) == nil)
             #expect(ReportSchemas.junitProblem(text: String(decoding: outputs.junit, as: UTF8.self)) == nil)
         }
-        #expect(first.traces.count == Self.files.count)
+        #expect(first.traces.count == Self.files.count + 2, "\(first.traces.keys.sorted())")
+        #expect(first.traces["both-protocols.v2.trace.jsonl"] != nil)
         #expect(first.stdout == second.stdout)
         #expect(first.json == second.json, "JSON reports of two runs through FUSE differ")
         #expect(first.junit == second.junit, "JUnit reports of two runs through FUSE differ")

@@ -105,7 +105,10 @@ extension MigrationRegion {
         for piece in transaction.uncovered(start..<end) {
             let target = UnsafeMutableRawBufferPointer(rebasing: dataSection[piece])
             let source = UnsafeRawBufferPointer(rebasing: data[(piece.lowerBound - start)..<(piece.upperBound - start)])
-            if state.isResuming, !transaction.mappedStores, !target.elementsEqual(source) { transaction.mappedStores = true }
+            // Bytes the section holds already (a writeback of what a retrieve fetched, or the
+            // reverse) are neither a store nor a copy.
+            if ByteComparison.equal(UnsafeRawBufferPointer(target), source) { continue }
+            if state.isResuming { transaction.mappedStores = true }
             target.copyMemory(from: source)
             copies.mappingIntoSection += UInt64(piece.count)
         }

@@ -205,9 +205,22 @@ import TestSupport
         // sent then meets the Swift runtime's, which returns from a signal another process sent,
         // and the daemon lives on (seen in CI). "mount ready" is logged after the install.
         #expect(Self.waitFor { daemon.logText.contains("mount ready") })
+        let backtracers = Self.backtracers()
         kill(pid, SIGSEGV)
         #expect(Self.waitFor { MountHelpers.status(of: daemon.path) == .stale || !daemon.alive })
         #expect(Self.waitFor { daemon.logText.contains("killed by fatal signal 11 SIGSEGV") }, "\(daemon.logText.suffix(2000))")
+        // Nothing is left behind: the runtime's backtracer, once started for a signal another
+        // process sent, outlived the daemon, blocked for ever.
+        #expect(Self.waitFor { Self.backtracers().isSubset(of: backtracers) }, "swift-backtrace left: \(Self.backtracers().subtracting(backtracers))")
+    }
+
+    /// The PIDs of the swift-backtrace processes running now.
+    static func backtracers() -> Set<Int32> {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return Set(entries.compactMap(Int32.init).filter { pid in
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            return comm.hasPrefix("swift-backtrace")
+        })
     }
 
     /// `check` applies the memory model to this machine: a migration it cannot hold is refused,

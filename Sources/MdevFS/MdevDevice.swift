@@ -88,7 +88,16 @@ final class MdevDevice: @unchecked Sendable {
         lock.unlock()
     }
 
-    var isOpen: Bool { withLock { holder != nil } }
+    /// Open `mig_data` files (v2 data_fds) of the device.
+    private var dataFiles = 0
+
+    func dataFileOpened() { withLock { dataFiles += 1 } }
+    func dataFileClosed() { withLock { dataFiles = max(0, dataFiles - 1) } }
+
+    /// Whether a VMM holds the device: its v1 region or a v2 data_fd is open. sysfs refuses to
+    /// remove an mdev while its VFIO device is open (the kernel waits for the last close); the
+    /// mount answers EBUSY instead of waiting.
+    var isOpen: Bool { withLock { holder != nil || dataFiles > 0 } }
 }
 
 extension MdevDevice {

@@ -127,8 +127,8 @@ final class MdevTree: @unchecked Sendable {
     /// `bound` for requests in flight to let go of theirs. The RELEASE of the region's last
     /// descriptor clears the holder before its handler returns, and a remove then let the device
     /// (and its data section, up to 1 GiB) outlive the reply: a create right after it found no
-    /// memory (seen in CI under `prlimit --as`). A reference held longer (a v2 `data_fd` still
-    /// open) keeps the memory until it closes, as the kernel's file reference keeps a device.
+    /// memory (seen in CI under `prlimit --as`). A reference held longer keeps the memory until
+    /// it goes.
     private static func letGo(_ device: inout MdevDevice?, bound: TimeInterval = 1) {
         let deadline = Date().addingTimeInterval(bound)
         while device != nil, !isKnownUniquelyReferenced(&device), Date() < deadline { usleep(1000) }

@@ -29,6 +29,7 @@ final class V2Files: @unchecked Sendable {
             dataHandles[nextHandle] = (device, session)
             return nextHandle
         }
+        device.dataFileOpened()
         // A stream: offsets mean nothing, and every read or write must reach the device.
         reply.open(handle: handle, directIO: true, nonSeekable: true)
     }
@@ -50,7 +51,9 @@ final class V2Files: @unchecked Sendable {
     /// Forgets a `mig_data` or `mig_precopy_info` open; false when `handle` is not one.
     @discardableResult
     func release(_ handle: UInt64) -> Bool {
-        lock.withLock { dataHandles.removeValue(forKey: handle) != nil || precopyHandles.removeValue(forKey: handle) != nil }
+        let (data, precopy) = lock.withLock { (dataHandles.removeValue(forKey: handle), precopyHandles.removeValue(forKey: handle)) }
+        data?.device.dataFileClosed()
+        return data != nil || precopy != nil
     }
 
     /// Waits for the stalls the last call's faults asked for, with no lock held.

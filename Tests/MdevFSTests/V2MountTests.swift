@@ -109,6 +109,30 @@ import TestSupport
         #expect(violations.contains("v2-set-error"))
     }
 
+    /// An open data_fd holds the device as an open region does: `remove` is EBUSY until it
+    /// closes (sysfs does not remove an mdev whose VFIO device is open).
+    @Test func anOpenDataFDKeepsTheDeviceFromRemoval() throws {
+        let fixture = try MountFixture(Self.scenario())
+        defer { fixture.close() }
+        let dir = try fixture.create(type: "mdevsim-v2")
+        let state = open("\(dir)/mig_state", O_RDWR)
+        try #require(state >= 0)
+        var pre = V2DeviceState.preCopy.rawValue
+        #expect(pwrite(state, &pre, 4, 0) == 4)
+        close(state)
+        let data = open("\(dir)/mig_data", O_RDONLY)
+        try #require(data >= 0)
+        #expect(throws: Errno.resourceBusy) { try FileTransport.writeText("1\n", to: "\(dir)/remove") }
+        close(data)
+        // The RELEASE reaches the daemon after close returns.
+        var removed = false
+        for _ in 0..<100 where !removed {
+            removed = (try? FileTransport.writeText("1\n", to: "\(dir)/remove")) != nil
+            if !removed { usleep(20_000) }
+        }
+        #expect(removed && !FileManager.default.fileExists(atPath: dir))
+    }
+
     @Test(arguments: [V2MigrationFeatures([.stopCopy, .p2p, .preCopy]), [.stopCopy]])
     func referenceClientMigratesThroughTheMount(_ features: V2MigrationFeatures) throws {
         let fixture = try MountFixture(Self.scenario(features: features))

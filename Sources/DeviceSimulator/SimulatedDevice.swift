@@ -102,14 +102,17 @@ public final class SimulatedDevice {
             return hasher.finalize()
         }
         var zeroPage: SHA256.Digest?
+        func zeroPageHash() -> SHA256.Digest {
+            if let known = zeroPage { return known }
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            let hash = pageHash()
+            zeroPage = hash
+            return hash
+        }
         for page in 0..<pageCount {
             let hash: SHA256.Digest
             if memory.isPowerOnZero(page) {
-                if zeroPage == nil {
-                    base.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-                    zeroPage = pageHash()
-                }
-                hash = zeroPage ?? pageHash()
+                hash = zeroPageHash()
             } else {
                 memory.read(page: page, into: base)
                 hash = pageHash()

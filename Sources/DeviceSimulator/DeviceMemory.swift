@@ -136,6 +136,30 @@ final class DeviceMemory {
         generator.generate(page: page, version: 0, into: destination)
     }
 
+    /// `read`, adding the page's bytes to `checksum` in the same pass (a save staging a page
+    /// record): generated pages are summed as they are written, a zero page without a read.
+    func read(page: UInt64, into destination: UnsafeMutableRawPointer, checksum: inout StreamChecksum) {
+        if let stored = stored(page) {
+            guard pageSize % 32 == 0 else {
+                destination.copyMemory(from: stored, byteCount: pageSize)
+                checksum.update(UnsafeRawBufferPointer(start: destination, count: pageSize))
+                return
+            }
+            let from = UnsafeRawPointer(stored)
+            checksum.updateBlocks(count: pageSize / 32) { i in
+                let w = from.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self)
+                destination.storeBytes(of: w, toByteOffset: i * 32, as: SIMD4<UInt64>.self)
+                return w
+            }
+            return
+        }
+        for reference in references where reference.pages.contains(page) {
+            reference.generator.generate(page: page, version: 0, into: destination, checksum: &checksum)
+            return
+        }
+        generator.generate(page: page, version: 0, into: destination, checksum: &checksum)
+    }
+
     /// Whether `page` is all zero bytes without reading it: not stored, and the power-on page of
     /// a zero-filled generator (its own, or the reference source's it refers to).
     func isPowerOnZero(_ page: UInt64) -> Bool {
@@ -154,11 +178,18 @@ final class DeviceMemory {
         return references.count - 1
     }
 
+    /// The generator of reference source `reference`, to compare received pages with.
+    func referenceGenerator(_ reference: Int) -> PageGenerator? {
+        reference < references.count ? references[reference].generator : nil
+    }
+
     /// Replaces `page` with `pageSize` bytes from `source` (a resume applying a page record):
     /// kept as a reference when they are the power-on page of reference source `reference`,
-    /// stored otherwise; false when no memory is left for them.
-    func write(page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil) -> Bool {
-        if let r = reference, r < references.count, references[r].generator.matches(page: page, version: 0, bytes: source) {
+    /// stored otherwise; false when no memory is left for them. `matched`: whether the bytes were
+    /// already compared with that page (as the record's checksum was verified), nil to compare.
+    func write(page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil, matched: Bool? = nil) -> Bool {
+        if let r = reference, r < references.count,
+           matched ?? references[r].generator.matches(page: page, version: 0, bytes: source) {
             forgetReference(page)
             references[r].pages.insert(page)
             unstore(page)

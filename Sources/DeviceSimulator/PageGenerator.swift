@@ -36,21 +36,54 @@ struct PageGenerator: Sendable {
         return (k, Int(k % UInt64(texture.count - pageWords + 1)))
     }
 
+    /// Runs `body` with the page's window of the texture and its key: word `i` of the page is
+    /// `window[i] ^ key` (the one place that says so).
+    @inline(__always)
+    private func withWords<R>(page: UInt64, version: UInt64, _ body: (UnsafePointer<UInt64>, UInt64) -> R) -> R? {
+        let (k, start) = window(page: page, version: version)
+        return texture.withUnsafeBufferPointer { tex in
+            guard let t = tex.baseAddress else { return nil }
+            return body(t + start, k)
+        }
+    }
+
     /// Writes page `page` at `version` (0 is power-on) into `destination` (`pageWords * 8` bytes).
     func generate(page: UInt64, version: UInt64, into destination: UnsafeMutableRawPointer) {
         if isZero(version) {
             destination.initializeMemory(as: UInt8.self, repeating: 0, count: pageWords * 8)
             return
         }
-        let (k, start) = window(page: page, version: version)
         let out = destination.assumingMemoryBound(to: UInt64.self)
-        texture.withUnsafeBufferPointer { tex in
-            guard let t = tex.baseAddress else { return }
-            let src = t + start
-            for i in 0..<pageWords {
-                out[i] = src[i] ^ k
+        _ = withWords(page: page, version: version) { src, k in
+            for i in 0..<pageWords { out[i] = src[i] ^ k }
+        }
+    }
+
+    /// `generate`, adding the page's bytes to `checksum` in the same pass (a save staging a page
+    /// record): a zero page is summed without reading it back.
+    func generate(page: UInt64, version: UInt64, into destination: UnsafeMutableRawPointer, checksum: inout StreamChecksum) {
+        if isZero(version) {
+            destination.initializeMemory(as: UInt8.self, repeating: 0, count: pageWords * 8)
+            checksum.updateZeros(count: pageWords * 8)
+            return
+        }
+        guard pageWords % 4 == 0 else {
+            generate(page: page, version: version, into: destination)
+            checksum.update(UnsafeRawBufferPointer(start: destination, count: pageWords * 8))
+            return
+        }
+        var sum = checksum
+        _ = withWords(page: page, version: version) { src, k in
+            let window = UnsafeRawPointer(src)
+            let key = SIMD4<UInt64>(repeating: k)
+            // Four words at a time, generated, stored and summed in registers.
+            sum.updateBlocks(count: pageWords / 4) { i in
+                let w = window.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self) ^ key
+                destination.storeBytes(of: w, toByteOffset: i * 32, as: SIMD4<UInt64>.self)
+                return w
             }
         }
+        checksum = sum
     }
 
     /// Whether the `pageWords * 8` bytes at `bytes` are exactly page `page` at `version`: a
@@ -62,14 +95,41 @@ struct PageGenerator: Sendable {
             for i in 0..<pageWords { differ |= words[i] }
             return differ == 0
         }
-        let (k, start) = window(page: page, version: version)
-        return texture.withUnsafeBufferPointer { tex in
-            guard let t = tex.baseAddress else { return false }
-            let src = t + start
-            // Branch-free over the page (the common case is a match): one pass, as fast as a read.
+        // Branch-free over the page (the common case is a match): one pass, as fast as a read.
+        return withWords(page: page, version: version) { src, k in
             for i in 0..<pageWords { differ |= words[i] ^ src[i] ^ k }
             return differ == 0
+        } ?? false
+    }
+
+    /// `matches`, adding the bytes to `checksum` in the same pass (a resume verifying a page
+    /// record and comparing it with the source's power-on page reads the page once, not twice).
+    func matches(page: UInt64, version: UInt64, bytes: UnsafeRawPointer, checksum: inout StreamChecksum) -> Bool {
+        guard pageWords % 4 == 0 else {
+            checksum.update(UnsafeRawBufferPointer(start: bytes, count: pageWords * 8))
+            return matches(page: page, version: version, bytes: bytes)
         }
+        var differ = SIMD4<UInt64>(repeating: 0)
+        var sum = checksum
+        defer { checksum = sum }
+        if isZero(version) {
+            sum.updateBlocks(count: pageWords / 4) { i in
+                let w = bytes.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self)
+                differ |= w
+                return w
+            }
+            return differ == .zero
+        }
+        return withWords(page: page, version: version) { src, k in
+            let window = UnsafeRawPointer(src)
+            let key = SIMD4<UInt64>(repeating: k)
+            sum.updateBlocks(count: pageWords / 4) { i in
+                let w = bytes.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self)
+                differ |= w ^ window.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self) ^ key
+                return w
+            }
+            return differ == .zero
+        } ?? false
     }
 
     /// `count` bytes of the device-config blob at power-on.

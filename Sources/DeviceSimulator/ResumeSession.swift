@@ -26,8 +26,10 @@ struct ResumeSession {
     private var config: [UInt8]
     private var configReceived: UInt64 = 0
     private(set) var pagesApplied: UInt64 = 0
-    /// The device's reference source for the stream's source (from `HEAD`), if any.
+    /// The device's reference source for the stream's source (from `HEAD`), if any, and its
+    /// power-on pages, which page records are compared with as their checksums are verified.
     private var reference: Int?
+    private var powerOn: PowerOnPages?
     /// The source chunk being received: its number, total length and bytes received so far.
     private var chunk: (number: UInt64, length: UInt64, received: UInt64)?
     private(set) var chunksApplied = 0
@@ -105,7 +107,7 @@ struct ResumeSession {
     private mutating func decodeOne(_ bytes: UnsafeRawBufferPointer, device: SimulatedDevice) throws(Failure) -> Int? {
         let record: DecodedRecord
         do {
-            record = try RecordDecoder.decode(bytes, maxPayload: maxPayload)
+            record = try RecordDecoder.decode(bytes, maxPayload: maxPayload, powerOn: powerOn)
         } catch .incomplete(let needed) {
             return needed
         } catch {
@@ -118,7 +120,7 @@ struct ResumeSession {
     /// The record at the start of `bytes`, `nil` if incomplete, or the failure it shows.
     private func decode(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> DecodedRecord? {
         do {
-            return try RecordDecoder.decode(bytes, maxPayload: maxPayload)
+            return try RecordDecoder.decode(bytes, maxPayload: maxPayload, powerOn: powerOn)
         } catch .incomplete {
             return nil
         } catch {
@@ -167,6 +169,9 @@ struct ResumeSession {
         case .header:
             guard record.sequence == 1, !headerSeen else { throw Failure(message: "stream header out of place (record \(record.sequence))") }
             if let seed = try checkCompatible(record) { reference = device.referenceSource(seed: seed) }
+            if let r = reference, let generator = device.referenceGenerator(r) {
+                powerOn = PowerOnPages(generator: generator, pageCount: configuration.pageCount, pageSize: Int(configuration.pageSize))
+            }
             headerSeen = true
         case .page:
             guard headerSeen else { throw Failure(message: "stream does not start with a header") }
@@ -175,7 +180,7 @@ struct ResumeSession {
             else {
                 throw Failure(message: "corrupted stream: page record \(record.argument) of \(record.payload.count) bytes for a device of \(configuration.pageCount) pages of \(configuration.pageSize)")
             }
-            guard device.writePage(record.argument, from: base, reference: reference) else {
+            guard device.writePage(record.argument, from: base, reference: reference, matched: record.powerOnMatch) else {
                 throw Failure(message: "out of memory: no room for page \(record.argument) (\(device.materializedPages) pages held)", errno: .noMemory)
             }
             pagesApplied += 1

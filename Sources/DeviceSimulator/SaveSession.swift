@@ -119,8 +119,8 @@ struct SaveSession {
                 if page < cursor { initialPassDone = true }
                 dirty.remove(page)
                 cursor = page + 1
-                writer.append(.page, argument: page, payloadLength: pageSize) { payload in
-                    if let base = payload.baseAddress { device.readPage(page, into: base) }
+                writer.appendSumming(.page, argument: page, payloadLength: pageSize) { payload, sum in
+                    if let base = payload.baseAddress { device.readPage(page, into: base, checksum: &sum) }
                 }
                 pagesSent += 1
             }

@@ -69,13 +69,24 @@ public final class SimulatedDevice {
         memory.read(page: page, into: destination)
     }
 
+    /// `readPage`, adding the page's bytes to `checksum` in the same pass.
+    func readPage(_ page: UInt64, into destination: UnsafeMutableRawPointer, checksum: inout StreamChecksum) {
+        memory.read(page: page, into: destination, checksum: &checksum)
+    }
+
     /// Pages held as references to a source device's power-on contents (`DeviceMemory`).
     public var referencedPages: UInt64 { memory.referencedPages }
 
     /// False when no memory was left for the page. `reference`: a source from `referenceSource`,
     /// whose power-on page is kept as a reference if the bytes are exactly it.
-    func writePage(_ page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil) -> Bool {
-        memory.write(page: page, from: source, reference: reference)
+    /// `matched`: the bytes were already compared with that power-on page (nil: compare them).
+    func writePage(_ page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil, matched: Bool? = nil) -> Bool {
+        memory.write(page: page, from: source, reference: reference, matched: matched)
+    }
+
+    /// The generator of reference source `reference` (`referenceSource`).
+    func referenceGenerator(_ reference: Int) -> PageGenerator? {
+        memory.referenceGenerator(reference)
     }
 
     /// The reference source of a stream from a device of seed `seed` (nil: pages are stored).

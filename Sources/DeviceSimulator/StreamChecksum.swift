@@ -4,8 +4,10 @@
 /// bytes), and it has to keep up with memcpy, since every migrated byte passes through it twice.
 /// The order-dependent second sums make it sensitive to swapped words, unlike a plain sum.
 public struct StreamChecksum: Sendable {
-    private var a: (UInt64, UInt64, UInt64, UInt64) = (1, 2, 3, 4)
-    private var b: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    /// Lane `j` sums words `j`, `j + 4`, `j + 8`... of each update (`a`), and the running sums of
+    /// those (`b`): one SIMD add each per 32 bytes.
+    private var a = SIMD4<UInt64>(1, 2, 3, 4)
+    private var b = SIMD4<UInt64>(repeating: 0)
     private var length: UInt64 = 0
 
     public init() {}
@@ -15,32 +17,54 @@ public struct StreamChecksum: Sendable {
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
         let count = bytes.count
-        var i = 0
-        var (a0, a1, a2, a3) = a
-        var (b0, b1, b2, b3) = b
-        while i + 32 <= count {
-            a0 &+= base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            a1 &+= base.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
-            a2 &+= base.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)
-            a3 &+= base.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
-            b0 &+= a0; b1 &+= a1; b2 &+= a2; b3 &+= a3
-            i += 32
+        updateBlocks(count: count / 32) { base.loadUnaligned(fromByteOffset: $0 * 32, as: SIMD4<UInt64>.self) }
+        var i = count / 32 * 32
+        // The tail: whole words into lane 0, a last partial word (with its bit count) into lane 1.
+        while i + 8 <= count {
+            a[0] &+= base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            b[0] &+= a[0]
+            i += 8
         }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < count {
-            tail |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) << shift
-            shift += 8
-            if shift == 64 {
-                a0 &+= tail; b0 &+= a0
-                tail = 0; shift = 0
+        if i < count {
+            var tail: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < count {
+                tail |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) << shift
+                shift += 8
+                i += 1
             }
-            i += 1
+            a[1] &+= tail ^ (shift << 56)
+            b[1] &+= a[1]
         }
-        if shift > 0 { a1 &+= tail ^ (shift << 56); b1 &+= a1 }
-        a = (a0, a1, a2, a3)
-        b = (b0, b1, b2, b3)
+        length &+= UInt64(count % 32)
+    }
+
+    /// Adds `count` zero bytes, exactly as `update` over them would, without reading memory: a
+    /// zero page is summed in O(1) where it was one more pass over its bytes.
+    public mutating func updateZeros(count: Int) {
+        guard count > 0 else { return }
+        // A zero block leaves every `a` lane as it is and adds it once more to its `b` lane.
+        b &+= a &* UInt64(count / 32)
+        let rest = count % 32
+        b[0] &+= a[0] &* UInt64(rest / 8)
+        let partialBits = UInt64(rest % 8) * 8
+        if partialBits > 0 { a[1] &+= partialBits << 56; b[1] &+= a[1] }
         length &+= UInt64(count)
+    }
+
+    /// Adds `count` 32-byte blocks, block `i` being `block(i)` (its four words in memory order),
+    /// exactly as `update` over their bytes would: a page is generated, copied or compared in the
+    /// same pass that sums it, instead of a second pass over bytes that may have left the cache.
+    @inline(__always)
+    mutating func updateBlocks(count: Int, _ block: (Int) -> SIMD4<UInt64>) {
+        var sa = a, sb = b
+        for i in 0..<count {
+            sa &+= block(i)
+            sb &+= sa
+        }
+        a = sa
+        b = sb
+        length &+= UInt64(count) &* 32
     }
 
     public mutating func update(_ value: UInt64) {
@@ -50,9 +74,8 @@ public struct StreamChecksum: Sendable {
     /// The 64-bit value.
     public func finalize() -> UInt64 {
         var h = length &* 0x9E37_79B9_7F4A_7C15
-        for v in [a.0, a.1, a.2, a.3, b.0, b.1, b.2, b.3] {
-            h = SplitMix64.mix(h ^ v)
-        }
+        for j in 0..<4 { h = SplitMix64.mix(h ^ a[j]) }
+        for j in 0..<4 { h = SplitMix64.mix(h ^ b[j]) }
         return h
     }
 

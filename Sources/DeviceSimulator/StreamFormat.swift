@@ -96,6 +96,20 @@ struct RecordWriter {
         _ tag: StreamFormat.Tag, argument: UInt64, payloadLength: Int,
         fill: (UnsafeMutableRawBufferPointer) -> Void
     ) -> Int {
+        appendSumming(tag, argument: argument, payloadLength: payloadLength) { payload, sum in
+            fill(payload)
+            sum.update(UnsafeRawBufferPointer(payload))
+        }
+    }
+
+    /// `append` whose `fill` also adds the payload's bytes to the record's checksum, exactly once
+    /// and whole (`StreamChecksum.updateWords`, `updateZeros`): a page is staged and summed in one
+    /// pass. The header's 24 bytes are already in the sum when `fill` runs.
+    @discardableResult
+    mutating func appendSumming(
+        _ tag: StreamFormat.Tag, argument: UInt64, payloadLength: Int,
+        fill: (UnsafeMutableRawBufferPointer, inout StreamChecksum) -> Void
+    ) -> Int {
         let start = used
         let header = base + start
         header.storeBytes(of: tag.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
@@ -103,10 +117,9 @@ struct RecordWriter {
         header.storeBytes(of: argument.littleEndian, toByteOffset: 8, as: UInt64.self)
         header.storeBytes(of: sequence.littleEndian, toByteOffset: 16, as: UInt64.self)
         let payload = UnsafeMutableRawBufferPointer(start: header + StreamFormat.recordHeaderSize, count: payloadLength)
-        fill(payload)
         var sum = StreamChecksum()
         sum.update(UnsafeRawBufferPointer(start: header, count: 24))
-        sum.update(UnsafeRawBufferPointer(payload))
+        fill(payload, &sum)
         header.storeBytes(of: sum.finalize().littleEndian, toByteOffset: 24, as: UInt64.self)
         used += StreamFormat.recordHeaderSize + payloadLength
         sequence += 1
@@ -143,6 +156,9 @@ struct DecodedRecord {
     var argument: UInt64
     var sequence: UInt64
     var payload: UnsafeRawBufferPointer
+    /// For a page record decoded with `PowerOnPages`: whether its bytes are exactly that power-on
+    /// page (compared in the pass that verified the checksum); nil when not compared.
+    var powerOnMatch: Bool? = nil
     /// Header plus payload.
     var totalLength: Int { StreamFormat.recordHeaderSize + payload.count }
 
@@ -160,9 +176,19 @@ enum RecordDecodeError: Error, Equatable {
     case badChecksum(tag: UInt32, sequence: UInt64)
 }
 
+/// The power-on pages a resume compares received pages with (its stream's source's generator):
+/// a page record of the right index and size is compared while its checksum is verified.
+struct PowerOnPages {
+    let generator: PageGenerator
+    let pageCount: UInt64
+    let pageSize: Int
+}
+
 enum RecordDecoder {
-    /// Decodes the record at the start of `bytes`.
-    static func decode(_ bytes: UnsafeRawBufferPointer, maxPayload: Int) throws(RecordDecodeError) -> DecodedRecord {
+    /// Decodes the record at the start of `bytes`; with `powerOn`, compares a page record with its
+    /// power-on page in the same pass as the checksum (`DecodedRecord.powerOnMatch`). The checksum
+    /// is verified before anything else is judged, either way.
+    static func decode(_ bytes: UnsafeRawBufferPointer, maxPayload: Int, powerOn: PowerOnPages? = nil) throws(RecordDecodeError) -> DecodedRecord {
         guard bytes.count >= StreamFormat.recordHeaderSize, let base = bytes.baseAddress else {
             throw .incomplete(needed: StreamFormat.recordHeaderSize)
         }
@@ -178,8 +204,14 @@ enum RecordDecoder {
         let payload = UnsafeRawBufferPointer(start: base + StreamFormat.recordHeaderSize, count: Int(length))
         var sum = StreamChecksum()
         sum.update(UnsafeRawBufferPointer(start: base, count: 24))
-        sum.update(payload)
+        var match: Bool?
+        if tag == .page, let powerOn, argument < powerOn.pageCount, payload.count == powerOn.pageSize,
+           let first = payload.baseAddress {
+            match = powerOn.generator.matches(page: argument, version: 0, bytes: first, checksum: &sum)
+        } else {
+            sum.update(payload)
+        }
         guard sum.finalize() == stored else { throw .badChecksum(tag: rawTag, sequence: sequence) }
-        return DecodedRecord(tag: tag, argument: argument, sequence: sequence, payload: payload)
+        return DecodedRecord(tag: tag, argument: argument, sequence: sequence, payload: payload, powerOnMatch: match)
     }
 }

@@ -7,7 +7,8 @@
 #   3. a pre-copy pass saved by pread, resumed by pwrite        goal: mdevsim >= 1.0x bare
 #   4. save+resume of 1 MiB chunks through the mapping         goal: mdevsim >= 0.95x bare (+ ratio to memcpy)
 #   5. 4, 16, 64 concurrent source/destination pairs through one mdevsim mount, mapped and by
-#      pread/pwrite, aggregate GB/s                             goal: 64 pairs >= 0.9x the 4-pair aggregate
+#      pread/pwrite, aggregate GB/s, next to as many pairs     goal: 64 pairs >= 0.9x the 4-pair aggregate
+#      of the bare daemon's regions
 #   6. a 4 GiB in-process migration (no FUSE) against memcpy    goal: >= 0.5x memcpy (smaller, and said
 #      of the same bytes                                              so, if 4 GiB does not fit MemAvailable)
 # It prints figures and ratios; it is not a pass/fail test (the machine is shared and noisy).

@@ -23,11 +23,12 @@
 // (the read hook notes the kernel's offer, the writev hook sets the bit), and the multi-threaded
 // loop fuse_session_loop_mt_312 with clone_fd 0, max_threads 10, libfuse's default idle threads.
 //
-// Files: /region0 .. /region3, each 4096 + 1 MiB bytes with its own buffer (save on one, resume
-// on another, as mdevsim's two devices): region0/1 for the mapped loop, region2/3 for the
-// pread/pwrite loop (never mapped, so never stored to or retrieved from).
+// Files: /region0 .. /regionN-1 (N = 4 unless told), each 4096 + 1 MiB bytes with its own buffer
+// (save on one, resume on another, as mdevsim's two devices): region0/1 for the mapped loop,
+// region2/3 for the pread/pwrite loop (never mapped, so never stored to or retrieved from); the
+// concurrency baseline gives each of its pairs four more (4i..4i+3, the same two roles).
 //
-// Usage: bare_region MOUNTPOINT      (foreground; SIGTERM/SIGINT/SIGHUP unmount and exit)
+// Usage: bare_region MOUNTPOINT [N]  (foreground; SIGTERM/SIGINT/SIGHUP unmount and exit)
 // Build: cc -O2 -Wall -Wextra -Werror -o bare_region bare_region.c $(pkg-config --cflags --libs fuse3) -lpthread
 #define FUSE_USE_VERSION 35
 #define _GNU_SOURCE
@@ -54,7 +55,7 @@ int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *c
 #define HEADER_PAGE 4096u
 #define SECTION (1u << 20)
 #define REGION_SIZE (HEADER_PAGE + SECTION)
-#define NFILES 4
+#define MAX_REGIONS 1024
 #define ALLOW_MMAP_FLAGS2_BIT (1u << 4) // FUSE_DIRECT_IO_ALLOW_MMAP >> 32
 #define OPCODE_INIT 26u
 
@@ -69,12 +70,9 @@ struct region {
     atomic_bool mapped;
 };
 
-static struct region regions[NFILES] = {
-    { .ino = 2, .name = "region0" },
-    { .ino = 3, .name = "region1" },
-    { .ino = 4, .name = "region2" },
-    { .ino = 5, .name = "region3" },
-};
+// Region i is inode i + 2, named "region<i>".
+static struct region *regions;
+static int nregions = 4;
 static struct fuse_session *session;
 static time_t mount_time;
 
@@ -130,9 +128,7 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 // ---- file system ----------------------------------------------------------------------------
 
 static struct region *region_of(fuse_ino_t ino) {
-    for (int i = 0; i < NFILES; i++)
-        if (regions[i].ino == ino) return &regions[i];
-    return NULL;
+    return ino >= 2 && ino < (fuse_ino_t)nregions + 2 ? &regions[ino - 2] : NULL;
 }
 
 static void fill_stat(fuse_ino_t ino, struct stat *st) {
@@ -159,7 +155,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     if (parent != FUSE_ROOT_ID) { fuse_reply_err(req, ENOENT); return; }
-    for (int i = 0; i < NFILES; i++) {
+    for (int i = 0; i < nregions; i++) {
         if (strcmp(name, regions[i].name) == 0) {
             struct fuse_entry_param e;
             memset(&e, 0, sizeof e);
@@ -191,14 +187,14 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     if (ino != FUSE_ROOT_ID) { fuse_reply_err(req, ENOTDIR); return; }
     char buf[1024];
     size_t used = 0;
-    const char *names[NFILES + 2] = { ".", "..", regions[0].name, regions[1].name, regions[2].name, regions[3].name };
-    fuse_ino_t inos[NFILES + 2] = { FUSE_ROOT_ID, FUSE_ROOT_ID, regions[0].ino, regions[1].ino, regions[2].ino, regions[3].ino };
-    for (off_t i = off; i < NFILES + 2; i++) {
+    for (off_t i = off; i < nregions + 2; i++) {
+        const char *name = i == 0 ? "." : i == 1 ? ".." : regions[i - 2].name;
+        fuse_ino_t ino = i < 2 ? FUSE_ROOT_ID : regions[i - 2].ino;
         struct stat st;
-        fill_stat(inos[i], &st);
-        size_t need = fuse_add_direntry(req, NULL, 0, names[i], NULL, 0);
+        fill_stat(ino, &st);
+        size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
         if (used + need > size || used + need > sizeof buf) break;
-        fuse_add_direntry(req, buf + used, sizeof buf - used, names[i], &st, i + 1);
+        fuse_add_direntry(req, buf + used, sizeof buf - used, name, &st, i + 1);
         used += need;
     }
     fuse_reply_buf(req, buf, used);
@@ -335,13 +331,28 @@ static const struct fuse_lowlevel_ops ops = {
 };
 
 int main(int argc, char *argv[]) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s MOUNTPOINT [REGIONS]\n", argv[0]);
         return 2;
     }
+    if (argc == 3) {
+        char *end;
+        long n = strtol(argv[2], &end, 10);
+        if (*end || n < 4 || n > MAX_REGIONS) {
+            fprintf(stderr, "bare_region: REGIONS must be 4..%d, got '%s'\n", MAX_REGIONS, argv[2]);
+            return 2;
+        }
+        nregions = (int)n;
+    }
     mount_time = time(NULL);
-    for (int i = 0; i < NFILES; i++) {
-        if (posix_memalign((void **)&regions[i].data, 4096, SECTION) != 0) return 1;
+    regions = calloc((size_t)nregions, sizeof *regions);
+    if (!regions) return 1;
+    for (int i = 0; i < nregions; i++) {
+        regions[i].ino = (fuse_ino_t)i + 2;
+        char name[32];
+        snprintf(name, sizeof name, "region%d", i);
+        regions[i].name = strdup(name);
+        if (!regions[i].name || posix_memalign((void **)&regions[i].data, 4096, SECTION) != 0) return 1;
         memset(regions[i].data, 0x5a + i, SECTION);
     }
     char *args_v[] = { argv[0], "-o", "fsname=bare_region", "-o", "subtype=bare_region" };

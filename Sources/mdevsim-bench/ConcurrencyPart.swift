@@ -2,6 +2,9 @@
 // through one mdevsim mount, each pair driven by its own C client process (as N VMMs would be),
 // through the mappings and by pread/pwrite; aggregate GB/s for each N, and the ratio of the
 // largest N's aggregate to the smallest's (issue 15's goal: 64 pairs >= 0.9x the 4-pair figure).
+// The same clients run the same loops, interleaved, against N pairs of the bare C daemon's
+// regions (one mount, four regions a pair): what the machine and the kernel do with N pairs, so
+// that a fall with N can be told apart from one that is mdevsim's.
 import Dispatch
 import Foundation
 import Glibc
@@ -25,6 +28,11 @@ struct ConcurrencyFigure: Codable, Sendable {
     /// when it runs in its own process: whether more pairs cost the daemon more per byte.
     var mappedDaemonCPUSecondsPerGB: Spread?
     var preadDaemonCPUSecondsPerGB: Spread?
+    /// The same N of pairs on the bare C daemon (as many 1 MiB chunks a pair), when it ran.
+    var bareMappedGbPerSecond: Spread?
+    var barePreadGbPerSecond: Spread?
+    var bareMappedRatioToSmallest: Spread?
+    var barePreadRatioToSmallest: Spread?
 }
 
 struct ConcurrencyFigures: Codable, Sendable {
@@ -60,6 +68,33 @@ final class PairWorker: @unchecked Sendable {
         if mapped { try client.touch(0); try client.touch(1) }
         bytes = 0
         failure = nil
+    }
+
+    /// Slots of the bare daemon's regions: mapped source and destination, pread/pwrite ones.
+    static let bareSlots = (mappedSource: 2, mappedDestination: 3, readSource: 4, writeDestination: 5)
+
+    /// Opens this pair's four regions of the bare daemon (4i..4i+3), kept open for the whole run.
+    func openBare(mount: String, pair: Int) throws {
+        let s = Self.bareSlots
+        try client.open(s.mappedSource, "\(mount)/region\(4 * pair)", map: true)
+        try client.open(s.mappedDestination, "\(mount)/region\(4 * pair + 1)", map: true)
+        try client.open(s.readSource, "\(mount)/region\(4 * pair + 2)", map: false)
+        try client.open(s.writeDestination, "\(mount)/region\(4 * pair + 3)", map: false)
+        // The bare daemon keeps its page cache coherent once it saw the mapping used, as mdevsim.
+        try client.touch(s.mappedSource)
+        try client.touch(s.mappedDestination)
+    }
+
+    /// The bare daemon's pass: as many 1 MiB chunks as mdevsim's pass moves.
+    func barePass(mapped: Bool, chunks: Int) {
+        let s = Self.bareSlots
+        do {
+            bytes = mapped ? try client.mappedLoop(source: s.mappedSource, destination: s.mappedDestination, maxChunks: chunks).bytes
+                           : try client.readWriteLoop(source: s.readSource, destination: s.writeDestination, maxChunks: chunks).bytes
+            failure = nil
+        } catch {
+            failure = "\(error)"
+        }
     }
 
     /// The timed part: the whole pre-copy pass.
@@ -102,6 +137,10 @@ struct ConcurrencyPart {
     let out: Printer
     /// The mdevsim daemon's process, when it has its own.
     let daemon: Int32?
+    /// A bare C daemon's mount with four regions per pair of the largest N, for the baseline.
+    var bareMount: String? = nil
+    /// Chunks of the bare pass (its regions' data sections are 1 MiB).
+    var bareChunks: Int { max(1, Int(bytesPerPair / (1 << 20))) }
 
     func run() throws -> ConcurrencyFigures {
         let most = pairCounts.max() ?? 0
@@ -109,10 +148,12 @@ struct ConcurrencyPart {
         var workers: [PairWorker] = []
         defer { for w in workers { w.client.stop() } }
         for _ in 0..<most { workers.append(try PairWorker(clientPath: clientPath)) }
+        if let bareMount { for (i, w) in workers.enumerated() { try w.openBare(mount: bareMount, pair: i) } }
 
         var mapped: [Int: [Double]] = [:], pread: [Int: [Double]] = [:]
         var mappedIdle: [Int: [Double]] = [:], preadIdle: [Int: [Double]] = [:]
         var mappedDaemon: [Int: [Double]] = [:], preadDaemon: [Int: [Double]] = [:]
+        var bareMapped: [Int: [Double]] = [:], barePread: [Int: [Double]] = [:]
         var matched = 0, run = 0
         for r in 0..<repeats {
             // Alternate the order of N between repeats, so a drift of the machine's load does not
@@ -130,6 +171,12 @@ struct ConcurrencyPart {
                     run += n
                     out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@: %.2f GB/s aggregate, CPUs %.0f%% idle, daemon %.2f CPU s/GB, digests %d/%d",
                                         r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", gbps, idle, daemonCPU ?? -1, ok, n))
+                    if bareMount != nil {
+                        let bare = try bareAggregate(Array(workers.prefix(n)), mapped: isMapped)
+                        if isMapped { bareMapped[n, default: []].append(bare) } else { barePread[n, default: []].append(bare) }
+                        out.progress(String(format: "concurrency repeat %d/%d: %d pairs %@ on the bare daemon: %.2f GB/s aggregate",
+                                            r + 1, repeats, n, isMapped ? "mapped" : "pread/pwrite", bare))
+                    }
                 }
             }
         }
@@ -144,7 +191,9 @@ struct ConcurrencyPart {
                                      preadRatioToSmallest: ratio(pread), mappedIdlePercent: Spread(mappedIdle[n] ?? []),
                                      preadIdlePercent: Spread(preadIdle[n] ?? []),
                                      mappedDaemonCPUSecondsPerGB: mappedDaemon[n].map(Spread.init),
-                                     preadDaemonCPUSecondsPerGB: preadDaemon[n].map(Spread.init))
+                                     preadDaemonCPUSecondsPerGB: preadDaemon[n].map(Spread.init),
+                                     bareMappedGbPerSecond: bareMapped[n].map(Spread.init), barePreadGbPerSecond: barePread[n].map(Spread.init),
+                                     bareMappedRatioToSmallest: ratio(bareMapped), barePreadRatioToSmallest: ratio(barePread))
         }
         return ConcurrencyFigures(repeats: repeats, figures: figures, digestsMatched: matched, pairsRun: run,
                                   goal: ">= 0.9x the \(smallest)-pair aggregate")
@@ -185,6 +234,24 @@ struct ConcurrencyPart {
             daemonCPU = Double(daemon1 - daemon0) / Double(max(1, sysconf(Int32(_SC_CLK_TCK)))) / (Double(total) / 1e9)
         }
         return (ns > 0 ? Double(total) / ns : 0, ok, busy + idle > 0 ? 100 * idle / (busy + idle) : 0, daemonCPU)
+    }
+
+    /// The bare daemon's aggregate GB/s for `workers.count` pairs, their passes started together.
+    private func bareAggregate(_ workers: [PairWorker], mapped: Bool) throws -> Double {
+        let group = DispatchGroup()
+        let start = monotonicNanoseconds()
+        for w in workers {
+            group.enter()
+            Thread.detachNewThread {
+                w.barePass(mapped: mapped, chunks: bareChunks)
+                group.leave()
+            }
+        }
+        group.wait()
+        let ns = Double(monotonicNanoseconds() - start)
+        if let f = workers.compactMap(\.failure).first { throw BenchError("concurrency: a bare pair failed: \(f)") }
+        let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
+        return ns > 0 ? Double(total) / ns : 0
     }
 
     /// User + system ticks of process `pid` so far (fields 14 and 15 of /proc/PID/stat).

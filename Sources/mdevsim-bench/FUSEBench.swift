@@ -25,9 +25,10 @@
 ///    chunks. GB/s of chunk bytes; ratios to bare (goal >= 0.95x) and to memcpy of the same 1 MiB
 ///    pieces. The per-step time split and the engine alone (same pass in process, no FUSE) show
 ///    where mdevsim's extra time goes.
-/// 4. concurrency (mdevsim only, ConcurrencyPart.swift): N pairs (`--pairs`, default 4 16 64)
-///    migrating at once through one mount, one C client process per pair, mapped and by
-///    pread/pwrite; aggregate GB/s and the ratio to the smallest N (goal: >= 0.9x).
+/// 4. concurrency (ConcurrencyPart.swift): N pairs (`--pairs`, default 4 16 64) migrating at once
+///    through one mount, one C client process per pair, mapped and by pread/pwrite; aggregate GB/s
+///    and the ratio to the smallest N (goal: >= 0.9x). Interleaved, the same clients run the same
+///    loops on N pairs of a bare daemon's regions: the machine's own fall with N.
 /// 5. the in-process migration of `mdevsim-bench throughput` (default 4 GiB, smaller if it does
 ///    not fit MemAvailable) against memcpy of the same bytes (goal: >= 0.5x).
 import ArgumentParser
@@ -288,10 +289,11 @@ final class FUSEBenchRun {
         if ownsWorkdir { try? FileManager.default.removeItem(atPath: workdir) }
     }
 
-    func startBare() throws -> ChildDaemon {
+    /// The bare C daemon mounted at `workdir/name`, with `regions` region files.
+    func startBare(name: String = "bare", regions: Int = 4) throws -> ChildDaemon {
         guard let path = o.bareDaemon else { throw BenchError("no --bare-daemon") }
-        let mountpoint = "\(workdir)/bare"
-        let d = try ChildDaemon(label: "bare", executable: path, arguments: [mountpoint], mountpoint: mountpoint, logPath: "\(workdir)/bare.log")
+        let mountpoint = "\(workdir)/\(name)"
+        let d = try ChildDaemon(label: name, executable: path, arguments: [mountpoint, String(regions)], mountpoint: mountpoint, logPath: "\(workdir)/\(name).log")
         daemons.append(d)
         try waitForFile("\(mountpoint)/region0", alive: { d.isRunning })
         return d
@@ -463,11 +465,16 @@ final class FUSEBenchRun {
             // Its own mount, so the pairs are alone on it; the other mounts stay idle.
             let most = o.pairs.max() ?? 1
             let pairsMount = try startMdevsim(strict: false, name: "mdevsim-pairs", memory: o.pairMemory.bytes, instances: 2 * most)
-            out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint)")
-            figures.concurrency = try ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
-                                                      pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
-                                                      repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID).run()
+            // The baseline's own mount too: four regions a pair (mapped and pread/pwrite roles).
+            let barePairs = try startBare(name: "bare-pairs", regions: max(4, 4 * most))
+            out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint), and as many pairs of regions through \(barePairs.mountpoint)")
+            var part = ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
+                                       pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
+                                       repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID)
+            part.bareMount = barePairs.mountpoint
+            figures.concurrency = try part.run()
             pairsMount.stop()
+            barePairs.stop()
         }
         if !o.skipInProcessMigration {
             let size = InProcessMigrationFigure.fittingSize(o.migrationSize.bytes, chunk: UInt64(Bench.FUSE.chunk))
@@ -656,6 +663,10 @@ final class FUSEBenchRun {
                   + String(format: ", %.0f%% idle", x.preadIdlePercent.median))
                 if let m = x.mappedDaemonCPUSecondsPerGB, let p = x.preadDaemonCPUSecondsPerGB {
                     l("    " + pad("", 30) + pad(String(format: "  daemon %.2f CPU s/GB", m.median), 52) + String(format: "  daemon %.2f CPU s/GB", p.median))
+                }
+                if let m = x.bareMappedGbPerSecond, let p = x.barePreadGbPerSecond {
+                    l("    " + pad("  the bare C daemon", 30) + pad("mapped " + g(m) + r(x.bareMappedRatioToSmallest), 52)
+                      + "pread/pwrite " + g(p) + r(x.barePreadRatioToSmallest))
                 }
             }
             l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")

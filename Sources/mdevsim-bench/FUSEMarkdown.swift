@@ -69,8 +69,16 @@ extension FUSEFigures {
                 }
                 guard let r = mapped ? top.mappedRatioToSmallest : top.preadRatioToSmallest else { continue }
                 let verdict = r.median >= 0.9 ? "met" : String(format: "**not met** (%.0f%% short)", (1 - r.median / 0.9) * 100)
+                // The bare daemon's own fall with N, in its column: what the machine does with N pairs.
+                var bare = ""
+                if let b = mapped ? top.bareMappedRatioToSmallest : top.barePreadRatioToSmallest {
+                    let each = c.figures.compactMap { x in
+                        (mapped ? x.bareMappedGbPerSecond : x.barePreadGbPerSecond).map { String(format: "%d: %.2f", x.pairs, $0.median) }
+                    }
+                    bare = each.joined(separator: ", ") + String(format: " GB/s; %d / %d pairs %.2fx (%.2f..%.2f)", top.pairs, base.pairs, b.median, b.min, b.max)
+                }
                 lines.append("| \(top.pairs) concurrent pairs through one mount, \(mapped ? "mapped" : "pread/pwrite"), aggregate "
-                             + "(\(ByteSize.format(top.bytesPerPair)) a pair; GB/s by pairs) | | \(all.joined(separator: ", ")) GB/s | "
+                             + "(\(ByteSize.format(top.bytesPerPair)) a pair; GB/s by pairs) | \(bare) | \(all.joined(separator: ", ")) GB/s | "
                              + String(format: "%d / %d pairs **%.2fx** (%.2f..%.2f)", top.pairs, base.pairs, r.median, r.min, r.max)
                              + " | >= 0.9x the \(base.pairs)-pair aggregate: \(verdict) |")
             }
@@ -108,7 +116,9 @@ extension FUSEFigures {
             lines.append("")
             lines.append("Concurrent pairs: one C client process per pair, all pairs' pre-copy passes started together; aggregate = all "
                          + "pairs' bytes over the wall time from the first start to the last end; \(c.repeats) repeats, the order of N "
-                         + "alternating; pairs with equal digests \(c.digestsMatched)/\(c.pairsRun).")
+                         + "alternating; pairs with equal digests \(c.digestsMatched)/\(c.pairsRun). The bare C column: the same clients "
+                         + "running the same loops (as many 1 MiB chunks a pair) on N pairs of the bare daemon's regions, right after each "
+                         + "mdevsim measurement.")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -33,6 +33,10 @@ struct ConcurrencyFigure: Codable, Sendable {
     var barePreadGbPerSecond: Spread?
     var bareMappedRatioToSmallest: Spread?
     var barePreadRatioToSmallest: Spread?
+    /// The copies all pairs' devices counted over their whole migrations (pre-copy and
+    /// stop-and-copy), per migrated byte: whether more pairs cost more copies (writebacks).
+    var mappedCopies: CopyFigure?
+    var preadCopies: CopyFigure?
 }
 
 struct ConcurrencyFigures: Codable, Sendable {
@@ -42,6 +46,9 @@ struct ConcurrencyFigures: Codable, Sendable {
     var digestsMatched: Int
     var pairsRun: Int
     var goal: String
+    /// The pair mounts' backing-device max_ratio when the bench set it (`--bdi-max-ratio`);
+    /// nil: the kernel's FUSE default (1%, strictlimit).
+    var bdiMaxRatio: Int?
 }
 
 /// One pair: its own C client (slots 0 source, 1 destination) and, while a migration runs, its
@@ -53,6 +60,8 @@ final class PairWorker: @unchecked Sendable {
     var devices: (MdevsimDevice, MdevsimDevice)?
     var bytes: UInt64 = 0
     var failure: String?
+    /// The copies the pair's two devices counted, read by `finish`.
+    var copies: CopyFigure?
 
     init(clientPath: String) throws { client = try CRegionClient(executable: clientPath) }
 
@@ -122,6 +131,7 @@ final class PairWorker: @unchecked Sendable {
             failure = "\(error)"
             return false
         }
+        copies = CopyFigure(source: source.text("state"), destination: destination.text("state"))
         let a = source.text("digest"), b = destination.text("digest")
         return !a.isEmpty && a == b
     }
@@ -139,6 +149,8 @@ struct ConcurrencyPart {
     let daemon: Int32?
     /// A bare C daemon's mount with four regions per pair of the largest N, for the baseline.
     var bareMount: String? = nil
+    /// What `--bdi-max-ratio` set, for the figures.
+    var bdiMaxRatio: Int? = nil
     /// Chunks of the bare pass (its regions' data sections are 1 MiB).
     var bareChunks: Int { max(1, Int(bytesPerPair / (1 << 20))) }
 
@@ -154,6 +166,7 @@ struct ConcurrencyPart {
         var mappedIdle: [Int: [Double]] = [:], preadIdle: [Int: [Double]] = [:]
         var mappedDaemon: [Int: [Double]] = [:], preadDaemon: [Int: [Double]] = [:]
         var bareMapped: [Int: [Double]] = [:], barePread: [Int: [Double]] = [:]
+        var mappedCopies: [Int: CopyFigure] = [:], preadCopies: [Int: CopyFigure] = [:]
         var matched = 0, run = 0
         for r in 0..<repeats {
             // Alternate the order of N between repeats, so a drift of the machine's load does not
@@ -162,6 +175,10 @@ struct ConcurrencyPart {
             for n in order {
                 for isMapped in [true, false] {
                     let (gbps, ok, idle, daemonCPU) = try aggregate(Array(workers.prefix(n)), mapped: isMapped)
+                    for w in workers.prefix(n) {
+                        guard let c = w.copies else { continue }
+                        if isMapped { mappedCopies[n] = mappedCopies[n] + c } else { preadCopies[n] = preadCopies[n] + c }
+                    }
                     if isMapped { mapped[n, default: []].append(gbps); mappedIdle[n, default: []].append(idle) }
                     else { pread[n, default: []].append(gbps); preadIdle[n, default: []].append(idle) }
                     if let daemonCPU {
@@ -193,17 +210,18 @@ struct ConcurrencyPart {
                                      mappedDaemonCPUSecondsPerGB: mappedDaemon[n].map(Spread.init),
                                      preadDaemonCPUSecondsPerGB: preadDaemon[n].map(Spread.init),
                                      bareMappedGbPerSecond: bareMapped[n].map(Spread.init), barePreadGbPerSecond: barePread[n].map(Spread.init),
-                                     bareMappedRatioToSmallest: ratio(bareMapped), barePreadRatioToSmallest: ratio(barePread))
+                                     bareMappedRatioToSmallest: ratio(bareMapped), barePreadRatioToSmallest: ratio(barePread),
+                                     mappedCopies: mappedCopies[n], preadCopies: preadCopies[n])
         }
         return ConcurrencyFigures(repeats: repeats, figures: figures, digestsMatched: matched, pairsRun: run,
-                                  goal: ">= 0.9x the \(smallest)-pair aggregate")
+                                  goal: ">= 0.9x the \(smallest)-pair aggregate", bdiMaxRatio: bdiMaxRatio)
     }
 
     /// Sets up `workers.count` pairs, runs their pre-copy passes at once (one thread each), and
     /// returns the aggregate GB/s (all pairs' bytes over the wall time from the first start to the
     /// last end), how many pairs ended with equal digests, and the CPUs' idle percent meanwhile.
     private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int, Double, Double?) {
-        for w in workers { try w.setUp(mount: mount, type: type, mapped: mapped) }
+        for w in workers { w.copies = nil; try w.setUp(mount: mount, type: type, mapped: mapped) }
         let group = DispatchGroup()
         let cpu0 = Self.cpuTicks(), daemon0 = daemon.flatMap(Self.processTicks)
         let start = monotonicNanoseconds()

@@ -84,6 +84,9 @@ extension Bench {
         @Flag(name: .customLong("skip-concurrency"), help: "Do not measure concurrent pairs.")
         var skipConcurrency = false
 
+        @Option(name: .customLong("bdi-max-ratio"), help: ArgumentHelp("Concurrency figure: measure it a second time with max_ratio of both pair mounts' backing devices (/sys/class/bdi/MAJ:MIN) at this percent (FUSE sets 1, with strictlimit; root only); 0: only with the kernel's default.", valueName: "percent"))
+        var bdiMaxRatio: Int = 100
+
         @Option(name: .customLong("migration-size"), help: "In-process figure: device memory of the in-process migration against memcpy (made smaller, and said so, if it does not fit MemAvailable).")
         var migrationSize: ByteSize = ByteSize(4 << 30)
 
@@ -187,6 +190,8 @@ struct FUSEFigures: Codable, Sendable {
     var violations: [String] = []
     /// N pairs migrating at once through one mount.
     var concurrency: ConcurrencyFigures?
+    /// The same with the pair mounts' backing-device max_ratio raised (`--bdi-max-ratio`).
+    var concurrencyRaisedBDI: ConcurrencyFigures?
     /// The in-process migration (no FUSE) against memcpy of the same bytes.
     var inProcessMigration: InProcessMigrationFigure?
     /// One device bigger than the machine migrated through a mount.
@@ -287,6 +292,24 @@ final class FUSEBenchRun {
         for d in daemons where !isMounted(d.mountpoint) { rmdir(d.mountpoint) }
         daemons = []
         if ownsWorkdir { try? FileManager.default.removeItem(atPath: workdir) }
+    }
+
+    /// Sets `max_ratio` of the backing device of the FUSE mount at `mountpoint` (its st_dev's
+    /// /sys/class/bdi entry); returns the entry. FUSE gives every mount 1% and strictlimit, so
+    /// many mapped sections dirty at once are written back to the daemon while their chunks move.
+    static func setBDIMaxRatio(_ ratio: Int, mountpoint: String) throws -> String {
+        var st = stat()
+        guard stat(mountpoint, &st) == 0 else { throw BenchError("stat \(mountpoint): \(String(cString: strerror(errno)))") }
+        let dev = UInt64(st.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        let bdi = "/sys/class/bdi/\(major):\(minor)"
+        do {
+            try "\(ratio)\n".write(toFile: bdi + "/max_ratio", atomically: false, encoding: .utf8)
+        } catch {
+            throw BenchError("cannot set \(bdi)/max_ratio to \(ratio) (root only): \(error)")
+        }
+        return bdi
     }
 
     /// The bare C daemon mounted at `workdir/name`, with `regions` region files.
@@ -462,19 +485,14 @@ final class FUSEBenchRun {
         figures.mappedCopies = mappedCopies
         figures.preadCopies = preadCopies
         if !o.skipConcurrency {
-            // Its own mount, so the pairs are alone on it; the other mounts stay idle.
-            let most = o.pairs.max() ?? 1
-            let pairsMount = try startMdevsim(strict: false, name: "mdevsim-pairs", memory: o.pairMemory.bytes, instances: 2 * most)
-            // The baseline's own mount too: four regions a pair (mapped and pread/pwrite roles).
-            let barePairs = try startBare(name: "bare-pairs", regions: max(4, 4 * most))
-            out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint), and as many pairs of regions through \(barePairs.mountpoint)")
-            var part = ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
-                                       pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
-                                       repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID)
-            part.bareMount = barePairs.mountpoint
-            figures.concurrency = try part.run()
-            pairsMount.stop()
-            barePairs.stop()
+            figures.concurrency = try measureConcurrency(clientPath: clientPath, bdiMaxRatio: nil)
+            if o.bdiMaxRatio > 0 {
+                do {
+                    figures.concurrencyRaisedBDI = try measureConcurrency(clientPath: clientPath, bdiMaxRatio: o.bdiMaxRatio)
+                } catch {
+                    out.line("concurrency with max_ratio \(o.bdiMaxRatio): not measured (\(error))")
+                }
+            }
         }
         if !o.skipInProcessMigration {
             let size = InProcessMigrationFigure.fittingSize(o.migrationSize.bytes, chunk: UInt64(Bench.FUSE.chunk))
@@ -501,12 +519,36 @@ final class FUSEBenchRun {
         if figures.digestsMatched != 2 * o.repeats {
             throw BenchError("only \(figures.digestsMatched) of \(2 * o.repeats) mdevsim save+resume runs ended with equal digests")
         }
-        if let c = figures.concurrency, c.digestsMatched != c.pairsRun {
+        for c in [figures.concurrency, figures.concurrencyRaisedBDI].compactMap({ $0 }) where c.digestsMatched != c.pairsRun {
             throw BenchError("only \(c.digestsMatched) of \(c.pairsRun) concurrent pairs ended with equal digests")
         }
         if let b = figures.bigDevice, !b.digestsMatch {
             throw BenchError("the big device's source and destination digests differ")
         }
+    }
+
+    /// The concurrency figure on fresh mounts (mdevsim's and the bare daemon's), their backing
+    /// devices' max_ratio set to `bdiMaxRatio` when given.
+    private func measureConcurrency(clientPath: String, bdiMaxRatio: Int?) throws -> ConcurrencyFigures {
+        // Its own mount, so the pairs are alone on it; the other mounts stay idle.
+        let most = o.pairs.max() ?? 1
+        let pairsMount = try startMdevsim(strict: false, name: "mdevsim-pairs", memory: o.pairMemory.bytes, instances: 2 * most)
+        // The baseline's own mount too: four regions a pair (mapped and pread/pwrite roles).
+        let barePairs = try startBare(name: "bare-pairs", regions: max(4, 4 * most))
+        out.progress("concurrency: \(o.pairs.map(String.init).joined(separator: ", ")) pairs of \(ByteSize.format(o.pairMemory.bytes)) devices through \(pairsMount.mountpoint), and as many pairs of regions through \(barePairs.mountpoint)")
+        var part = ConcurrencyPart(mount: pairsMount.mountpoint, type: Bench.FUSE.typeName, clientPath: clientPath,
+                                   pairCounts: o.pairs, bytesPerPair: o.pairMemory.bytes,
+                                   repeats: o.concurrencyRepeats, out: out, daemon: pairsMount.processID)
+        defer { pairsMount.stop(); barePairs.stop() }
+        part.bareMount = barePairs.mountpoint
+        part.bdiMaxRatio = bdiMaxRatio
+        if let ratio = bdiMaxRatio {
+            for m in [pairsMount.mountpoint, barePairs.mountpoint] {
+                let bdi = try Self.setBDIMaxRatio(ratio, mountpoint: m)
+                out.progress("concurrency: \(bdi)/max_ratio = \(ratio) for \(m)")
+            }
+        }
+        return try part.run()
     }
 
     func sum(_ a: TransferTiming, _ b: TransferTiming) -> TransferTiming {
@@ -651,8 +693,9 @@ final class FUSEBenchRun {
         l("  mdevsim save+resume runs with equal source/destination digests: \(f.digestsMatched)/\(2 * f.repeats); "
           + "checker violations on the header/read devices: \(f.violations.isEmpty ? "none" : "\(f.violations.count)")")
         for v in f.violations.prefix(5) { l("    \(v)") }
-        if let c = f.concurrency {
-            l("  concurrent pairs through one mdevsim mount (one C client per pair, \(c.repeats) repeats), aggregate GB/s; ratio to the smallest N (\(c.goal)):")
+        for c in [f.concurrency, f.concurrencyRaisedBDI].compactMap({ $0 }) {
+            let limit = c.bdiMaxRatio.map { "backing devices at max_ratio \($0)%" } ?? "the kernel's FUSE dirty limit (max_ratio 1%)"
+            l("  concurrent pairs through one mdevsim mount (one C client per pair, \(c.repeats) repeats, \(limit)), aggregate GB/s; ratio to the smallest N (\(c.goal)):")
             for x in c.figures {
                 let r = { (s: Spread?) in s.map { String(format: ", %.3fx", $0.median) } ?? "" }
                 let g = { (s: Spread) in String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max) }
@@ -663,6 +706,9 @@ final class FUSEBenchRun {
                   + String(format: ", %.0f%% idle", x.preadIdlePercent.median))
                 if let m = x.mappedDaemonCPUSecondsPerGB, let p = x.preadDaemonCPUSecondsPerGB {
                     l("    " + pad("", 30) + pad(String(format: "  daemon %.2f CPU s/GB", m.median), 52) + String(format: "  daemon %.2f CPU s/GB", p.median))
+                }
+                if let m = x.mappedCopies, let p = x.preadCopies {
+                    l("    " + pad("  copies per migrated byte", 30) + pad("mapped " + m.description, 52) + "pread/pwrite " + p.description)
                 }
                 if let m = x.bareMappedGbPerSecond, let p = x.barePreadGbPerSecond {
                     l("    " + pad("  the bare C daemon", 30) + pad("mapped " + g(m) + r(x.bareMappedRatioToSmallest), 52)

@@ -61,7 +61,9 @@ extension FUSEFigures {
             lines.append("| mdevsim's engine alone, the same pass in process, no FUSE | | " + String(format: "%.2f GB/s", e.median)
                          + String(format: " (save %.0f us, save+copy+apply %.0f us a chunk)", s.median, a.median) + " | | |")
         }
-        if let c = concurrency, let base = c.figures.first, let top = c.figures.last, c.figures.count > 1 {
+        for c in [concurrency, concurrencyRaisedBDI].compactMap({ $0 }) {
+            guard let base = c.figures.first, let top = c.figures.last, c.figures.count > 1 else { continue }
+            let limit = c.bdiMaxRatio.map { ", backing devices at max_ratio \($0)%" } ?? ""
             for mapped in [true, false] {
                 let all = c.figures.map { x in
                     String(format: "%d: %.2f (CPUs %.0f%% idle)", x.pairs, (mapped ? x.mappedGbPerSecond : x.preadGbPerSecond).median,
@@ -77,7 +79,7 @@ extension FUSEFigures {
                     }
                     bare = each.joined(separator: ", ") + String(format: " GB/s; %d / %d pairs %.2fx (%.2f..%.2f)", top.pairs, base.pairs, b.median, b.min, b.max)
                 }
-                lines.append("| \(top.pairs) concurrent pairs through one mount, \(mapped ? "mapped" : "pread/pwrite"), aggregate "
+                lines.append("| \(top.pairs) concurrent pairs through one mount\(limit), \(mapped ? "mapped" : "pread/pwrite"), aggregate "
                              + "(\(ByteSize.format(top.bytesPerPair)) a pair; GB/s by pairs) | \(bare) | \(all.joined(separator: ", ")) GB/s | "
                              + String(format: "%d / %d pairs **%.2fx** (%.2f..%.2f)", top.pairs, base.pairs, r.median, r.min, r.max)
                              + " | >= 0.9x the \(base.pairs)-pair aggregate: \(verdict) |")
@@ -112,13 +114,23 @@ extension FUSEFigures {
         lines.append("")
         lines.append("mdevsim runs with equal source/destination digests: \(digestsMatched)/\(2 * repeats); checker violations on the "
                      + "header and read devices: \(violations.isEmpty ? "none" : "\(violations.count)").")
-        if let c = concurrency {
+        if let c = concurrency ?? concurrencyRaisedBDI {
             lines.append("")
             lines.append("Concurrent pairs: one C client process per pair, all pairs' pre-copy passes started together; aggregate = all "
                          + "pairs' bytes over the wall time from the first start to the last end; \(c.repeats) repeats, the order of N "
                          + "alternating; pairs with equal digests \(c.digestsMatched)/\(c.pairsRun). The bare C column: the same clients "
                          + "running the same loops (as many 1 MiB chunks a pair) on N pairs of the bare daemon's regions, right after each "
-                         + "mdevsim measurement.")
+                         + "mdevsim measurement. Rows without a max_ratio: the kernel's FUSE default for a mount's backing device "
+                         + "(max_ratio 1%, strictlimit); rows with one: both pair mounts' `/sys/class/bdi/MAJ:MIN/max_ratio` set by "
+                         + "`--bdi-max-ratio` (default 100) right after mounting.")
+            for run in [concurrency, concurrencyRaisedBDI].compactMap({ $0 }) {
+                let copies = run.figures.compactMap { x in x.mappedCopies.map { "\(x.pairs) pairs \($0.description)" } }
+                guard !copies.isEmpty else { continue }
+                lines.append("")
+                lines.append("Copies of each migrated byte through the mappings"
+                             + (run.bdiMaxRatio.map { " (max_ratio \($0)%)" } ?? " (FUSE's default dirty limit)")
+                             + ", all pairs' devices over their whole migrations, by N: " + copies.joined(separator: "; ") + ".")
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }

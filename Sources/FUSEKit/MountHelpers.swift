@@ -105,14 +105,47 @@ public enum MountHelpers {
                 : "\(command.joined(separator: " ")) failed with status \(status)")
     }
 
+    /// `path` with every symbolic link and `..` resolved, for `setDirtyShare` once `path` is a
+    /// mount: resolve it before mounting, since resolving a mount not yet served blocks.
+    public static func resolvedPath(_ path: String) -> String { canonicalPath(path) }
+
+    /// Sets the share of the dirty-page budget (`max_ratio`, percent) of the backing device of
+    /// the FUSE mount at `resolvedPath` (from `resolvedPath(_:)`), found in /proc/self/mountinfo
+    /// without touching the mount; returns the sysfs directory it wrote in. The kernel gives a
+    /// FUSE mount 1%, with strictlimit: a client that dirties more mapped pages of the mount
+    /// than that (many data sections at once) makes the kernel write them back to the daemon
+    /// while it works. Root only; the setting goes with the mount.
+    @discardableResult
+    public static func setDirtyShare(percent: Int, ofMountAt resolvedPath: String) throws(FUSEError) -> String {
+        guard let entry = mountEntry(atResolved: resolvedPath) else {
+            throw FUSEError(.invalidState, path: resolvedPath, message: "\(resolvedPath) is not a mount (no line of /proc/self/mountinfo)")
+        }
+        let bdi = "/sys/class/bdi/\(entry.device.0):\(entry.device.1)"
+        let fd = open(bdi + "/max_ratio", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = Errno(rawValue: errno)
+            throw FUSEError(.invalidState, errno: e, path: bdi, message: "cannot open \(bdi)/max_ratio (\(e))\(e == .permissionDenied ? ": root only" : "")")
+        }
+        defer { close(fd) }
+        let text = Array("\(percent)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == text.count else {
+            let e = Errno(rawValue: errno)
+            throw FUSEError(.invalidState, errno: e, path: bdi, message: "writing \(percent) to \(bdi)/max_ratio failed (\(e))")
+        }
+        return bdi
+    }
+
     // MARK: internals
 
     /// The filesystem type mounted exactly at `path`, from /proc/self/mountinfo.
     static func mountType(at path: String) -> String? { mountEntry(at: path)?.fileSystemType }
 
     /// The top mount exactly at `path`, from /proc/self/mountinfo.
-    static func mountEntry(at path: String) -> MountEntry? {
-        let target = canonicalPath(path)
+    static func mountEntry(at path: String) -> MountEntry? { mountEntry(atResolved: canonicalPath(path)) }
+
+    /// The top mount exactly at `target`, a path already resolved (no lookup of it is made).
+    static func mountEntry(atResolved target: String) -> MountEntry? {
         guard let text = readFile("/proc/self/mountinfo") else { return nil }
         var found: MountEntry?
         for line in text.split(separator: "\n") {

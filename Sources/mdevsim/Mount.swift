@@ -36,7 +36,7 @@ struct Mount: ParsableCommand {
 
     @Option(name: .customShort("o"), help: ArgumentHelp("""
         Mount options, comma-separated, repeatable. mdevsim's own: scenario=FILE, strict, trace=FILE, log=FILE, \
-        verbose. Every other goes to libfuse and the kernel as given: ro, allow_other (other users, e.g. QEMU \
+        verbose, bdi_max_ratio=PERCENT (as --bdi-max-ratio). Every other goes to libfuse and the kernel as given: ro, allow_other (other users, e.g. QEMU \
         under another uid, may then read the 0444 attributes and list the tree, but create, reset, remove and \
         the regions stay the mounting user's: the modes are always enforced, default_permissions is always on; \
         README, Security model; non-root needs user_allow_other in /etc/fuse.conf), fsname=, subtype=, \
@@ -58,8 +58,15 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write every access to every device, and their creation, removal, reset, open and release, to this file as JSON lines (replay it with `mdevsim replay`). Truncated at mount; complete once unmounted. Also -o trace=FILE.", valueName: "file"))
     var trace: String?
 
+    @Option(name: .customLong("bdi-max-ratio"), help: ArgumentHelp("""
+        Root only: the mount's share of the dirty-page budget, in percent (its /sys/class/bdi/MAJ:MIN/max_ratio; \
+        the kernel gives a FUSE mount 1%). Many mapped data sections dirtied at once pass 1% (64 of 1 MiB do) and the \
+        kernel writes them back to the daemon while chunks move (README, Known limits). Also -o bdi_max_ratio=PERCENT.
+        """, valueName: "percent"))
+    var bdiMaxRatio: Int?
+
     /// mdevsim's own `-o` options, as fuse_opt templates.
-    static let ownTemplates = ["scenario=", "strict", "trace=", "log=", "verbose"]
+    static let ownTemplates = ["scenario=", "strict", "trace=", "log=", "verbose", "bdi_max_ratio="]
 
     /// What to run with once the long flags and mdevsim's `-o` options are merged (`-o` wins).
     struct Settings {
@@ -68,6 +75,7 @@ struct Mount: ParsableCommand {
         var trace: String?
         var log: String?
         var verbose: Bool
+        var bdiMaxRatio: Int?
         var line: FUSECommandLine
     }
 
@@ -84,15 +92,23 @@ struct Mount: ParsableCommand {
         } catch {
             throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: .usage)
         }
-        var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, line: line)
+        var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, bdiMaxRatio: bdiMaxRatio, line: line)
         for o in line.ownOptions {
             switch o.template {
             case "scenario=": s.scenario = o.value
             case "strict": s.strict = true
             case "trace=": s.trace = o.value
             case "log=": s.log = o.value
+            case "bdi_max_ratio=":
+                guard let text = o.value, let percent = Int(text) else {
+                    throw CommandError("cannot mount \(mountpoint)", cause: "bdi_max_ratio: expected a percent from 0 to 100, got '\(o.value ?? "")'", status: .usage)
+                }
+                s.bdiMaxRatio = percent
             default: s.verbose = true
             }
+        }
+        if let percent = s.bdiMaxRatio, !(0...100).contains(percent) {
+            throw CommandError("cannot mount \(mountpoint)", cause: "bdi_max_ratio: expected a percent from 0 to 100, got \(percent)", status: .usage)
         }
         // The daemon's working directory is `/` (fuse_daemonize): absolute paths only.
         s.trace = s.trace.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
@@ -171,6 +187,8 @@ struct Mount: ParsableCommand {
         defer {
             if let writer, let e = writer.close() { logger.error("the trace \(writer.path) is incomplete: writing it failed: \(e)") }
         }
+        // Resolved while it is still a plain directory: resolving a mount not yet served blocks.
+        let resolvedMountpoint = MountHelpers.resolvedPath(mountpoint)
         let mount: MdevMount
         do {
             mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: settings.strict, handleSignals: true,
@@ -179,6 +197,16 @@ struct Mount: ParsableCommand {
             throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: error.kind == .invalidOption ? .usage : .environment)
         }
         defer { MountRegistry.forget(pidFile: pidFile) }
+        if let percent = settings.bdiMaxRatio {
+            do {
+                let bdi = try MountHelpers.setDirtyShare(percent: percent, ofMountAt: resolvedMountpoint)
+                logger.info("\(bdi)/max_ratio set to \(percent)")
+            } catch {
+                // A tuning knob: the mount serves either way, with the kernel's share, and says so.
+                CommandError.printLine("mdevsim mount: warning: bdi_max_ratio=\(percent) not applied: \(error.message); the mount keeps the kernel's 1%")
+                logger.warning("bdi_max_ratio=\(percent) not applied: \(error.message)")
+            }
+        }
         if detach {
             let threads = FUSEDaemon.threadCount
             if threads > 1 { logger.warning("detaching with \(threads) threads: only this one survives the fork") }

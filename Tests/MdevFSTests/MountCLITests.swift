@@ -45,6 +45,32 @@ import TestSupport
         #expect(down == 0, "\(text)")
     }
 
+    /// `-o bdi_max_ratio=` sets the mount's share of the dirty-page budget (FUSE's is 1%), found
+    /// from mountinfo without a lookup of the mount; a value out of 0...100 is a usage error.
+    @Test func bdiMaxRatioSetsTheMountsDirtyShare() throws {
+        let mp = try mountpoint()
+        defer { mp.remove() }
+        let (status, output) = try MountCommandTests.mdevsim(["mount", mp.path, "-o", "bdi_max_ratio=100"])
+        #expect(status == 0, "\(output)")
+        defer { _ = try? MountCommandTests.mdevsim(["unmount", mp.path]) }
+        let line = try #require(try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+            .first { $0.split(separator: " ").dropFirst(4).first.map(String.init) == mp.path })
+        let device = String(line.split(separator: " ")[2])
+        let ratio = try String(contentsOfFile: "/sys/class/bdi/\(device)/max_ratio", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        if geteuid() == 0 {
+            #expect(ratio == "100", "\(output)")
+        } else {
+            #expect(ratio == "1" && output.contains("bdi_max_ratio=100 not applied"), "\(output)")
+        }
+        let (down, text) = try MountCommandTests.mdevsim(["unmount", mp.path])
+        #expect(down == 0, "\(text)")
+        for bad in ["bdi_max_ratio=101", "bdi_max_ratio=many"] {
+            let (refused, why) = try MountCommandTests.mdevsim(["mount", mp.path, "-o", bad])
+            #expect(refused == 64 && why.contains("expected a percent from 0 to 100"), "\(why)")
+            #expect(MountHelpers.status(of: mp.path) == .notMounted)
+        }
+    }
+
     @Test func unknownOptionIsRefusedByLibfuse() throws {
         let mp = try mountpoint()
         defer { mp.remove() }

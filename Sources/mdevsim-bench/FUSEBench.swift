@@ -34,6 +34,7 @@
 import ArgumentParser
 import DeviceSimulator
 import Foundation
+import FUSEKit
 import Glibc
 import MdevFS
 import Scenarios
@@ -294,24 +295,6 @@ final class FUSEBenchRun {
         if ownsWorkdir { try? FileManager.default.removeItem(atPath: workdir) }
     }
 
-    /// Sets `max_ratio` of the backing device of the FUSE mount at `mountpoint` (its st_dev's
-    /// /sys/class/bdi entry); returns the entry. FUSE gives every mount 1% and strictlimit, so
-    /// many mapped sections dirty at once are written back to the daemon while their chunks move.
-    static func setBDIMaxRatio(_ ratio: Int, mountpoint: String) throws -> String {
-        var st = stat()
-        guard stat(mountpoint, &st) == 0 else { throw BenchError("stat \(mountpoint): \(String(cString: strerror(errno)))") }
-        let dev = UInt64(st.st_dev)
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
-        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
-        let bdi = "/sys/class/bdi/\(major):\(minor)"
-        do {
-            try "\(ratio)\n".write(toFile: bdi + "/max_ratio", atomically: false, encoding: .utf8)
-        } catch {
-            throw BenchError("cannot set \(bdi)/max_ratio to \(ratio) (root only): \(error)")
-        }
-        return bdi
-    }
-
     /// The bare C daemon mounted at `workdir/name`, with `regions` region files.
     func startBare(name: String = "bare", regions: Int = 4) throws -> ChildDaemon {
         guard let path = o.bareDaemon else { throw BenchError("no --bare-daemon") }
@@ -544,7 +527,8 @@ final class FUSEBenchRun {
         part.bdiMaxRatio = bdiMaxRatio
         if let ratio = bdiMaxRatio {
             for m in [pairsMount.mountpoint, barePairs.mountpoint] {
-                let bdi = try Self.setBDIMaxRatio(ratio, mountpoint: m)
+                // Both mounts are served by now: resolving their paths does not block.
+                let bdi = try MountHelpers.setDirtyShare(percent: ratio, ofMountAt: MountHelpers.resolvedPath(m))
                 out.progress("concurrency: \(bdi)/max_ratio = \(ratio) for \(m)")
             }
         }

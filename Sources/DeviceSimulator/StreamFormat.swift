@@ -103,7 +103,7 @@ struct RecordWriter {
     }
 
     /// `append` whose `fill` also adds the payload's bytes to the record's checksum, exactly once
-    /// and whole (`StreamChecksum.updateWords`, `updateZeros`): a page is staged and summed in one
+    /// and whole (`StreamChecksum.updateBlocks`, `updateZeros`): a page is staged and summed in one
     /// pass. The header's 24 bytes are already in the sum when `fill` runs.
     @discardableResult
     mutating func appendSumming(

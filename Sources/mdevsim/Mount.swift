@@ -79,6 +79,10 @@ struct Mount: ParsableCommand {
         var line: FUSECommandLine
     }
 
+    private func badRatio(_ shown: String) -> CommandError {
+        CommandError("cannot mount \(mountpoint)", cause: "bdi_max_ratio: expected a percent from 0 to 100, got \(shown)", status: .usage)
+    }
+
     /// The libfuse command line these arguments stand for, parsed by libfuse.
     func settings() throws -> Settings {
         var args = [mountpoint]
@@ -100,16 +104,12 @@ struct Mount: ParsableCommand {
             case "trace=": s.trace = o.value
             case "log=": s.log = o.value
             case "bdi_max_ratio=":
-                guard let text = o.value, let percent = Int(text) else {
-                    throw CommandError("cannot mount \(mountpoint)", cause: "bdi_max_ratio: expected a percent from 0 to 100, got '\(o.value ?? "")'", status: .usage)
-                }
+                guard let percent = Int(o.value ?? "") else { throw badRatio("'\(o.value ?? "")'") }
                 s.bdiMaxRatio = percent
             default: s.verbose = true
             }
         }
-        if let percent = s.bdiMaxRatio, !(0...100).contains(percent) {
-            throw CommandError("cannot mount \(mountpoint)", cause: "bdi_max_ratio: expected a percent from 0 to 100, got \(percent)", status: .usage)
-        }
+        if let percent = s.bdiMaxRatio, !(0...100).contains(percent) { throw badRatio("\(percent)") }
         // The daemon's working directory is `/` (fuse_daemonize): absolute paths only.
         s.trace = s.trace.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         s.log = s.log.map { URL(fileURLWithPath: $0).standardizedFileURL.path }

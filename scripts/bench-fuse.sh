@@ -11,6 +11,9 @@
 #      of the bare daemon's regions
 #   6. a 4 GiB in-process migration (no FUSE) against memcpy    goal: >= 0.5x memcpy (smaller, and said
 #      of the same bytes                                              so, if 4 GiB does not fit MemAvailable)
+#   7. a 64 GiB device through one mount                      goal: daemon RSS < 512 MiB a side
+#   8. the bundled large-sparse scenario as `mdevsim run`      goal: in the default run, < 10 s
+#      runs it, through FUSE and in process
 # It prints figures and ratios; it is not a pass/fail test (the machine is shared and noisy).
 #
 #   scripts/bench-fuse.sh                  # the documented command (a few minutes after the build)

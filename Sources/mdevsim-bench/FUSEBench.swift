@@ -31,6 +31,9 @@
 ///    loops on N pairs of a bare daemon's regions: the machine's own fall with N.
 /// 5. the in-process migration of `mdevsim-bench throughput` (default 4 GiB, smaller if it does
 ///    not fit MemAvailable) against memcpy of the same bytes (goal: >= 0.5x).
+/// 6. a 64 GiB device through one mount, with the daemon's peak RSS (BigDevicePart.swift).
+/// 7. the bundled `large-sparse` scenario as `mdevsim run` runs it, through FUSE and in process
+///    (LargeSparsePart.swift; goal: in the default run, under 10 s).
 import ArgumentParser
 import DeviceSimulator
 import Foundation
@@ -99,6 +102,9 @@ extension Bench {
 
         @Flag(name: .customLong("skip-big-device"), help: "Do not measure the big-device migration.")
         var skipBigDevice = false
+
+        @Flag(name: .customLong("skip-large-sparse"), help: "Do not time the bundled large-sparse scenario (through FUSE and in process).")
+        var skipLargeSparse = false
 
         @Flag(help: "Print one JSON object of the figures on stdout; human-readable lines go to stderr.")
         var json = false
@@ -197,6 +203,8 @@ struct FUSEFigures: Codable, Sendable {
     var inProcessMigration: InProcessMigrationFigure?
     /// One device bigger than the machine migrated through a mount.
     var bigDevice: BigDeviceFigure?
+    /// The bundled `large-sparse` scenario, timed as `mdevsim run` runs it.
+    var largeSparse: LargeSparseFigure?
 }
 
 /// The in-process migration of `mdevsim-bench throughput`, run by `fuse` for the README's table.
@@ -489,6 +497,9 @@ final class FUSEBenchRun {
         if !o.skipBigDevice {
             figures.bigDevice = try BigDevicePart(workdir: workdir, clientPath: clientPath, memory: o.bigDevice.bytes, out: out).run()
         }
+        if !o.skipLargeSparse {
+            figures.largeSparse = try LargeSparsePart(out: out).run()
+        }
         figures.bareSteps = bareSteps
         figures.mdevsimSteps = mdevSteps
         report(figures)
@@ -504,6 +515,9 @@ final class FUSEBenchRun {
         }
         for c in [figures.concurrency, figures.concurrencyRaisedBDI].compactMap({ $0 }) where c.digestsMatched != c.pairsRun {
             throw BenchError("only \(c.digestsMatched) of \(c.pairsRun) concurrent pairs ended with equal digests")
+        }
+        if let l = figures.largeSparse, !l.passed {
+            throw BenchError("the large-sparse scenario did not meet its expectation")
         }
         if let b = figures.bigDevice, !b.digestsMatch {
             throw BenchError("the big device's source and destination digests differ")
@@ -700,6 +714,11 @@ final class FUSEBenchRun {
                 }
             }
             l("    pairs with equal digests: \(c.digestsMatched)/\(c.pairsRun)")
+        }
+        if let x = f.largeSparse {
+            l(String(format: "  large-sparse (16 GiB of zero pages, 2 MiB pages), as `mdevsim run` runs it: %.1f s through FUSE, %.1f s in process (goal < %.0f s in the default run: %@)%@",
+                     x.fuseSeconds, x.inProcessSeconds, x.goalSeconds, x.met ? "MET" : "not met",
+                     x.skippedByDefault ? "; the default --max-memory skips it" : ""))
         }
         if let b = f.bigDevice {
             l(String(format: "  big device: %@ (random, dirtying a hot set) through one mount by pread/pwrite: %@ moved (%@ in stop-and-copy) in %.1f s, %.2f GB/s; "

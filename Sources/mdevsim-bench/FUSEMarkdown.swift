@@ -101,6 +101,14 @@ extension FUSEFigures {
                          + " | daemon peak RSS \(ByteSize.format(b.daemonPeakRSSBytes)) for both sides | peak RSS < \(ByteSize.format(b.goalBytesPerSide)) per side: "
                          + (b.met ? "met" : "**not met**") + " |")
         }
+        if let x = largeSparse {
+            let short = x.fuseSeconds / x.goalSeconds
+            let verdict = x.met ? "met" : "**not met**" + String(format: " (%.1fx the goal through FUSE", short)
+                + (x.skippedByDefault ? "; the default `--max-memory 4GiB` skips it)" : ")")
+            lines.append("| `large-sparse` (16 GiB of zero pages, 2 MiB pages, 8 MiB chunks) as `mdevsim run` runs it, release build: through a FUSE mount / in process | | "
+                         + String(format: "%.1f s / %.1f s", x.fuseSeconds, x.inProcessSeconds) + (x.passed ? "" : " (FAILED)")
+                         + String(format: " | | in the default run, < %.0f s: ", x.goalSeconds) + verdict + " |")
+        }
         lines.append("")
         lines.append("A save+resume chunk through the mappings, step by step (us, over all repeats' chunks):")
         lines.append("")

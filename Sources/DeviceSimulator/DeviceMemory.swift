@@ -123,49 +123,52 @@ final class DeviceMemory {
         return FallibleAllocation.allocate(byteCount: extentBytes, alignment: 4096)
     }
 
+    /// Where the current bytes of a page come from: its slot, or a generator's power-on page
+    /// (its own, or the reference source's the page refers to).
+    private enum Contents {
+        case stored(UnsafeMutableRawPointer)
+        case powerOn(PageGenerator)
+    }
+
+    /// The one lookup every read of a page goes through.
+    private func contents(_ page: UInt64) -> Contents {
+        if let stored = stored(page) { return .stored(stored) }
+        for reference in references where reference.pages.contains(page) { return .powerOn(reference.generator) }
+        return .powerOn(generator)
+    }
+
     /// Copies the current bytes of `page` to `destination`.
     func read(page: UInt64, into destination: UnsafeMutableRawPointer) {
-        if let stored = stored(page) {
-            destination.copyMemory(from: stored, byteCount: pageSize)
-            return
+        switch contents(page) {
+        case .stored(let stored): destination.copyMemory(from: stored, byteCount: pageSize)
+        case .powerOn(let g): g.generate(page: page, version: 0, into: destination)
         }
-        for reference in references where reference.pages.contains(page) {
-            reference.generator.generate(page: page, version: 0, into: destination)
-            return
-        }
-        generator.generate(page: page, version: 0, into: destination)
     }
 
     /// `read`, adding the page's bytes to `checksum` in the same pass (a save staging a page
     /// record): generated pages are summed as they are written, a zero page without a read.
     func read(page: UInt64, into destination: UnsafeMutableRawPointer, checksum: inout StreamChecksum) {
-        if let stored = stored(page) {
-            guard pageSize % 32 == 0 else {
-                destination.copyMemory(from: stored, byteCount: pageSize)
-                checksum.update(UnsafeRawBufferPointer(start: destination, count: pageSize))
-                return
-            }
+        switch contents(page) {
+        case .powerOn(let g):
+            g.generate(page: page, version: 0, into: destination, checksum: &checksum)
+        case .stored(let stored) where pageSize % 32 != 0:
+            destination.copyMemory(from: stored, byteCount: pageSize)
+            checksum.update(UnsafeRawBufferPointer(start: destination, count: pageSize))
+        case .stored(let stored):
             let from = UnsafeRawPointer(stored)
             checksum.updateBlocks(count: pageSize / 32) { i in
                 let w = from.loadUnaligned(fromByteOffset: i * 32, as: SIMD4<UInt64>.self)
                 destination.storeBytes(of: w, toByteOffset: i * 32, as: SIMD4<UInt64>.self)
                 return w
             }
-            return
         }
-        for reference in references where reference.pages.contains(page) {
-            reference.generator.generate(page: page, version: 0, into: destination, checksum: &checksum)
-            return
-        }
-        generator.generate(page: page, version: 0, into: destination, checksum: &checksum)
     }
 
     /// Whether `page` is all zero bytes without reading it: not stored, and the power-on page of
     /// a zero-filled generator (its own, or the reference source's it refers to).
     func isPowerOnZero(_ page: UInt64) -> Bool {
-        guard stored(page) == nil else { return false }
-        for reference in references where reference.pages.contains(page) { return reference.generator.fill == .zero }
-        return generator.fill == .zero
+        if case .powerOn(let g) = contents(page) { return g.fill == .zero }
+        return false
     }
 
     /// The index of the reference source whose generator has `seed` (a resume's stream header

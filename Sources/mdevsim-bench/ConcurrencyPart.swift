@@ -222,20 +222,8 @@ struct ConcurrencyPart {
     /// last end), how many pairs ended with equal digests, and the CPUs' idle percent meanwhile.
     private func aggregate(_ workers: [PairWorker], mapped: Bool) throws -> (Double, Int, Double, Double?) {
         for w in workers { w.copies = nil; try w.setUp(mount: mount, type: type, mapped: mapped) }
-        let group = DispatchGroup()
         let cpu0 = Self.cpuTicks(), daemon0 = daemon.flatMap(Self.processTicks)
-        let start = monotonicNanoseconds()
-        for w in workers {
-            group.enter()
-            // A thread per pair, not a dispatch queue: concurrentPerform would run only as many
-            // pairs at once as there are CPUs, and these threads mostly wait in syscalls.
-            Thread.detachNewThread {
-                w.pass(mapped: mapped)
-                group.leave()
-            }
-        }
-        group.wait()
-        let ns = Double(monotonicNanoseconds() - start)
+        let ns = Self.together(workers) { $0.pass(mapped: mapped) }
         let cpu1 = Self.cpuTicks(), daemon1 = daemon.flatMap(Self.processTicks)
         let busy = Double(cpu1.busy - cpu0.busy), idle = Double(cpu1.idle - cpu0.idle)
         let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
@@ -256,20 +244,28 @@ struct ConcurrencyPart {
 
     /// The bare daemon's aggregate GB/s for `workers.count` pairs, their passes started together.
     private func bareAggregate(_ workers: [PairWorker], mapped: Bool) throws -> Double {
+        let chunks = bareChunks
+        let ns = Self.together(workers) { $0.barePass(mapped: mapped, chunks: chunks) }
+        if let f = workers.compactMap(\.failure).first { throw BenchError("concurrency: a bare pair failed: \(f)") }
+        let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
+        return ns > 0 ? Double(total) / ns : 0
+    }
+
+    /// Runs `pass` on every worker at once, a thread each; the nanoseconds from the first start
+    /// to the last end. A thread per pair, not a dispatch queue: concurrentPerform would run only
+    /// as many pairs at once as there are CPUs, and these threads mostly wait in syscalls.
+    static func together(_ workers: [PairWorker], _ pass: @escaping @Sendable (PairWorker) -> Void) -> Double {
         let group = DispatchGroup()
         let start = monotonicNanoseconds()
         for w in workers {
             group.enter()
             Thread.detachNewThread {
-                w.barePass(mapped: mapped, chunks: bareChunks)
+                pass(w)
                 group.leave()
             }
         }
         group.wait()
-        let ns = Double(monotonicNanoseconds() - start)
-        if let f = workers.compactMap(\.failure).first { throw BenchError("concurrency: a bare pair failed: \(f)") }
-        let total = workers.reduce(UInt64(0)) { $0 + $1.bytes }
-        return ns > 0 ? Double(total) / ns : 0
+        return Double(monotonicNanoseconds() - start)
     }
 
     /// User + system ticks of process `pid` so far (fields 14 and 15 of /proc/PID/stat).

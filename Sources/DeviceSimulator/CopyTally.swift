@@ -6,6 +6,9 @@
 public struct CopyTally: Sendable, Hashable, Codable {
     /// The engine: a chunk staged into the data section (save).
     public var staged: UInt64 = 0
+    /// The engine: the bytes past a chunk built ahead, carried over from the buffer it replaces
+    /// as the data section (`StageAhead.swift`): not the chunk's, but copied all the same.
+    public var sectionTail: UInt64 = 0
     /// The engine: a client's pwrite copied into the data section (resume).
     public var pwriteIntoSection: UInt64 = 0
     /// The engine: the data section copied into a caller's buffer (an in-process read).
@@ -29,14 +32,14 @@ public struct CopyTally: Sendable, Hashable, Codable {
 
     /// All of them.
     public var total: UInt64 {
-        staged + pwriteIntoSection + sectionIntoCaller + mappingIntoSection + intoMemory
+        staged + sectionTail + pwriteIntoSection + sectionIntoCaller + mappingIntoSection + intoMemory
             + replyFromSection + pageCacheStore + pageCacheIntoDaemon + writeIntoDaemon
     }
 
     /// The sum of two tallies (a source's and its destination's).
     public static func + (a: CopyTally, b: CopyTally) -> CopyTally {
         var s = a
-        s.staged += b.staged; s.pwriteIntoSection += b.pwriteIntoSection; s.sectionIntoCaller += b.sectionIntoCaller
+        s.staged += b.staged; s.sectionTail += b.sectionTail; s.pwriteIntoSection += b.pwriteIntoSection; s.sectionIntoCaller += b.sectionIntoCaller
         s.mappingIntoSection += b.mappingIntoSection; s.intoMemory += b.intoMemory; s.replyFromSection += b.replyFromSection
         s.pageCacheStore += b.pageCacheStore; s.pageCacheIntoDaemon += b.pageCacheIntoDaemon; s.writeIntoDaemon += b.writeIntoDaemon
         return s

@@ -42,6 +42,7 @@ extension MigrationRegion {
         let start = Int(offset - RegionLayout.dataSectionOffset)
         UnsafeMutableRawBufferPointer(rebasing: dataSection[start..<(start + buffer.count)]).copyMemory(from: buffer)
         dataSectionWrites += 1
+        sectionHighWater = max(sectionHighWater, start + buffer.count)
         copies.pwriteIntoSection += UInt64(buffer.count)
         if state.isResuming { transaction.pwrote(start..<(start + buffer.count)) }
         return AccessResult(count: buffer.count)

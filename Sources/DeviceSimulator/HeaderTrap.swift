@@ -158,7 +158,7 @@ extension MigrationRegion {
         let wasSaving = from & DeviceState.savingBit != 0 && from != DeviceState.error.bits
         let willSave = to & DeviceState.savingBit != 0
         if wasSaving, !willSave { endSave() }
-        if !wasSaving, willSave { save = SaveSession(configuration: configuration) }
+        if !wasSaving, willSave { beginSave() }
         if from == DeviceState.resuming.bits, to != DeviceState.resuming.bits { endResume() }
         if to == DeviceState.resuming.bits, from != DeviceState.resuming.bits {
             resume = ResumeSession(configuration: configuration)

@@ -14,15 +14,30 @@ public final class MigrationRegion {
     /// `device_state` as the device holds it, reserved bits included.
     public internal(set) var state: DeviceState
     /// The data section: `configuration.dataSectionSize` bytes at region offset
-    /// `RegionLayout.dataSectionOffset`, page aligned, for mapping layers to share.
-    public let dataSection: UnsafeMutableRawBufferPointer
+    /// `RegionLayout.dataSectionOffset`, page aligned, for mapping layers to share. With staging
+    /// ahead (`enableStagingAhead`) it is one of two buffers, which trade places when a chunk
+    /// built ahead is staged: read it again after each `data_offset` read.
+    public internal(set) var dataSection: UnsafeMutableRawBufferPointer
+    /// Staging ahead: the other buffer, where the next chunk is built (`StageAhead.swift`).
+    var spareSection: UnsafeMutableRawBufferPointer?
+    /// Bytes from the start of each buffer past which it holds only zeros: what a chunk built
+    /// ahead takes over from the section it replaces beyond its own end.
+    var sectionHighWater = 0
+    var spareHighWater = 0
+    var ahead: StageAhead?
+    var saveSessionsStarted: UInt64 = 0
+    /// How staging ahead went (chunks built ahead and staged, finished at staging, dropped).
+    public internal(set) var stagedAhead = StageAheadFigures()
     /// With `strict`, each protocol violation fails the offending access with `EINVAL`.
     public var strict: Bool
     /// How the client reaches the data section besides pread/pwrite: what the checker can see
     /// of its data accesses (the save-side read rules need every read; see `DataSectionMapping`).
     /// An engine user may read and write `dataSection` itself, so `.direct` is the default; the
     /// mount, which sees every pread and pwrite, says `.none` until the client maps the section.
-    public var dataSectionMapping: DataSectionMapping = .direct
+    public var dataSectionMapping: DataSectionMapping = .direct {
+        // A `.direct` user may have written anywhere in the section, unseen.
+        didSet { if oldValue == .direct, accessCount > 0 { sectionHighWater = dataSection.count } }
+    }
     /// Counts the engine's own writes into `dataSection`: a staged chunk, a client's pwrite, a
     /// fault corrupting it. Stores through the mapping do not count: they carry what the page
     /// cache holds. A layer that copied the section into a page cache knows by an unchanged
@@ -106,7 +121,10 @@ public final class MigrationRegion {
                   wallClock: wallClock)
     }
 
-    deinit { FallibleAllocation.freeZeroPages(dataSection) }
+    deinit {
+        FallibleAllocation.freeZeroPages(dataSection)
+        if let spareSection { FallibleAllocation.freeZeroPages(spareSection) }
+    }
 
     /// Total region size: header page plus data section.
     public var regionSize: UInt64 { configuration.regionSize }
@@ -228,6 +246,7 @@ public final class MigrationRegion {
         let end = Int(min(offset + count, limit))
         for i in Int(offset)..<end { dataSection[i] ^= 0xFF }
         dataSectionWrites += 1
+        sectionHighWater = max(sectionHighWater, end)
     }
 
     // MARK: - Helpers

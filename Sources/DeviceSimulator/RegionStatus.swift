@@ -44,6 +44,8 @@ public struct RegionStatus: Sendable, Hashable, Codable {
     public var accesses: UInt64
     /// Bytes of migration data copied for the device, by site (`CopyTally`).
     public var copies: CopyTally
+    /// How building save chunks ahead went (`StageAhead.swift`): zeros when it is off.
+    public var stagedAhead: StageAheadFigures
 }
 
 extension MigrationRegion {
@@ -68,6 +70,7 @@ extension MigrationRegion {
                     headerSeen: r.headerSeen, complete: r.complete, deviations: r.deviations.count)
             },
             lastSave: lastSave, lastResume: lastResume, violations: violations.count,
-            firedFaults: firedFaults, lastError: lastError, accesses: accessCount, copies: copies)
+            firedFaults: firedFaults, lastError: lastError, accesses: accessCount, copies: copies,
+            stagedAhead: stagedAhead)
     }
 }

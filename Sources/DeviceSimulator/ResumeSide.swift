@@ -110,6 +110,7 @@ extension MigrationRegion {
             if ByteComparison.equal(UnsafeRawBufferPointer(target), source) { continue }
             if state.isResuming { transaction.mappedStores = true }
             target.copyMemory(from: source)
+            sectionHighWater = max(sectionHighWater, piece.upperBound)
             copies.mappingIntoSection += UInt64(piece.count)
         }
     }

@@ -95,60 +95,102 @@ struct SaveSession {
 
     // MARK: Staging (data_offset)
 
-    /// Fills `section` with the next chunk of `phase`; returns its size (0 when nothing is left).
-    mutating func stage(into section: UnsafeMutableRawBufferPointer, phase: MigrationPhase, device: SimulatedDevice) -> UInt64 {
+    /// The records of the next chunk, decided from the session without changing it. A chunk is
+    /// staged in three steps: `plan`, `ChunkFill` writes its bytes (at once, or a few pages at a
+    /// time), `commit` leaves the session as the chunk's staging does. Staging ahead
+    /// (`StageAhead`) plans and fills the next chunk while the client still copies the staged
+    /// one, and commits it only if nothing the plan and the bytes came from changed meanwhile.
+    struct ChunkPlan {
+        let phase: MigrationPhase
+        let number: UInt64
+        let firstSequence: UInt64
+        let header: Bool
+        /// Dirty pages in the order they go in, and where the cursor is after the last one.
+        var pages: [UInt64] = []
+        var cursorAfter: UInt64
+        /// The pages went past the last page and on from the first: the initial pass is over.
+        var wraps = false
+        /// The config blob the chunk's config records come from (the session's snapshot, or the
+        /// device's config, which becomes the snapshot), and the pieces of it they carry.
+        var config: [UInt8]?
+        var takesSnapshot = false
+        var configPieces: [(from: Int, count: Int)] = []
+        /// The chunk ends the stream: its `END!` record counts the session's pages and config bytes.
+        var end = false
+        var pagesSentAfter: UInt64 = 0
+        var configSentAfter: UInt64 = 0
+    }
+
+    /// The next chunk of `phase` as `stage` would build it now; nil when nothing is left.
+    func plan(phase: MigrationPhase, device: SimulatedDevice) -> ChunkPlan? {
         let pagesAllowed = sendsPages(in: phase)
         let hasPages = pagesAllowed && dirty.setCount > 0
         let header = !headerSent && (hasPages || phase == .stopAndCopy)
         let tail = phase == .stopAndCopy && (configBytesSent < configuration.configSize || !endSent)
-        guard header || hasPages || tail, let base = section.baseAddress, section.count >= chunkCapacity else { return 0 }
-
-        var writer = RecordWriter(base: base, capacity: chunkCapacity, firstSequence: recordSequence)
-        let chunkStart = writer.used
-        writer.appendWords(.chunk, argument: chunkNumber, words: [0, UInt64(StreamFormat.phaseCode(phase))])
-        if header {
-            let c = configuration
-            writer.appendWords(.header, argument: StreamFormat.version,
-                               words: [c.memorySize, c.pageSize, c.configSize, UInt64(c.typeName.utf8.count), device.seed],
-                               trailing: Array(c.typeName.utf8))
-            headerSent = true
-        }
+        guard header || hasPages || tail else { return nil }
+        var plan = ChunkPlan(phase: phase, number: chunkNumber, firstSequence: recordSequence, header: header, cursorAfter: cursor)
+        var used = StreamFormat.chunkRecordSize + (header ? headerRecord : 0)
         if pagesAllowed {
-            let pageSize = Int(configuration.pageSize)
-            while writer.remaining >= pageRecord, let page = dirty.firstSet(from: cursor) {
-                if page < cursor { initialPassDone = true }
-                dirty.remove(page)
-                cursor = page + 1
-                writer.appendSumming(.page, argument: page, payloadLength: pageSize) { payload, sum in
-                    if let base = payload.baseAddress { device.readPage(page, into: base, checksum: &sum) }
-                }
-                pagesSent += 1
+            // As many records as fit, taken circularly from the cursor (`firstSet` wraps).
+            let fit = UInt64(max(0, (chunkCapacity - used) / pageRecord))
+            let count = Int(min(dirty.setCount, fit))
+            plan.pages.reserveCapacity(count)
+            var from = cursor
+            while plan.pages.count < count, let page = dirty.firstSet(from: from) {
+                if page < from { plan.wraps = true }
+                plan.pages.append(page)
+                from = page + 1
             }
+            plan.cursorAfter = from
+            used += plan.pages.count * pageRecord
         }
-        if phase == .stopAndCopy, dirty.setCount == 0 {
-            if configSnapshot == nil { configSnapshot = device.config }
-            let blob = configSnapshot ?? []
-            while configBytesSent < configuration.configSize, writer.remaining > StreamFormat.recordHeaderSize {
-                let n = Int(min(configuration.configSize - configBytesSent, UInt64(writer.remaining - StreamFormat.recordHeaderSize)))
-                let from = Int(configBytesSent)
-                writer.append(.config, argument: configBytesSent, payloadLength: n) { payload in
-                    blob.withUnsafeBytes { src in
-                        payload.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[from..<(from + n)]))
-                    }
-                }
-                configBytesSent += UInt64(n)
+        if phase == .stopAndCopy, dirty.setCount == UInt64(plan.pages.count) {
+            plan.takesSnapshot = configSnapshot == nil
+            plan.config = configSnapshot ?? device.config
+            var sent = configBytesSent
+            while sent < configuration.configSize, chunkCapacity - used > StreamFormat.recordHeaderSize {
+                let n = Int(min(configuration.configSize - sent, UInt64(chunkCapacity - used - StreamFormat.recordHeaderSize)))
+                plan.configPieces.append((Int(sent), n))
+                used += StreamFormat.recordHeaderSize + n
+                sent += UInt64(n)
             }
-            if configBytesSent == configuration.configSize, !endSent, writer.remaining >= StreamFormat.endRecordSize {
-                writer.appendWords(.end, argument: 0, words: [pagesSent, configBytesSent])
-                endSent = true
-            }
+            plan.end = sent == configuration.configSize && !endSent && chunkCapacity - used >= StreamFormat.endRecordSize
+            plan.configSentAfter = sent
         }
-        writer.patchChunkLength(recordStart: chunkStart, length: UInt64(writer.used))
-        recordSequence = writer.sequence
-        chunkNumber += 1
-        chunksStaged[phase, default: 0] += 1
-        return UInt64(writer.used)
+        plan.pagesSentAfter = pagesSent + UInt64(plan.pages.count)
+        return plan
     }
+
+    /// Fills `section` with the next chunk of `phase`; returns its size (0 when nothing is left).
+    mutating func stage(into section: UnsafeMutableRawBufferPointer, phase: MigrationPhase, device: SimulatedDevice) -> UInt64 {
+        guard let plan = plan(phase: phase, device: device), var fill = ChunkFill(plan, into: section, session: self, device: device) else { return 0 }
+        fill.write(pages: .max, device: device)
+        return commit(fill)
+    }
+
+    /// Makes the session what staging `fill`'s chunk leaves it; returns the chunk's size.
+    mutating func commit(_ fill: ChunkFill) -> UInt64 {
+        let plan = fill.plan
+        for page in plan.pages { dirty.remove(page) }
+        if !plan.pages.isEmpty { cursor = plan.cursorAfter }
+        if plan.wraps { initialPassDone = true }
+        pagesSent += UInt64(plan.pages.count)
+        if plan.header { headerSent = true }
+        if plan.takesSnapshot { configSnapshot = plan.config }
+        configBytesSent += UInt64(plan.configPieces.reduce(0) { $0 + $1.count })
+        if plan.end { endSent = true }
+        recordSequence = fill.sequence
+        chunkNumber += 1
+        chunksStaged[plan.phase, default: 0] += 1
+        revision += 1
+        return UInt64(fill.used)
+    }
+
+    /// Changes each time what the next chunk holds may have changed (a chunk staged, a page
+    /// dirtied); with `id`, what staging ahead checks before it commits a chunk built earlier.
+    private(set) var revision: UInt64 = 0
+    /// Which save session this is, set by the region that starts it.
+    var id: UInt64 = 0
 
     /// The staged chunk was consumed by a `pending_bytes` read.
     mutating func consumeStaged() -> Staged? {
@@ -162,6 +204,72 @@ struct SaveSession {
     /// The running device wrote `page`: it has to be sent (again).
     mutating func markDirty(_ page: UInt64) {
         dirty.insert(page)
+        revision += 1
+    }
+}
+
+/// Writes the bytes of a `SaveSession.ChunkPlan`, all at once or a few pages at a time (the
+/// records are the ones `RecordWriter` writes; the chunk's length is patched in at the end).
+struct ChunkFill {
+    let plan: SaveSession.ChunkPlan
+    private var writer: RecordWriter
+    private let chunkStart: Int
+    private let pageSize: Int
+    private var nextPage = 0
+    private(set) var complete = false
+
+    /// Writes the chunk's first records; nil when `section` is smaller than a chunk.
+    init?(_ plan: SaveSession.ChunkPlan, into section: UnsafeMutableRawBufferPointer, session: SaveSession, device: SimulatedDevice) {
+        let c = session.configuration
+        guard let base = section.baseAddress, section.count >= Int(c.chunkSize) else { return nil }
+        self.plan = plan
+        pageSize = Int(c.pageSize)
+        writer = RecordWriter(base: base, capacity: Int(c.chunkSize), firstSequence: plan.firstSequence)
+        chunkStart = writer.used
+        writer.appendWords(.chunk, argument: plan.number, words: [0, UInt64(StreamFormat.phaseCode(plan.phase))])
+        if plan.header {
+            writer.appendWords(.header, argument: StreamFormat.version,
+                               words: [c.memorySize, c.pageSize, c.configSize, UInt64(c.typeName.utf8.count), device.seed],
+                               trailing: Array(c.typeName.utf8))
+        }
+    }
+
+    var used: Int { writer.used }
+    var sequence: UInt64 { writer.sequence }
+    /// Pages of the plan not written yet.
+    var pagesLeft: Int { plan.pages.count - nextPage }
+
+    /// Writes up to `pages` more page records (each generated or copied and summed in one pass),
+    /// then, once every page is in, the config and end records and the chunk's length.
+    mutating func write(pages budget: Int, device: SimulatedDevice) {
+        guard !complete else { return }
+        let last = nextPage + min(budget, pagesLeft)
+        while nextPage < last {
+            // The plan fits the chunk by construction; this keeps a wrong plan inside the buffer
+            // (its stream would then fail the destination's checks, not overrun memory).
+            guard writer.remaining >= StreamFormat.recordHeaderSize + pageSize else {
+                nextPage = plan.pages.count
+                break
+            }
+            let page = plan.pages[nextPage]
+            writer.appendSumming(.page, argument: page, payloadLength: pageSize) { payload, sum in
+                if let base = payload.baseAddress { device.readPage(page, into: base, checksum: &sum) }
+            }
+            nextPage += 1
+        }
+        guard nextPage == plan.pages.count else { return }
+        if let blob = plan.config {
+            for piece in plan.configPieces {
+                writer.append(.config, argument: UInt64(piece.from), payloadLength: piece.count) { payload in
+                    blob.withUnsafeBytes { src in
+                        payload.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[piece.from..<(piece.from + piece.count)]))
+                    }
+                }
+            }
+        }
+        if plan.end { writer.appendWords(.end, argument: 0, words: [plan.pagesSentAfter, plan.configSentAfter]) }
+        writer.patchChunkLength(recordStart: chunkStart, length: UInt64(writer.used))
+        complete = true
     }
 }
 

@@ -58,7 +58,10 @@ extension MigrationRegion {
         guard var session = save else { return .failure(.invalidArgument) }
         save = nil
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
-        let size = session.stage(into: dataSection, phase: phase, device: device)
+        // A chunk built ahead from exactly this session and device is the chunk staging builds.
+        let size = takeStagedAhead(for: session, phase: phase).map { session.commit($0) }
+            ?? session.stage(into: dataSection, phase: phase, device: device)
+        sectionHighWater = max(sectionHighWater, Int(size))
         dataSectionWrites += 1
         copies.staged += size
         var staged = SaveSession.Staged(offset: RegionLayout.dataSectionOffset, size: size, phase: phase)
@@ -84,11 +87,19 @@ extension MigrationRegion {
     /// After an injected staging failure the session goes on, but the chunk's pages are owed
     /// again: the simplest faithful model is a fresh pass over all memory.
     func restartSaveAfterFailedStage(phase: MigrationPhase) {
-        save = SaveSession(configuration: configuration)
+        beginSave()
         lastError = "fault: staging a \(phase.rawValue) chunk failed"
     }
 
+    /// A new save session (entering a saving state, or starting over after a failed stage).
+    func beginSave() {
+        saveSessionsStarted += 1
+        save = SaveSession(configuration: configuration)
+        save?.id = saveSessionsStarted
+    }
+
     func endSave() {
+        ahead = nil
         if let s = save {
             lastSave = SaveFigures(
                 bytes: s.bytesConsumed.mapKeys(\.rawValue), chunks: s.chunksConsumed.mapKeys(\.rawValue),

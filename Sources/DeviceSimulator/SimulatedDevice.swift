@@ -35,11 +35,15 @@ public final class SimulatedDevice {
     public var pagesDirtied: UInt64 { dirty.writes }
     /// Page rewrites of the running device lost because no memory was left for the page.
     public private(set) var writesLostForMemory: UInt64 = 0
+    /// Changes whenever memory or config may have changed (power-on, the running device's
+    /// writes, a resume's pages or config): staging ahead builds on an unchanged revision.
+    private(set) var revision: UInt64 = 0
     /// Pages that hold RAM of their own (written since power-on).
     public var materializedPages: UInt64 { memory.materializedPages }
 
     /// Back to power-on memory and config (`VFIO_DEVICE_RESET`).
     public func powerOn() {
+        revision += 1
         memory.powerOn()
         config = powerOnConfig
         dirty.powerOn()
@@ -47,6 +51,8 @@ public final class SimulatedDevice {
 
     /// Lets the device run for `nanoseconds`, rewriting pages; `marked` is told each page written.
     func run(nanoseconds: UInt64, marked: (UInt64) -> Void) {
+        let writes = dirty.writes
+        defer { if dirty.writes != writes { revision += 1 } }
         dirty.run(nanoseconds: nanoseconds) { page, version in
             // Without memory for the page the device's write is lost: the page stays as it was
             // and is not owed again (the stream still matches memory).
@@ -81,7 +87,8 @@ public final class SimulatedDevice {
     /// whose power-on page is kept as a reference if the bytes are exactly it.
     /// `matched`: the bytes were already compared with that power-on page (nil: compare them).
     func writePage(_ page: UInt64, from source: UnsafeRawPointer, reference: Int? = nil, matched: Bool? = nil) -> Bool {
-        memory.write(page: page, from: source, reference: reference, matched: matched)
+        revision += 1
+        return memory.write(page: page, from: source, reference: reference, matched: matched)
     }
 
     /// The generator of reference source `reference` (`referenceSource`).
@@ -92,7 +99,10 @@ public final class SimulatedDevice {
     /// The reference source of a stream from a device of seed `seed` (nil: pages are stored).
     func referenceSource(seed: UInt64) -> Int? { memory.referenceSource(seed: seed) }
 
-    func replaceConfig(_ bytes: [UInt8]) { config = bytes }
+    func replaceConfig(_ bytes: [UInt8]) {
+        revision += 1
+        config = bytes
+    }
 
     /// The device's digest, lowercase hex: SHA-256 over the SHA-256 of each page of memory in
     /// page order, then the config blob (a hash list). Equal digests on source (at stop) and

@@ -3,6 +3,7 @@ import Foundation
 import FUSEKit
 import MigrationProtocol
 import SystemPackage
+import Synchronization
 
 /// One simulated mdev device of the mount: its engine, who holds its region, and the page-cache
 /// coherence state of its data section mapping.
@@ -44,16 +45,21 @@ final class MdevDevice: @unchecked Sendable {
         region = try MigrationRegion.make(configuration: configuration, identity: uuid, strict: strict,
                                           wallClock: clock, extents: extents).get()
         region.observer = observer
-        // The kernel copies a chunk out of and into the section for every notify_store, retrieve
-        // and pread: on transparent huge pages, pinning a 1 MiB buffer walks one PMD, not 256 PTEs.
-        if region.dataSection.count >= 2 << 20, let base = region.dataSection.baseAddress {
-            _ = madvise(base, region.dataSection.count, MADV_HUGEPAGE)
-        }
         // Every pread and pwrite reaches the engine until the client maps the section.
         region.dataSectionMapping = .none
         v2 = configuration.protocols.contains(.v2)
             ? V2Device(device: region.device, features: configuration.v2Features, strict: strict, wallClock: clock) : nil
         v2?.observer = observer
+        adviseHugePages()
+    }
+
+    /// The kernel copies a chunk out of and into the section for every notify_store, retrieve
+    /// and pread: on transparent huge pages, pinning a 1 MiB buffer walks one PMD, not 256 PTEs.
+    /// For each of the section's buffers (staging ahead adds one).
+    func adviseHugePages() {
+        for buffer in region.sectionBuffers where buffer.count >= 2 << 20 {
+            if let base = buffer.baseAddress { _ = madvise(base, buffer.count, MADV_HUGEPAGE) }
+        }
     }
 
     /// `VFIO_DEVICE_RESET`: both protocol faces back to running, power-on memory.
@@ -64,11 +70,23 @@ final class MdevDevice: @unchecked Sendable {
         }
     }
 
+    /// Threads blocked in `withLock`: work done in slices under the lock lets them in first.
+    private let waiting = Atomic<Int>(0)
+
     /// Runs `body` with the engine locked.
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        waiting.add(1, ordering: .relaxed)
         lock.lock()
+        waiting.subtract(1, ordering: .relaxed)
         defer { lock.unlock() }
         return try body()
+    }
+
+    /// For work that takes the lock a slice at a time (building a chunk ahead): returns once no
+    /// thread is waiting for the lock. A mutex is not fair: the slicing thread would take it
+    /// again at once, and a client's request would wait for all the slices, not one.
+    func letWaitersIn() {
+        while waiting.load(ordering: .relaxed) > 0 { sched_yield() }
     }
 
     /// Takes the region for `handle`. A region held by another open waits up to `grace` for that

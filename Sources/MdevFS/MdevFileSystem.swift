@@ -18,6 +18,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     public var types: [DeviceTypeSpec] { tree.types }
     /// With `strict`, protocol violations fail the offending access with EINVAL.
     public let strict: Bool
+    /// Whether a saving device builds its next chunk while the client copies the staged one
+    /// (`MigrationRegion.stageAhead`; on by default; speed only, the same bytes either way).
+    public let stagesAhead: Bool
     /// Told every region access of every device and their lifecycle (a trace), if set.
     public let observer: (any AccessObserver)?
     /// The parent device of the sysfs-shaped view (`class/mdev_bus/<parent>`).
@@ -40,8 +43,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
     private var nextHandle: UInt64 = 1
     private var mmapNegotiated = false
 
-    public init(types: [DeviceTypeSpec], strict: Bool = false, observer: (any AccessObserver)? = nil,
+    public init(types: [DeviceTypeSpec], strict: Bool = false, stagesAhead: Bool = true, observer: (any AccessObserver)? = nil,
                 parent: String = MdevParent.defaultName, logger: Logger = Logger(label: "mdevsim.fs")) {
+        self.stagesAhead = stagesAhead
         tree = MdevTree(types: types, parent: parent)
         cache = PageCacheCoherence(logger: logger)
         self.parent = parent
@@ -50,9 +54,9 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         self.logger = logger
     }
 
-    public convenience init(scenario: Scenario, strict: Bool = false, observer: (any AccessObserver)? = nil,
+    public convenience init(scenario: Scenario, strict: Bool = false, stagesAhead: Bool = true, observer: (any AccessObserver)? = nil,
                             logger: Logger = Logger(label: "mdevsim.fs")) {
-        self.init(types: scenario.types, strict: strict, observer: observer, parent: scenario.parent, logger: logger)
+        self.init(types: scenario.types, strict: strict, stagesAhead: stagesAhead, observer: observer, parent: scenario.parent, logger: logger)
     }
 
     /// Whether `mmap` of region files works on this mount (set once INIT is done).
@@ -190,7 +194,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         guard let (node, device) = tree.nodeAndDevice(read.inode) else { return reply.error(.noSuchFileOrDirectory) }
         if case .deviceFile(_, .migration) = node {
             guard let device else { return reply.error(.operationNotSupportedByDevice) }
-            return RegionFile(cache: cache, device: device, inode: read.inode).read(read, reply: reply)
+            return RegionFile(cache: cache, device: device, inode: read.inode, stagesAhead: stagesAhead).read(read, reply: reply)
         }
         if case .deviceFile(_, let file) = node, file.isV2Call {
             guard let device else { return reply.error(.operationNotSupportedByDevice) }
@@ -211,7 +215,7 @@ public final class MdevFileSystem: FileSystem, @unchecked Sendable {
         switch node {
         case .deviceFile(let uuid, .migration):
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
-            RegionFile(cache: cache, device: device, inode: write.inode).write(write, data: data, reply: reply)
+            RegionFile(cache: cache, device: device, inode: write.inode, stagesAhead: stagesAhead).write(write, data: data, reply: reply)
         case .deviceFile(let uuid, let file) where file.isV2Call:
             guard let device = tree.device(uuid) else { return reply.error(.operationNotSupportedByDevice) }
             v2Files.write(device, file, write, data: data, reply: reply)

@@ -47,11 +47,11 @@ public final class MdevMount: Sendable {
 
     /// Mounts; requests are served once `start()` or `run()` is called. `observer` (a trace) is
     /// told every region access and device event. `commandLine` is the user's libfuse command line.
-    public init(scenario: Scenario, mountpoint: String, strict: Bool = false, allowOther: Bool = false,
+    public init(scenario: Scenario, mountpoint: String, strict: Bool = false, stagesAhead: Bool = true, allowOther: Bool = false,
                 handleSignals: Bool = false, observer: (any AccessObserver)? = nil,
                 commandLine: FUSECommandLine = FUSECommandLine(),
                 logger: Logger = Logger(label: "mdevsim")) throws(FUSEError) {
-        filesystem = MdevFileSystem(scenario: scenario, strict: strict, observer: observer, logger: logger)
+        filesystem = MdevFileSystem(scenario: scenario, strict: strict, stagesAhead: stagesAhead, observer: observer, logger: logger)
         let options = Self.options(Self.options(allowOther: allowOther, handleSignals: handleSignals), commandLine: commandLine)
         session = try FUSESession(filesystem: filesystem, mountpoint: mountpoint, options: options, logger: logger)
         self.mountpoint = mountpoint

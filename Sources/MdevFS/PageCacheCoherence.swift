@@ -41,10 +41,10 @@ final class PageCacheCoherence: @unchecked Sendable {
         try? currentNotifier?.invalidateInode(inode)
     }
 
-    /// Pushes region bytes `range` (in the data section) of `device` into the page cache.
-    func store(_ range: Range<UInt64>, of device: MdevDevice, inode: FUSEInode) {
+    /// Pushes region bytes `range` (in the data section) of `device` into the page cache, from
+    /// `section`, the data section as the engine's last access under the device lock left it.
+    func store(_ range: Range<UInt64>, of section: UnsafeMutableRawBufferPointer, device: MdevDevice, inode: FUSEInode) {
         guard let notifier = currentNotifier, range.lowerBound >= Self.dataStart else { return }
-        let section = device.region.dataSection
         // Whole pages: the kernel marks a page up to date only when a store fills it, and a
         // partly stored page would cost the client a fault (a READ round trip) when it reads the
         // chunk's last bytes. The bytes around the chunk are the buffer's, as a fault would see.

@@ -7,28 +7,35 @@ import Foundation
 struct CopyFigure: Codable, Sendable {
     var tally = CopyTally()
     var migratedBytes: UInt64 = 0
+    /// The source's staging ahead over the same passes (`staged_ahead` of its `state`).
+    var stagedAhead = StageAheadFigures()
 
     init() {}
 
     /// From the `state` JSON of a source and its destination after their migration.
     init(source: String, destination: String) {
-        let (s, d) = (Self.tally(source), Self.tally(destination))
-        tally = s + d
-        migratedBytes = s.staged
+        let (s, d) = (Self.state(source), Self.state(destination))
+        tally = (s?.copies ?? CopyTally()) + (d?.copies ?? CopyTally())
+        migratedBytes = s?.copies.staged ?? 0
+        stagedAhead = s?.stagedAhead ?? StageAheadFigures()
     }
 
-    private struct State: Decodable { var copies: CopyTally }
+    private struct State: Decodable {
+        var copies: CopyTally
+        var stagedAhead: StageAheadFigures
+    }
 
-    private static func tally(_ json: String) -> CopyTally {
+    private static func state(_ json: String) -> State? {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return (try? decoder.decode(State.self, from: Data(json.utf8)))?.copies ?? CopyTally()
+        return try? decoder.decode(State.self, from: Data(json.utf8))
     }
 
     static func + (a: CopyFigure, b: CopyFigure) -> CopyFigure {
         var s = a
         s.tally = a.tally + b.tally
         s.migratedBytes += b.migratedBytes
+        s.stagedAhead = a.stagedAhead + b.stagedAhead
         return s
     }
 
@@ -40,7 +47,7 @@ struct CopyFigure: Codable, Sendable {
         guard migratedBytes > 0 else { return "no bytes migrated" }
         let t = tally
         let sites: [(String, UInt64)] = [
-            ("staged", t.staged), ("kernel: pread reply", t.replyFromSection), ("kernel: into the page cache", t.pageCacheStore),
+            ("staged", t.staged), ("section tail", t.sectionTail), ("kernel: pread reply", t.replyFromSection), ("kernel: into the page cache", t.pageCacheStore),
             ("kernel: pwrite into the daemon", t.writeIntoDaemon), ("kernel: page cache into the daemon", t.pageCacheIntoDaemon),
             ("pwrite into the section", t.pwriteIntoSection), ("mapped stores into the section", t.mappingIntoSection),
             ("section into a caller", t.sectionIntoCaller), ("into device memory", t.intoMemory),

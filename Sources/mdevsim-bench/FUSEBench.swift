@@ -117,6 +117,8 @@ extension Bench {
         @Option(name: .customLong("serve-scenario"), help: .hidden) var serveScenario: String?
         @Option(help: .hidden) var instances: Int = 16
         @Flag(help: .hidden) var strict = false
+        /// With `--serve`: the mount stages at `data_offset` only (the "staging ahead off" mount).
+        @Flag(name: .customLong("no-stage-ahead"), help: .hidden) var noStageAhead = false
 
         static let chunk = 1 << 20
         static let typeName = "mdevsim-bench"
@@ -137,7 +139,7 @@ extension Bench {
                 // The mdevsim daemon of a run: serves until SIGTERM/SIGINT (libfuse's handlers unmount).
                 let scenario = try serveScenario.map { try ScenarioLoader.parse(String(contentsOfFile: $0, encoding: .utf8)) }
                     ?? fuseBenchScenario(memory: memory.bytes, chunk: UInt64(Self.chunk), instances: instances)
-                let mount = try MdevMount(scenario: scenario, mountpoint: serve, strict: strict, handleSignals: true)
+                let mount = try MdevMount(scenario: scenario, mountpoint: serve, strict: strict, stagesAhead: !noStageAhead, handleSignals: true)
                 _ = try mount.run()
                 return
             }
@@ -187,6 +189,9 @@ struct FUSEFigures: Codable, Sendable {
     var engineHeaderNanoseconds: Spread?
     var engineHeaderShareOfFUSELatency: Spread?
     var chunksPerPass = 0
+    /// The same passes on a second mdevsim mount that stages at `data_offset` only
+    /// (`--no-stage-ahead`): the save pipeline's own gain, as mdevsim with it / without it.
+    var stageAheadGain: StageAheadGain?
     /// What mdevsim's devices counted they copied (`CopyTally`, both sides summed) over every
     /// timed pass, through the mappings and by pread/pwrite.
     var mappedCopies: CopyFigure?
@@ -205,6 +210,20 @@ struct FUSEFigures: Codable, Sendable {
     var bigDevice: BigDeviceFigure?
     /// The bundled `large-sparse` scenario, timed as `mdevsim run` runs it.
     var largeSparse: LargeSparseFigure?
+}
+
+/// mdevsim with staging ahead against mdevsim without it, pass by pass in the same repeats.
+struct StageAheadGain: Codable, Sendable {
+    /// GB/s without staging ahead, and the ratio with / without per repeat.
+    var mappedSaveResumeOff: Spread
+    var mappedSaveResumeRatio: Spread
+    var preadSaveOff: Spread
+    var preadSaveRatio: Spread
+    var pwriteResumeOff: Spread
+    var pwriteResumeRatio: Spread
+    /// Over the timed passes with staging ahead: chunks built ahead and taken, of those the ones
+    /// the `data_offset` read had to finish, and the ones dropped.
+    var figures: StageAheadFigures
 }
 
 /// The in-process migration of `mdevsim-bench throughput`, run by `fuse` for the README's table.
@@ -315,19 +334,20 @@ final class FUSEBenchRun {
 
     /// An mdevsim mount: `memory` per device, `instances` devices at most (the concurrency
     /// figure's mount has its own size and room for all its pairs).
-    func startMdevsim(strict: Bool, name: String? = nil, memory: UInt64? = nil, instances: Int = 16) throws -> BenchDaemon {
-        let name = name ?? (strict ? "mdevsim-strict" : "mdevsim")
+    func startMdevsim(strict: Bool, stagesAhead: Bool = true, name: String? = nil, memory: UInt64? = nil, instances: Int = 16) throws -> BenchDaemon {
+        let name = name ?? (strict ? "mdevsim-strict" : stagesAhead ? "mdevsim" : "mdevsim-no-stage-ahead")
         let memory = memory ?? o.memory.bytes
         let mountpoint = "\(workdir)/\(name)"
         let d: BenchDaemon
         if o.inProcess {
             d = try InProcessMdevDaemon(label: name, scenario: fuseBenchScenario(memory: memory, chunk: UInt64(Bench.FUSE.chunk), instances: instances),
-                                        mountpoint: mountpoint, strict: strict)
+                                        mountpoint: mountpoint, strict: strict, stagesAhead: stagesAhead)
             daemons.append(d)
         } else {
             let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
             var args = ["fuse", "--serve", mountpoint, "--memory", "\(memory)", "--instances", "\(instances)"]
             if strict { args.append("--strict") }
+            if !stagesAhead { args.append("--no-stage-ahead") }
             let c = try ChildDaemon(label: name, executable: exe, arguments: args, mountpoint: mountpoint, logPath: "\(workdir)/\(name).log")
             daemons.append(c)
             d = c
@@ -348,7 +368,8 @@ final class FUSEBenchRun {
         let bare = try startBare()
         let mdev = try startMdevsim(strict: false)
         let strictMount = o.skipStrict ? nil : try startMdevsim(strict: true)
-        out.progress("mounted \(bare.mountpoint), \(mdev.mountpoint)\(strictMount.map { ", " + $0.mountpoint } ?? "")")
+        let mdevOff = try startMdevsim(strict: false, stagesAhead: false)
+        out.progress("mounted \(bare.mountpoint), \(mdev.mountpoint), \(mdevOff.mountpoint)\(strictMount.map { ", " + $0.mountpoint } ?? "")")
 
         // One C client times every loop, against both daemons; its files stay open across repeats.
         guard let clientPath = o.client else { throw BenchError("no --client") }
@@ -393,12 +414,15 @@ final class FUSEBenchRun {
         // One whole pass for mdevsim too: its daemon then holds the memory extents a device
         // reuses (ExtentPool), as a mount that has run a migration before does.
         _ = try mdevsimSaveResume(c, mount: mdev.mountpoint, daemon: mdev.processID, mapped: true)
+        _ = try mdevsimSaveResume(c, mount: mdevOff.mountpoint, daemon: mdevOff.processID, mapped: true)
 
         var header: [String: [Double]] = [:], pread: [String: [Double]] = [:], transfer: [String: [Double]] = [:]
         var rwSave: [String: [Double]] = [:], rwResume: [String: [Double]] = [:], swiftHeader: [Double] = []
         var memcpyRuns: [Double] = [], engineRuns: [EngineRun] = []
         var bareSteps = TransferTiming(), mdevSteps = TransferTiming()
         var mappedCopies = CopyFigure(), preadCopies = CopyFigure()
+        var transferOff: [Double] = [], rwSaveOff: [Double] = [], rwResumeOff: [Double] = []
+        var aheadFigures = StageAheadFigures()
         for r in 0..<o.repeats {
             let order = r % 2 == 0 ? ["bare", "mdevsim", "strict"] : ["strict", "mdevsim", "bare"]
             for who in order {
@@ -429,6 +453,14 @@ final class FUSEBenchRun {
                     rwSave[who, default: []].append(w.saveGBps)
                     rwResume[who, default: []].append(w.resumeGBps)
                     if rwMatched { figures.digestsMatched += 1 }
+                    aheadFigures = aheadFigures + copies.stagedAhead + rwCopies.stagedAhead
+                    // The same two passes with staging ahead off, right after (order alternating).
+                    let (tOff, _, offMatched, _) = try mdevsimSaveResume(c, mount: mdevOff.mountpoint, daemon: mdevOff.processID, mapped: true)
+                    let (_, wOff, rwOffMatched, _) = try mdevsimSaveResume(c, mount: mdevOff.mountpoint, daemon: mdevOff.processID, mapped: false)
+                    if !offMatched || !rwOffMatched { throw BenchError("a save+resume on the mount without staging ahead ended with different digests") }
+                    transferOff.append(tOff.gbPerSecond)
+                    rwSaveOff.append(wOff.saveGBps)
+                    rwResumeOff.append(wOff.resumeGBps)
                 }
             }
             memcpyRuns.append(try c.memcpyGBps(size: section, count: chunksPerPass))
@@ -472,6 +504,11 @@ final class FUSEBenchRun {
         if let h = header["mdevsim"], !h.isEmpty {
             figures.engineHeaderShareOfFUSELatency = Spread(zip(engineRuns, h).map { $0.headerNs / ($1 * 1000) })
         }
+        figures.stageAheadGain = StageAheadGain(
+            mappedSaveResumeOff: Spread(transferOff), mappedSaveResumeRatio: ratios(transfer["mdevsim"] ?? [], transferOff),
+            preadSaveOff: Spread(rwSaveOff), preadSaveRatio: ratios(rwSave["mdevsim"] ?? [], rwSaveOff),
+            pwriteResumeOff: Spread(rwResumeOff), pwriteResumeRatio: ratios(rwResume["mdevsim"] ?? [], rwResumeOff),
+            figures: aheadFigures)
         figures.chunksPerPass = chunksPerPass
         figures.mappedCopies = mappedCopies
         figures.preadCopies = preadCopies
@@ -669,6 +706,16 @@ final class FUSEBenchRun {
         if let e = f.engineAloneGbPerSecond, let s = f.engineSaveMicrosecondsPerChunk, let a = f.engineSaveApplyMicrosecondsPerChunk {
             l("  " + pad("  mdevsim engine alone, same pass, no FUSE", 48) + pad("", 22) + pad(String(format: "%.2f GB/s", e.median), 22)
               + String(format: "per chunk: save %.0f us, save+copy+apply %.0f us", s.median, a.median))
+        }
+        if let g = f.stageAheadGain {
+            let cell = { (s: Spread) in String(format: "%.2f (%.2f..%.2f)", s.median, s.min, s.max) }
+            l("  mdevsim without staging ahead (--no-stage-ahead) [GB/s], and with / without:")
+            for (name, off, ratio) in [("mapped save+resume", g.mappedSaveResumeOff, g.mappedSaveResumeRatio),
+                                       ("pre-copy save by pread", g.preadSaveOff, g.preadSaveRatio),
+                                       ("pre-copy resume by pwrite", g.pwriteResumeOff, g.pwriteResumeRatio)] {
+                l("    " + pad(name, 44) + pad("", 22) + pad(cell(off), 22) + String(format: "%.3fx", ratio.median))
+            }
+            l("    chunks built ahead and taken: \(g.figures.taken) (finished by the data_offset read: \(g.figures.finishedAtStaging)), dropped: \(g.figures.dropped)")
         }
         for (name, copies) in [("mapped", f.mappedCopies), ("pread/pwrite", f.preadCopies)] {
             if let copies { l("  copies of each migrated byte, \(name): " + copies.description) }

@@ -118,11 +118,11 @@ final class InProcessMdevDaemon: BenchDaemon {
     private var stopped = false
     var processID: Int32? { nil }
 
-    init(label: String, scenario: Scenario, mountpoint: String, strict: Bool) throws {
+    init(label: String, scenario: Scenario, mountpoint: String, strict: Bool, stagesAhead: Bool = true) throws {
         self.label = label
         self.mountpoint = mountpoint
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: strict)
+        mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: strict, stagesAhead: stagesAhead)
         do {
             try mount.start()
         } catch {

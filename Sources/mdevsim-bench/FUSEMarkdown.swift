@@ -53,6 +53,15 @@ extension FUSEFigures {
             lines.append("| same, ratio to memcpy of the same 1 MiB pieces (" + String(format: "%.1f GB/s", m.median) + ") | "
                          + String(format: "%.4fx | %.4fx | | |", b.median, d.median))
         }
+        if let g = stageAheadGain {
+            let ratio = { (s: Spread) in String(format: "**%.2fx** (%.2f..%.2f)", s.median, s.min, s.max) }
+            for (name, off, r) in [("mapped save+resume", g.mappedSaveResumeOff, g.mappedSaveResumeRatio),
+                                   ("pre-copy save by pread", g.preadSaveOff, g.preadSaveRatio),
+                                   ("pre-copy resume by pwrite", g.pwriteResumeOff, g.pwriteResumeRatio)] {
+                lines.append("| \(name): mdevsim with staging ahead / without (`--no-stage-ahead`, same repeats) | | \(cell(off, "%.2f", "GB/s")) without | \(ratio(r)) | |")
+            }
+            lines.append("| save chunks built ahead while the client copied the one before, and taken | | \(g.figures.taken) (\(g.figures.finishedAtStaging) finished by the `data_offset` read), \(g.figures.dropped) dropped | | |")
+        }
         for (name, copies) in [("through the mappings", mappedCopies), ("by pread/pwrite", preadCopies)] {
             guard let copies else { continue }
             lines.append("| copies of each migrated byte \(name), as mdevsim's devices counted them (the engine's, and the kernel's for the daemon) | | \(copies.description) | | |")

@@ -36,7 +36,7 @@ struct Mount: ParsableCommand {
 
     @Option(name: .customShort("o"), help: ArgumentHelp("""
         Mount options, comma-separated, repeatable. mdevsim's own: scenario=FILE, strict, trace=FILE, log=FILE, \
-        verbose, bdi_max_ratio=PERCENT (as --bdi-max-ratio). Every other goes to libfuse and the kernel as given: ro, allow_other (other users, e.g. QEMU \
+        verbose, bdi_max_ratio=PERCENT (as --bdi-max-ratio), no_stage_ahead. Every other goes to libfuse and the kernel as given: ro, allow_other (other users, e.g. QEMU \
         under another uid, may then read the 0444 attributes and list the tree, but create, reset, remove and \
         the regions stay the mounting user's: the modes are always enforced, default_permissions is always on; \
         README, Security model; non-root needs user_allow_other in /etc/fuse.conf), fsname=, subtype=, \
@@ -65,8 +65,13 @@ struct Mount: ParsableCommand {
         """, valueName: "percent"))
     var bdiMaxRatio: Int?
 
+    @Flag(name: .customLong("no-stage-ahead"), help: """
+        Stage each save chunk at its data_offset read only, instead of building it while the client copies the one         before (the same bytes and answers either way; README, How the region file works). Also -o no_stage_ahead.
+        """)
+    var noStageAhead = false
+
     /// mdevsim's own `-o` options, as fuse_opt templates.
-    static let ownTemplates = ["scenario=", "strict", "trace=", "log=", "verbose", "bdi_max_ratio="]
+    static let ownTemplates = ["scenario=", "strict", "trace=", "log=", "verbose", "bdi_max_ratio=", "no_stage_ahead"]
 
     /// What to run with once the long flags and mdevsim's `-o` options are merged (`-o` wins).
     struct Settings {
@@ -76,6 +81,7 @@ struct Mount: ParsableCommand {
         var log: String?
         var verbose: Bool
         var bdiMaxRatio: Int?
+        var stagesAhead: Bool
         var line: FUSECommandLine
     }
 
@@ -96,7 +102,8 @@ struct Mount: ParsableCommand {
         } catch {
             throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: .usage)
         }
-        var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, bdiMaxRatio: bdiMaxRatio, line: line)
+        var s = Settings(scenario: scenario, strict: strict, trace: trace, log: log, verbose: verbose, bdiMaxRatio: bdiMaxRatio,
+                         stagesAhead: !noStageAhead, line: line)
         for o in line.ownOptions {
             switch o.template {
             case "scenario=": s.scenario = o.value
@@ -106,6 +113,7 @@ struct Mount: ParsableCommand {
             case "bdi_max_ratio=":
                 guard let percent = Int(o.value ?? "") else { throw badRatio("'\(o.value ?? "")'") }
                 s.bdiMaxRatio = percent
+            case "no_stage_ahead": s.stagesAhead = false
             default: s.verbose = true
             }
         }
@@ -191,7 +199,8 @@ struct Mount: ParsableCommand {
         let resolvedMountpoint = MountHelpers.resolvedPath(mountpoint)
         let mount: MdevMount
         do {
-            mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: settings.strict, handleSignals: true,
+            mount = try MdevMount(scenario: scenario, mountpoint: mountpoint, strict: settings.strict, stagesAhead: settings.stagesAhead,
+                                  handleSignals: true,
                                   observer: writer.map { TraceRecorder(sink: $0) }, commandLine: settings.line, logger: logger)
         } catch {
             throw CommandError("cannot mount \(mountpoint)", cause: error.message, status: error.kind == .invalidOption ? .usage : .environment)

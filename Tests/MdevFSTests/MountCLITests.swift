@@ -2,6 +2,7 @@ import Conformance
 import Foundation
 import FUSEKit
 import Glibc
+import MigrationProtocol
 import SystemPackage
 import Testing
 import TestSupport
@@ -69,6 +70,52 @@ import TestSupport
             #expect(refused == 64 && why.contains("expected a percent from 0 to 100"), "\(why)")
             #expect(MountHelpers.status(of: mp.path) == .notMounted)
         }
+    }
+
+    /// By default a saving device builds each next chunk while the client copies the staged one,
+    /// and the next `data_offset` read takes it (`staged_ahead` in its `state`); with
+    /// `-o no_stage_ahead` it stages at `data_offset` only. Either way the same chunks.
+    @Test func noStageAheadStagesAtDataOffsetOnly() throws {
+        var chunks: [Bool: [[UInt8]]] = [:]
+        for option in [false, true] {
+            let mp = try mountpoint()
+            defer { mp.remove() }
+            let (status, output) = try MountCommandTests.mdevsim(["mount", mp.path] + (option ? ["-o", "no_stage_ahead"] : []))
+            #expect(status == 0, "\(output)")
+            defer { _ = try? MountCommandTests.mdevsim(["unmount", mp.path]) }
+            let uuid = "6b1f0c3e-9a55-4d2e-8f00-00000000000\(option ? 1 : 2)"
+            try FileTransport.writeText(uuid + "\n", to: "\(mp.path)/mdev_supported_types/mdevsim-default/create")
+            let fd = open("\(mp.path)/devices/\(uuid)/migration", O_RDWR)
+            #expect(fd >= 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            func field(_ offset: off_t) -> UInt64 {
+                var v: UInt64 = 0
+                _ = pread(fd, &v, 8, offset)
+                return UInt64(littleEndian: v)
+            }
+            var stop = UInt32(DeviceState.stopAndCopy.rawValue).littleEndian
+            #expect(pwrite(fd, &stop, 4, 0) == 4)
+            for _ in 0..<4 {
+                _ = field(8)
+                let offset = field(16), size = field(24)
+                var chunk = [UInt8](repeating: 0, count: Int(size))
+                #expect(pread(fd, &chunk, Int(size), off_t(offset)) == Int(size))
+                chunks[option, default: []].append(chunk)
+                // Time for the daemon to build the next chunk before it is asked for.
+                usleep(100_000)
+            }
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(mp.path)/devices/\(uuid)/state"))) as? [String: Any]
+            let ahead = ((state?["staged_ahead"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+            if option {
+                #expect(ahead["taken"] == 0 && ahead["dropped"] == 0, "\(ahead)")
+            } else {
+                #expect(ahead["taken"] == 3 && ahead["dropped"] == 0, "\(ahead)")
+            }
+        }
+        // Both devices have the same seed and type but not the same UUID: their page bytes
+        // differ, their chunks' sizes and record layout do not.
+        #expect(chunks[false]?.map(\.count) == chunks[true]?.map(\.count) && chunks[false]?.count == 4)
     }
 
     @Test func unknownOptionIsRefusedByLibfuse() throws {

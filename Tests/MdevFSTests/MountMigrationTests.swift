@@ -62,6 +62,32 @@ import TestSupport
         #expect(to["into_memory", default: 0] <= staged)
     }
 
+    /// A source that dirties nothing takes every chunk it built ahead while the client copied
+    /// the staged one (`StageAhead.swift`), through the pread path and the mapping alike, and the
+    /// migration is the same: equal digests, each staged byte moved once.
+    @Test(arguments: [("pread", ClientOptions.DataAccess.pieces(1 << 20), false), ("mmap", .mapped, true)])
+    func chunksBuiltAheadAreTakenWhenNothingChanged(_ name: String, _ access: ClientOptions.DataAccess, _ map: Bool) throws {
+        var scenario = smallScenario(memory: 4 << 20)
+        scenario.types[0].configuration.dirtyRate = 0
+        let fixture = try MountFixture(scenario)
+        defer { fixture.close() }
+        let (report, source, destination) = try migrateThroughMount(fixture, options: ClientOptions(precopyThreshold: 256 << 10, dataAccess: access), map: map)
+        #expect(report.succeeded, "\(name): \(report.failure.map { "\($0)" } ?? "")")
+        #expect(try String(contentsOfFile: "\(source)/digest", encoding: .utf8) == String(contentsOfFile: "\(destination)/digest", encoding: .utf8))
+        func object(_ device: String, _ key: String) throws -> [String: UInt64] {
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(device)/state"))) as? [String: Any]
+            return ((state?[key] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+        }
+        let ahead = try object(source, "staged_ahead")
+        let chunks = report.chunks.precopy + report.chunks.stopAndCopy
+        // Every chunk but the first of each phase can be built ahead, unless the client asks for
+        // it before the daemon's thread has begun (a loaded machine); the pre-copy chunk built
+        // ahead when the client stops the device is dropped.
+        #expect(ahead["taken", default: 0] * 2 >= UInt64(chunks) && ahead["dropped", default: 0] <= 1, "\(name): \(ahead), \(chunks) chunks")
+        let copies = try object(source, "copies")
+        if !map { #expect(copies["reply_from_section"] == copies["staged"], "\(name): \(copies)") }
+    }
+
     /// Mapped data sections of several MiB leave many dirty pages to write back when the client
     /// unmaps; with the mount served by this same process that once deadlocked (munmap holds the
     /// mmap lock the daemon's threads need) and FileTransport now msyncs first. Several rounds,

@@ -292,7 +292,7 @@ public struct ScenarioRunner: Sendable {
 
     /// The default memory limit: 4GiB keeps `large-sparse` (16GiB) out of a default run. Its
     /// destination keeps every page as a reference (84 MB of RSS), but 16GiB cross the data
-    /// section: 23-26 s through FUSE, 3.4-4.0 s in process (release build; README, Known limits).
+    /// section: 23-26 s through FUSE, 2.3-5.2 s in process (release build; README, Known limits).
     public static let defaultMaxMemory: UInt64 = 4 << 30
 
     public init(mode: Mode, mountpoint: String? = nil, maxMemory: UInt64? = ScenarioRunner.defaultMaxMemory) {

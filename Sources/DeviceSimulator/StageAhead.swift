@@ -8,8 +8,9 @@
 /// staged or a page dirtied changes it), the same device revision (memory or config written,
 /// the running device's writes), the same `device_state`. Consuming the staged chunk changes
 /// none of them, so a stopped device, or a running one that dirties nothing, takes every chunk
-/// built ahead; a device that dirtied a page meanwhile drops it and stages as before. Faults act
-/// after staging, on whichever buffer is the section, as they always did.
+/// built ahead; a running device that dirties builds nothing ahead (it would dirty a page before
+/// the chunk is asked for), and a chunk whose inputs changed anyway is dropped and staged as
+/// before. Faults act after staging, on whichever buffer is the section, as they always did.
 ///
 /// The two buffers trade places when a built chunk is taken; the bytes past the chunk's end
 /// are copied over from the buffer it replaces (both track how far they hold anything but
@@ -75,6 +76,10 @@ extension MigrationRegion {
     public func stageAhead(pages budget: Int) -> Bool {
         guard let spare = spareSection, dataSectionMapping != .direct, state.isSaving, !state.isError,
               let session = save, session.staged != nil else { return false }
+        // A running device that dirties pages will have changed the session by then (the
+        // `pending_bytes` read runs it over the chunk's link time): the chunk would be dropped,
+        // and building it would take a CPU from the client for nothing.
+        guard !(state.isRunning && configuration.dirtyRate > 0) else { return false }
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
         let basis = StageAhead.Basis(session: session.id, sessionRevision: session.revision,
                                      deviceRevision: device.revision, state: state.rawValue)

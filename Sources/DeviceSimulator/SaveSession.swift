@@ -163,7 +163,7 @@ struct SaveSession {
 
     /// Fills `section` with the next chunk of `phase`; returns its size (0 when nothing is left).
     mutating func stage(into section: UnsafeMutableRawBufferPointer, phase: MigrationPhase, device: SimulatedDevice) -> UInt64 {
-        guard let plan = plan(phase: phase, device: device), var fill = ChunkFill(plan, into: section, session: self, device: device) else { return 0 }
+        guard let plan = plan(phase: phase, device: device), var fill = ChunkFill(plan, into: section, configuration: configuration, device: device) else { return 0 }
         fill.write(pages: .max, device: device)
         return commit(fill)
     }
@@ -219,8 +219,8 @@ struct ChunkFill {
     private(set) var complete = false
 
     /// Writes the chunk's first records; nil when `section` is smaller than a chunk.
-    init?(_ plan: SaveSession.ChunkPlan, into section: UnsafeMutableRawBufferPointer, session: SaveSession, device: SimulatedDevice) {
-        let c = session.configuration
+    init?(_ plan: SaveSession.ChunkPlan, into section: UnsafeMutableRawBufferPointer, configuration c: DeviceConfiguration,
+          device: SimulatedDevice) {
         guard let base = section.baseAddress, section.count >= Int(c.chunkSize) else { return nil }
         self.plan = plan
         pageSize = Int(c.pageSize)

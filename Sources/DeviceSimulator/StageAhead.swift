@@ -81,8 +81,7 @@ extension MigrationRegion {
         // and building it would take a CPU from the client for nothing.
         guard !(state.isRunning && configuration.dirtyRate > 0) else { return false }
         let phase: MigrationPhase = state.isRunning ? .preCopy : .stopAndCopy
-        let basis = StageAhead.Basis(session: session.id, sessionRevision: session.revision,
-                                     deviceRevision: device.revision, state: state.rawValue)
+        let basis = stagingBasis(session)
         if var built = ahead, built.basis == basis {
             guard var fill = built.fill, !fill.complete else { return false }
             // Out of `ahead` while writing, so that the pages array is not copied.
@@ -96,12 +95,17 @@ extension MigrationRegion {
         if ahead?.fill != nil { stagedAhead.dropped += 1 }
         // Consuming the staged chunk changes nothing a plan reads: this is the next chunk.
         guard let plan = session.plan(phase: phase, device: device),
-              let fill = ChunkFill(plan, into: spare, session: session, device: device) else {
+              let fill = ChunkFill(plan, into: spare, configuration: configuration, device: device) else {
             ahead = StageAhead(basis: basis, fill: nil)
             return false
         }
         ahead = StageAhead(basis: basis, fill: fill)
         return true
+    }
+
+    /// What a chunk staged now would be built from, besides the memory it reads.
+    private func stagingBasis(_ session: SaveSession) -> StageAhead.Basis {
+        StageAhead.Basis(session: session.id, sessionRevision: session.revision, deviceRevision: device.revision, state: state.rawValue)
     }
 
     /// At a `data_offset` read that stages: the chunk built ahead, finished and made the
@@ -110,9 +114,7 @@ extension MigrationRegion {
         guard let built = ahead else { return nil }
         ahead = nil
         guard var fill = built.fill else { return nil }
-        let basis = StageAhead.Basis(session: session.id, sessionRevision: session.revision,
-                                     deviceRevision: device.revision, state: state.rawValue)
-        guard basis == built.basis, fill.plan.phase == phase, dataSectionMapping != .direct, let spare = spareSection else {
+        guard stagingBasis(session) == built.basis, fill.plan.phase == phase, dataSectionMapping != .direct, let spare = spareSection else {
             stagedAhead.dropped += 1
             return nil
         }

@@ -105,8 +105,7 @@ import TestSupport
                 // Time for the daemon to build the next chunk before it is asked for.
                 usleep(100_000)
             }
-            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(mp.path)/devices/\(uuid)/state"))) as? [String: Any]
-            let ahead = ((state?["staged_ahead"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+            let ahead = try stateCounts("\(mp.path)/devices/\(uuid)", "staged_ahead")
             if option {
                 #expect(ahead["taken"] == 0 && ahead["dropped"] == 0, "\(ahead)")
             } else {

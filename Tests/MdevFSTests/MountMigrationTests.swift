@@ -37,11 +37,7 @@ import TestSupport
             #expect(violations.isEmpty, "\(name): \(violations)")
         }
         // The copies each side counted (`CopyTally`), against the bytes the client moved.
-        func copies(_ device: String) throws -> [String: UInt64] {
-            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(device)/state"))) as? [String: Any]
-            return ((state?["copies"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
-        }
-        let (from, to) = (try copies(source), try copies(destination))
+        let (from, to) = (try stateCounts(source, "copies"), try stateCounts(destination, "copies"))
         let staged = from["staged"] ?? 0
         #expect(staged > 0, "\(name): \(from) \(to)")
         if map {
@@ -74,17 +70,13 @@ import TestSupport
         let (report, source, destination) = try migrateThroughMount(fixture, options: ClientOptions(precopyThreshold: 256 << 10, dataAccess: access), map: map)
         #expect(report.succeeded, "\(name): \(report.failure.map { "\($0)" } ?? "")")
         #expect(try String(contentsOfFile: "\(source)/digest", encoding: .utf8) == String(contentsOfFile: "\(destination)/digest", encoding: .utf8))
-        func object(_ device: String, _ key: String) throws -> [String: UInt64] {
-            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(device)/state"))) as? [String: Any]
-            return ((state?[key] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
-        }
-        let ahead = try object(source, "staged_ahead")
+        let ahead = try stateCounts(source, "staged_ahead")
         let chunks = report.chunks.precopy + report.chunks.stopAndCopy
         // Every chunk but the first of each phase can be built ahead, unless the client asks for
         // it before the daemon's thread has begun (a loaded machine); the pre-copy chunk built
         // ahead when the client stops the device is dropped.
         #expect(ahead["taken", default: 0] * 2 >= UInt64(chunks) && ahead["dropped", default: 0] <= 1, "\(name): \(ahead), \(chunks) chunks")
-        let copies = try object(source, "copies")
+        let copies = try stateCounts(source, "copies")
         if !map { #expect(copies["reply_from_section"] == copies["staged"], "\(name): \(copies)") }
     }
 

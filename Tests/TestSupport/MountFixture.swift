@@ -74,3 +74,10 @@ public func smallScenario(mmap: Bool = true, faults: [Fault] = [], instances: In
         types: [DeviceTypeSpec(configuration: config, instances: instances), DeviceTypeSpec(configuration: small, instances: instances)],
         migration: MigrationPlan(source: "mdevsim-test"))
 }
+
+/// The numbers of object `key` of the `state` file of the device at `directory` (its `copies`,
+/// its `staged_ahead`), by name.
+public func stateCounts(_ directory: String, _ key: String) throws -> [String: UInt64] {
+    let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/state"))) as? [String: Any]
+    return ((state?[key] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+}
